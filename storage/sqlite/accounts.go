@@ -1,0 +1,165 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// CreateAccount stores a and returns the zone serial after the change.
+// ErrConflict if the username or the subdomain is taken.
+func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, error) {
+	op := "create account " + a.Username
+	if err := validAccount(a); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	allow, err := encodeAllowFrom(a.AllowFrom)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	var serial uint32
+	err = s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
+		if _, err := c.ExecContext(ctx,
+			`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`,
+			a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano()); err != nil {
+			return err
+		}
+		var err error
+		serial, err = bumpSerial(ctx, c, a.CreatedAt)
+		return err
+	})
+	if err != nil {
+		return 0, wrapErr(ctx, op, err)
+	}
+	return serial, nil
+}
+
+// Account returns the account with that username, or ErrNotFound.
+func (s *Store) Account(ctx context.Context, username string) (storage.Account, error) {
+	op := "account " + username
+	if s.isClosed.Load() {
+		return storage.Account{}, wrapErr(ctx, op, errClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.Account{}, wrapErr(ctx, op, err)
+	}
+	a := storage.Account{Username: username}
+	var allow string
+	var created int64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT key_hash, subdomain, allow_from, created_at FROM accounts WHERE username = ?`, username).
+		Scan(&a.KeyHash, &a.Subdomain, &allow, &created)
+	if err != nil {
+		return storage.Account{}, wrapErr(ctx, op, err)
+	}
+	if a.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+		return storage.Account{}, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	a.CreatedAt = fromNanos(created)
+	return a, nil
+}
+
+// UpdateKeyHash replaces an account's key hash. It does not change the zone,
+// so it leaves the serial alone.
+func (s *Store) UpdateKeyHash(ctx context.Context, username, keyHash string) error {
+	op := "update key hash of " + username
+	if keyHash == "" {
+		return fmt.Errorf("sqlite: %s: empty key hash", op)
+	}
+	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
+		res, err := c.ExecContext(ctx, `UPDATE accounts SET key_hash = ? WHERE username = ?`, keyHash, username)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return storage.ErrNotFound
+		}
+		return nil
+	})
+	return wrapErr(ctx, op, err)
+}
+
+func validAccount(a storage.Account) error {
+	switch {
+	case a.Username == "":
+		return errors.New("empty username")
+	case a.Subdomain == "":
+		return errors.New("empty subdomain")
+	case a.KeyHash == "":
+		return errors.New("empty key hash")
+	}
+	return validTime("created_at", a.CreatedAt)
+}
+
+// Times are stored as int64 Unix nanoseconds, which covers 1678 to 2262.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+func validTime(what string, t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("%s is not set", what)
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return fmt.Errorf("%s %s is outside the years 1678-2262", what, t)
+	}
+	return nil
+}
+
+// fromNanos is the inverse of time.Time.UnixNano, in UTC.
+func fromNanos(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+// encodeAllowFrom stores prefixes as a JSON array of their String form, as
+// acme-dns does. Prefixes are kept as given (not masked), so they read back
+// equal.
+func encodeAllowFrom(ps []netip.Prefix) (string, error) {
+	ss := make([]string, len(ps))
+	for i, p := range ps {
+		if !p.IsValid() {
+			return "", fmt.Errorf("allow_from[%d] is not a valid prefix", i)
+		}
+		ss[i] = p.String()
+	}
+	b, err := json.Marshal(ss)
+	return string(b), err
+}
+
+// decodeAllowFrom reads what encodeAllowFrom wrote. It also accepts ” and
+// bare addresses (a host prefix), which hand-imported rows may hold.
+func decodeAllowFrom(s string) ([]netip.Prefix, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var ss []string
+	if err := json.Unmarshal([]byte(s), &ss); err != nil {
+		return nil, fmt.Errorf("stored allow_from is not a JSON array of CIDRs: %w", err)
+	}
+	if len(ss) == 0 {
+		return nil, nil
+	}
+	ps := make([]netip.Prefix, len(ss))
+	for i, c := range ss {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return nil, fmt.Errorf("stored allow_from: %w", err)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		ps[i] = p
+	}
+	return ps, nil
+}

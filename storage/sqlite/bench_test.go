@@ -1,0 +1,149 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// BenchmarkFsync measures what one durable commit costs at least on this
+// disk: append 4 KiB (a WAL frame) and fsync.
+func BenchmarkFsync(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for b.Loop() {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
+}
+
+// BenchmarkSetTXTParallel runs SetTXT from about 8 goroutines, each on its
+// own subdomain, with the default policy. "fsync+5ms" holds the writer 5 ms
+// after every commit, as a VM disk with a slow fsync would. writes/commit is
+// the average group-commit batch.
+func BenchmarkSetTXTParallel(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		callers int
+		delay   time.Duration
+	}{
+		{"callers=8", 8, 0},
+		{"callers=8/fsync+5ms", 8, 5 * time.Millisecond},
+		{"callers=1", 1, 0},
+		{"callers=1/fsync+5ms", 1, 5 * time.Millisecond},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var commits, writes atomic.Int64
+			st, _ := openTemp(b, hooks{afterCommit: func(n int) {
+				commits.Add(1)
+				writes.Add(int64(n))
+				if bc.delay > 0 {
+					time.Sleep(bc.delay)
+				}
+			}})
+			const subs = 64
+			for i := range subs {
+				mustCreate(b, st, acct(i))
+			}
+			commits.Store(0)
+			writes.Store(0)
+			var next atomic.Int64
+			procs := runtime.GOMAXPROCS(0)
+			b.SetParallelism((bc.callers + procs - 1) / procs)
+			if bc.callers == 1 {
+				// SetParallelism cannot go below GOMAXPROCS goroutines.
+				b.ResetTimer()
+				for i := 0; b.Loop(); i++ {
+					if _, _, err := st.SetTXT(context.Background(), "sub-0", fmt.Sprint(i%40), time.Now(), storage.DefaultTXTPolicy); err != nil {
+						b.Fatal(err)
+					}
+				}
+			} else {
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					g := next.Add(1)
+					sub := acct(int(g % subs)).Subdomain
+					for i := 0; pb.Next(); i++ {
+						if _, _, err := st.SetTXT(context.Background(), sub, fmt.Sprint(i%40), time.Now(), storage.DefaultTXTPolicy); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+			if c := commits.Load(); c > 0 {
+				b.ReportMetric(float64(writes.Load())/float64(c), "writes/commit")
+			}
+		})
+	}
+}
+
+// BenchmarkAccount reads accounts from parallel goroutines (the API's
+// authentication path).
+func BenchmarkAccount(b *testing.B) {
+	st, _ := openTemp(b, hooks{})
+	const n = 1000
+	fillAccounts(b, st, n)
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(1) * 7919
+		for pb.Next() {
+			i++
+			if _, err := st.Account(context.Background(), fmt.Sprintf("user-%d", i%n)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkSnapshot1M streams a million accounts (half with two values) and
+// reports the peak heap in use while doing so.
+func BenchmarkSnapshot1M(b *testing.B) {
+	st, _ := openTemp(b, hooks{})
+	const n = 1_000_000
+	fillAccounts(b, st, n)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	baseHeap := ms.HeapInuse
+	var peak uint64
+	b.ResetTimer()
+	for b.Loop() {
+		count := 0
+		if _, err := st.Snapshot(context.Background(), func(storage.Subdomain) error {
+			count++
+			if count%100_000 == 0 {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if count != n {
+			b.Fatalf("%d subdomains, want %d", count, n)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "subdomains/s")
+	b.ReportMetric(float64(peak-min(peak, baseHeap))/(1<<20), "MiB-heap-growth")
+}

@@ -1,0 +1,112 @@
+// Package storage defines the broker's persistent data model and the contract
+// every storage engine (storage/sqlite, later storage/postgres) implements.
+//
+// The broker keeps accounts (credentials + the one subdomain they may write)
+// and the TXT values posted for each subdomain. The DNS server does not read a
+// Store on its hot path; it answers from an in-memory index that is filled
+// from Store.Snapshot at start-up and kept current by the API after each
+// successful write.
+package storage
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Sentinel errors. Engines wrap them; callers compare with errors.Is.
+var (
+	// ErrNotFound: no account with that username.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the username or subdomain is already taken.
+	ErrConflict = errors.New("already exists")
+	// ErrUnavailable: the database cannot be reached or is not writable
+	// (locked, full, gone). The API maps it to 503.
+	ErrUnavailable = errors.New("storage unavailable")
+)
+
+// Account is one registered API user. It may set TXT values for Subdomain only.
+type Account struct {
+	Username  string         // UUID, also the X-Api-User header
+	KeyHash   string         // encoded hash of the API key (see package api/secret); never the key
+	Subdomain string         // lower-case single DNS label
+	AllowFrom []netip.Prefix // sources allowed to update; empty = anywhere
+	CreatedAt time.Time
+}
+
+// TXTRecord is one value served at <subdomain>.<zone>.
+type TXTRecord struct {
+	Value     string
+	UpdatedAt time.Time
+}
+
+// TXTPolicy says which values of a subdomain are kept (and served): the
+// Always newest are kept whatever their age; any other value is kept while
+// it is younger than Window; never more than Max in all.
+type TXTPolicy struct {
+	Always int
+	Window time.Duration
+	Max    int
+}
+
+// DefaultTXTPolicy: the 2 newest always (what acme-dns serves), every value
+// of the last 10 minutes, at most 16.
+var DefaultTXTPolicy = TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}
+
+// Keep returns the records of recs (sorted newest first) that the policy
+// keeps at time now. It does not allocate; the result aliases recs.
+func (p TXTPolicy) Keep(recs []TXTRecord, now time.Time) []TXTRecord {
+	n := 0
+	for i, r := range recs {
+		if i >= p.Max {
+			break
+		}
+		if i >= p.Always && now.Sub(r.UpdatedAt) >= p.Window {
+			break
+		}
+		n = i + 1
+	}
+	return recs[:n]
+}
+
+// Subdomain is one registered subdomain with its current TXT values, as
+// loaded at start-up.
+type Subdomain struct {
+	Name    string
+	Records []TXTRecord // newest first
+}
+
+// Store is the contract of a storage engine.
+//
+// Every method is safe for concurrent use and honours ctx cancellation.
+// A method that returns nil has made its change durable: it survives a crash
+// of the process (and, with the default settings, of the machine).
+// Errors wrap ErrNotFound, ErrConflict or ErrUnavailable where those apply.
+type Store interface {
+	// CreateAccount stores a new account. ErrConflict if the username or the
+	// subdomain exists. It returns the zone serial after the change.
+	CreateAccount(ctx context.Context, a Account) (serial uint32, err error)
+
+	// Account returns the account with that username, or ErrNotFound.
+	Account(ctx context.Context, username string) (Account, error)
+
+	// UpdateKeyHash replaces the stored hash of an account's key (used to
+	// upgrade legacy bcrypt hashes). ErrNotFound if there is no such account.
+	UpdateKeyHash(ctx context.Context, username, keyHash string) error
+
+	// SetTXT adds value to subdomain's TXT set (or refreshes its time if it
+	// is there already), drops what policy no longer keeps, and returns the
+	// values kept, newest first, with the zone serial after the change.
+	SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
+
+	// Snapshot calls fn once per registered subdomain (with its TXT values,
+	// newest first) and returns the current zone serial. Used at start-up.
+	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+
+	// Close releases the store. Pending writes finish first.
+	Close() error
+}
