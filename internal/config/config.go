@@ -1,0 +1,312 @@
+// Package config is the only reader of acmebroker's TOML configuration: the
+// Config struct with every field documented, the defaults in one place
+// (Default), loading (Load) and validation (Validate). Errors name the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration of `acmebroker serve`.
+type Config struct {
+	DNS     DNS     `toml:"dns"`
+	API     API     `toml:"api"`
+	Storage Storage `toml:"storage"`
+	Log     Log     `toml:"log"`
+}
+
+// DNS configures the authoritative server.
+type DNS struct {
+	// Listen: each address is served on UDP and TCP. IPv6 as "[::1]:53".
+	Listen []string `toml:"listen"`
+	// Zone is the delegated zone the broker is authoritative for.
+	Zone string `toml:"zone"`
+	// NSName is the primary name server (SOA MNAME).
+	NSName string `toml:"nsname"`
+	// NSAdmin is the zone's contact as a name (SOA RNAME), e.g. hostmaster.example.org.
+	NSAdmin string `toml:"nsadmin"`
+	// Records are static records in zone-file syntax, all inside Zone.
+	Records []string `toml:"records"`
+	// TXTTTL is the TTL of challenge TXT answers, seconds.
+	TXTTTL uint32 `toml:"txt_ttl"`
+	// NegativeTTL is how long resolvers may cache "no such name/value" (SOA MINIMUM), seconds.
+	NegativeTTL uint32 `toml:"negative_ttl"`
+	// TXTWindow: besides the 2 newest values, every value set within this window is served.
+	TXTWindow Duration `toml:"txt_window"`
+	// TXTMax caps the values served per subdomain.
+	TXTMax int `toml:"txt_max"`
+	// MaxUDPSize is the largest UDP answer sent to EDNS clients, bytes.
+	MaxUDPSize uint16 `toml:"max_udp_size"`
+}
+
+// API configures the HTTP API.
+type API struct {
+	// Listen is the API's host:port.
+	Listen string `toml:"listen"`
+	// TLS: "none" (plain HTTP, e.g. behind a reverse proxy) or "cert" (CertFile + KeyFile).
+	TLS      string `toml:"tls"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// DisableRegistration removes POST /register.
+	DisableRegistration bool `toml:"disable_registration"`
+	// CORSOrigins lists browser origins allowed to call the API ("*" for any).
+	CORSOrigins []string `toml:"cors_origins"`
+	// TrustedProxies are CIDRs whose X-Forwarded-For header is believed.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
+	BasePath string `toml:"base_path"`
+}
+
+// Storage selects the database.
+type Storage struct {
+	// Engine: "sqlite".
+	Engine string `toml:"engine"`
+	// DSN: for sqlite, the database file path.
+	DSN string `toml:"dsn"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // text | json
+}
+
+// Duration is a time.Duration written as "10m", "90s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write e.g. \"10m\" or \"90s\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default is the embedded configuration `acmebroker serve` runs with when no
+// file is given: a broker on loopback, good for trying it out.
+func Default() Config {
+	return Config{
+		DNS: DNS{
+			Listen:  []string{"127.0.0.1:5353"},
+			Zone:    "auth.example.org",
+			NSName:  "ns1.auth.example.org",
+			NSAdmin: "hostmaster.example.org",
+			Records: []string{
+				"auth.example.org. NS ns1.auth.example.org.",
+				"ns1.auth.example.org. A 127.0.0.1",
+			},
+			TXTTTL:      1,
+			NegativeTTL: 1,
+			TXTWindow:   Duration{10 * time.Minute},
+			TXTMax:      16,
+			MaxUDPSize:  1232,
+		},
+		API: API{
+			Listen:         "127.0.0.1:8080",
+			TLS:            "none",
+			CORSOrigins:    []string{},
+			TrustedProxies: []string{},
+		},
+		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db"},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the TOML file at path over the defaults and validates it.
+// Unknown keys are errors (a typo must not silently fall back to a default).
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes TOML text over the defaults and validates the result.
+func Parse(b []byte) (Config, error) {
+	c := Default()
+	// Lists given in the file replace the defaults rather than merge.
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			if perr.LastKey != "" {
+				return Config{}, fmt.Errorf("line %d: %s: %s", perr.Position.Line, perr.LastKey, perr.Message)
+			}
+			return Config{}, fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
+		}
+		return Config{}, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return Config{}, fmt.Errorf("unknown key %s (check the spelling against config.toml)", strings.Join(keys, ", "))
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate checks every field and normalises names. Errors name the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+
+	if len(c.DNS.Listen) == 0 {
+		bad("dns.listen", "at least one address is needed, e.g. [\"0.0.0.0:53\"]")
+	}
+	for i, a := range c.DNS.Listen {
+		if err := checkHostPort(a); err != nil {
+			bad(fmt.Sprintf("dns.listen[%d]", i), "%v", err)
+		}
+	}
+	c.DNS.Zone = normName(c.DNS.Zone)
+	c.DNS.NSName = normName(c.DNS.NSName)
+	c.DNS.NSAdmin = normName(c.DNS.NSAdmin)
+	if err := checkName(c.DNS.Zone); err != nil {
+		bad("dns.zone", "%v", err)
+	}
+	if err := checkName(c.DNS.NSName); err != nil {
+		bad("dns.nsname", "%v", err)
+	}
+	if err := checkName(c.DNS.NSAdmin); err != nil {
+		bad("dns.nsadmin", "%v (write the mailbox as a name: hostmaster.example.org)", err)
+	}
+	if c.DNS.TXTWindow.Duration < 0 {
+		bad("dns.txt_window", "must not be negative")
+	}
+	if c.DNS.TXTMax < 2 || c.DNS.TXTMax > 100 {
+		bad("dns.txt_max", "%d is out of range: 2 to 100 (the 2 newest values are always served)", c.DNS.TXTMax)
+	}
+	if c.DNS.MaxUDPSize != 0 && c.DNS.MaxUDPSize < 512 {
+		bad("dns.max_udp_size", "%d is below the DNS minimum of 512", c.DNS.MaxUDPSize)
+	}
+
+	if err := checkHostPort(c.API.Listen); err != nil {
+		bad("api.listen", "%v", err)
+	}
+	switch c.API.TLS {
+	case "none":
+	case "cert":
+		if c.API.CertFile == "" {
+			bad("api.cert_file", "required when api.tls = \"cert\"")
+		}
+		if c.API.KeyFile == "" {
+			bad("api.key_file", "required when api.tls = \"cert\"")
+		}
+	default:
+		bad("api.tls", "%q is not one of \"none\", \"cert\"", c.API.TLS)
+	}
+	for i, p := range c.API.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad(fmt.Sprintf("api.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	if bp := c.API.BasePath; bp != "" {
+		if !strings.HasPrefix(bp, "/") || strings.ContainsAny(bp, "?#* ") {
+			bad("api.base_path", "%q must be a path starting with / such as \"/acme\"", bp)
+		}
+		c.API.BasePath = strings.TrimRight(bp, "/")
+	}
+
+	switch c.Storage.Engine {
+	case "sqlite":
+		if c.Storage.DSN == "" {
+			bad("storage.dsn", "the SQLite database file is required, e.g. \"/var/lib/acmebroker/acmebroker.db\"")
+		}
+	default:
+		bad("storage.engine", "%q is not supported (use \"sqlite\")", c.Storage.Engine)
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// ParsePrefix parses a CIDR such as "192.0.2.0/24" or "2001:db8::/32".
+// Brackets around IPv6 ("[2001:db8::]/32") are tolerated, as acme-dns does;
+// a bare address is refused: write it as /32 or /128.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(strings.NewReplacer("[", "", "]", "").Replace(s))
+	if !strings.Contains(s, "/") {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (write a single address as %s/32 or /128)", s, s)
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
+	}
+	return p, nil
+}
+
+func checkHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (IPv6 as \"[::1]:53\")", a)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no valid port", a)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+			return fmt.Errorf("%q: host must be an IP address", a)
+		}
+	}
+	return nil
+}
+
+func normName(s string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
+}
+
+func checkName(s string) error {
+	if s == "" {
+		return errors.New("required")
+	}
+	if len(s) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", s)
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 {
+			return fmt.Errorf("%q is not a valid domain name", s)
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q is not a valid domain name (character %q)", s, r)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "config.toml"))
+	if err != nil {
+		t.Fatalf("the annotated config.toml must load as is: %v", err)
+	}
+	if c.DNS.Zone != "auth.example.org" || len(c.DNS.Records) != 2 || c.DNS.TXTWindow.Duration != 10*time.Minute {
+		t.Fatalf("unexpected values from config.toml: %+v", c.DNS)
+	}
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.DNS.Listen[0] != "127.0.0.1:5353" || c.API.Listen != "127.0.0.1:8080" || c.Storage.DSN != "acmebroker.db" {
+		t.Fatalf("embedded default changed: %+v", c)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		toml    string
+		wantErr string // substring; "" means valid
+		check   func(t *testing.T, c Config)
+	}{
+		{name: "empty file is the default", toml: ``},
+		{name: "lists replace defaults", toml: `[dns]
+listen = ["[::1]:15353", "127.0.0.1:15353"]`, check: func(t *testing.T, c Config) {
+			if len(c.DNS.Listen) != 2 || c.DNS.Listen[0] != "[::1]:15353" {
+				t.Errorf("listen = %v", c.DNS.Listen)
+			}
+		}},
+		{name: "zone normalised", toml: `[dns]
+zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
+			if c.DNS.Zone != "auth.example.org" {
+				t.Errorf("zone = %q", c.DNS.Zone)
+			}
+		}},
+		{name: "unknown key", toml: "[dns]\nlisen = [\"127.0.0.1:53\"]", wantErr: "unknown key dns.lisen"},
+		{name: "unknown section", toml: "[dsn]\nx = 1", wantErr: "unknown key dsn"},
+		{name: "syntax error has line", toml: "[dns]\nzone = \n", wantErr: "line 2"},
+		{name: "wrong type", toml: "[dns]\nlisten = \"127.0.0.1:53\"", wantErr: "listen"},
+		{name: "bad listen", toml: "[dns]\nlisten = [\"127.0.0.1\"]", wantErr: "dns.listen[0]"},
+		{name: "listen host name", toml: "[api]\nlisten = \"example.com:80\"", wantErr: "api.listen"},
+		{name: "bad zone", toml: "[dns]\nzone = \"a..b\"", wantErr: "dns.zone"},
+		{name: "missing zone", toml: "[dns]\nzone = \"\"", wantErr: "dns.zone: required"},
+		{name: "bad tls", toml: "[api]\ntls = \"yes\"", wantErr: "api.tls"},
+		{name: "cert needs files", toml: "[api]\ntls = \"cert\"", wantErr: "api.cert_file"},
+		{name: "bad proxy", toml: "[api]\ntrusted_proxies = [\"10.0.0.1\"]", wantErr: "api.trusted_proxies[0]"},
+		{name: "bad engine", toml: "[storage]\nengine = \"mysql\"", wantErr: "storage.engine"},
+		{name: "bad window", toml: "[dns]\ntxt_window = \"ten minutes\"", wantErr: "txt_window"},
+		{name: "txt_max range", toml: "[dns]\ntxt_max = 1", wantErr: "dns.txt_max"},
+		{name: "bad level", toml: "[log]\nlevel = \"loud\"", wantErr: "log.level"},
+		{name: "base path", toml: "[api]\nbase_path = \"/acme/\"", check: func(t *testing.T, c Config) {
+			if c.API.BasePath != "/acme" {
+				t.Errorf("base_path = %q", c.API.BasePath)
+			}
+		}},
+		{name: "several errors at once", toml: "[api]\ntls = \"x\"\n[log]\nformat = \"xml\"", wantErr: "log.format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.toml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if err == nil || !os.IsNotExist(errorsUnwrapAll(err)) && !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func errorsUnwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.0/24":      "192.0.2.0/24",
+		"[2001:db8::]/32":   "2001:db8::/32",
+		" 198.51.100.7/32 ": "198.51.100.7/32",
+	} {
+		p, err := ParsePrefix(in)
+		if err != nil || p.String() != want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, in := range []string{"192.0.2.1", "", "abc/8", "192.0.2.0/33"} {
+		if _, err := ParsePrefix(in); err == nil {
+			t.Errorf("ParsePrefix(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	b, _ := os.ReadFile(filepath.Join("..", "..", "config.toml"))
+	f.Add(b)
+	f.Add([]byte("[dns]\nlisten = [\"127.0.0.1:53\"]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err == nil {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Parse accepted a config that Validate refuses: %v", err)
+			}
+		}
+	})
+}
