@@ -1,0 +1,136 @@
+// Package api is the broker's HTTP API, wire-compatible with acme-dns:
+// POST /register, POST /update and GET /health, with the same paths, headers,
+// JSON bodies, status codes and error strings, so existing ACME clients
+// (lego, certbot's hook, acme.sh, cert-manager, Caddy, Traefik) work as they
+// are. It knows nothing of SQL: it talks to a Store and keeps the DNS
+// server's in-memory Index current after every durable write.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// Store is the part of storage.Store the API uses.
+type Store interface {
+	CreateAccount(ctx context.Context, a storage.Account) (uint32, error)
+	Account(ctx context.Context, username string) (storage.Account, error)
+	UpdateKeyHash(ctx context.Context, username, keyHash string) error
+	SetTXT(ctx context.Context, subdomain, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
+	Ping(ctx context.Context) error
+}
+
+// Index is the DNS server's in-memory view, updated after each write.
+type Index interface {
+	Add(subdomain string, serial uint32)
+	Set(subdomain string, recs []storage.TXTRecord, serial uint32)
+}
+
+// Config of the API.
+type Config struct {
+	Zone                string // the broker's zone, for "fulldomain"
+	DisableRegistration bool
+	CORSOrigins         []string
+	TrustedProxies      []netip.Prefix
+	BasePath            string // "" or "/prefix"
+	TXTPolicy           storage.TXTPolicy
+	MaxBodyBytes        int64 // default 16 KiB
+}
+
+// Deps are the injected collaborators.
+type Deps struct {
+	Store  Store
+	Index  Index
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+type server struct {
+	cfg Config
+	Deps
+}
+
+// New returns the API's http.Handler.
+func New(cfg Config, d Deps) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 10
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &server{cfg: cfg, Deps: d}
+
+	r := chi.NewRouter()
+	r.Use(s.recoverer, s.cors)
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update and GET /health")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register and /update take POST, /health takes GET")
+	})
+	routes := func(r chi.Router) {
+		if !cfg.DisableRegistration {
+			r.Post("/register", s.register)
+		}
+		r.Post("/update", s.update)
+		r.Get("/health", s.health)
+	}
+	if cfg.BasePath != "" {
+		r.Route(cfg.BasePath, routes)
+	} else {
+		routes(r)
+	}
+	return r
+}
+
+// NewHTTPServer wraps h with the timeouts and limits an internet-facing
+// server needs (slowloris, huge headers).
+func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		s.Logger.Warn("health: storage unreachable", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "storage": "unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "storage": "ok"})
+}
+
+// storageError answers a failed storage call: 503 when the database is
+// unavailable (the client should retry), 500 otherwise; "db_error" either way,
+// as acme-dns says.
+func (s *server) storageError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away; nobody to answer
+	}
+	s.Logger.Error(op+" failed", "err", err, "remote", r.RemoteAddr)
+	if errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "db_error", "the database is unavailable; nothing was changed, try again shortly")
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "db_error", "the database failed; nothing was changed")
+}

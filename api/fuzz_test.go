@@ -1,0 +1,54 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func checkJSONAnswer(t *testing.T, r result) {
+	t.Helper()
+	if r.status >= 500 {
+		t.Fatalf("server error %d for fuzzed input: %s", r.status, r.body)
+	}
+	if r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("answer is not JSON: %d %q", r.status, r.body)
+	}
+}
+
+func FuzzRegister(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"allowfrom":["192.0.2.0/24"]}`, `{"AllowFrom":["[::1]/128"]}`, `{"allowfrom":[1]}`, "\x00", `{"allowfrom":["1.2.3.4"]}`} {
+		f.Add(s)
+	}
+	e := newEnv(f, nil)
+	f.Fuzz(func(t *testing.T, body string) {
+		r := e.do("POST", "/register", body, nil, "")
+		checkJSONAnswer(t, r)
+		if r.status != http.StatusCreated && r.status != http.StatusBadRequest && r.status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("unexpected status %d: %s", r.status, r.body)
+		}
+	})
+}
+
+func FuzzUpdate(f *testing.F) {
+	e := newEnv(f, nil)
+	r := e.do("POST", "/register", "", nil, "")
+	var a acct
+	if err := jsonUnmarshal(r.body, &a); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(a.Username, a.Password, `{"subdomain":"`+a.Subdomain+`","txt":"`+val1+`"}`)
+	f.Add(a.Username, a.Password, `{"subdomain":"x","txt":""}`)
+	f.Add("", "", "")
+	f.Add(a.Username, strings.Repeat("a", 40), "{")
+	f.Fuzz(func(t *testing.T, user, key, body string) {
+		r := e.do("POST", "/update", body, map[string]string{"X-Api-User": user, "X-Api-Key": key}, "")
+		checkJSONAnswer(t, r)
+		u, err := uuid.Parse(strings.TrimSpace(user))
+		if r.status == http.StatusOK && (err != nil || u.String() != a.Username || key != a.Password) {
+			t.Fatalf("update accepted with wrong credentials %q %q", user, key)
+		}
+	})
+}

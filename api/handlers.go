@@ -1,0 +1,243 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/secret"
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// registerResponse keeps acme-dns's field order: acme.sh parses the one-line
+// JSON with sed.
+type registerResponse struct {
+	Username   string   `json:"username"`
+	Password   string   `json:"password"`
+	Fulldomain string   `json:"fulldomain"`
+	Subdomain  string   `json:"subdomain"`
+	AllowFrom  []string `json:"allowfrom"`
+}
+
+func (s *server) register(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	// Clients send nothing, "{}", {"allowfrom": [...]} or {"AllowFrom": [...]};
+	// encoding/json matches field names case-insensitively.
+	var req struct {
+		AllowFrom []string `json:"allowfrom"`
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := decodeStrict(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "malformed_json_payload",
+				"the body must be empty or a JSON object such as {\"allowfrom\": [\"192.0.2.0/24\"]}: "+err.Error())
+			return
+		}
+	}
+	allow := make([]netip.Prefix, 0, len(req.AllowFrom))
+	shown := make([]string, 0, len(req.AllowFrom))
+	for _, c := range req.AllowFrom {
+		p, err := config.ParsePrefix(c)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
+			return
+		}
+		allow = append(allow, p)
+		shown = append(shown, p.String())
+	}
+
+	key, err := secret.NewKey()
+	if err != nil {
+		s.storageError(w, r, "register: make key", err)
+		return
+	}
+	hash, err := secret.Hash(key)
+	if err != nil {
+		s.storageError(w, r, "register: hash key", err)
+		return
+	}
+	acct := storage.Account{
+		Username:  uuid.NewString(),
+		KeyHash:   hash,
+		Subdomain: uuid.NewString(),
+		AllowFrom: allow,
+		CreatedAt: s.Now(),
+	}
+	serial, err := s.Store.CreateAccount(r.Context(), acct)
+	if err != nil {
+		s.storageError(w, r, "register", err)
+		return
+	}
+	s.Index.Add(acct.Subdomain, serial)
+	s.Logger.Info("account registered", "subdomain", acct.Subdomain, "remote", s.clientIP(r).String(), "allowfrom", len(allow))
+	writeJSON(w, http.StatusCreated, registerResponse{
+		Username:   acct.Username,
+		Password:   key,
+		Fulldomain: acct.Subdomain + "." + s.cfg.Zone,
+		Subdomain:  acct.Subdomain,
+		AllowFrom:  shown,
+	})
+}
+
+func (s *server) update(w http.ResponseWriter, r *http.Request) {
+	acct, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Subdomain string `json:"subdomain"`
+		TXT       string `json:"txt"`
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed_json_payload",
+			"the body must be a JSON object such as {\"subdomain\": \"...\", \"txt\": \"...\"}: "+err.Error())
+		return
+	}
+	ip := s.clientIP(r)
+	if !allowed(acct.AllowFrom, ip) {
+		s.Logger.Warn("update refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
+		writeForbidden(w)
+		return
+	}
+	if !validSubdomain(req.Subdomain) {
+		writeError(w, http.StatusBadRequest, "bad_subdomain", "\"subdomain\" must be the subdomain /register returned")
+		return
+	}
+	if !strings.EqualFold(req.Subdomain, acct.Subdomain) {
+		s.Logger.Warn("update refused: subdomain not the account's", "subdomain", acct.Subdomain, "remote", ip.String())
+		writeForbidden(w)
+		return
+	}
+	if !validTXT(req.TXT) {
+		writeError(w, http.StatusBadRequest, "bad_txt", "\"txt\" must be a DNS-01 digest: exactly 43 characters of base64url")
+		return
+	}
+	recs, serial, err := s.Store.SetTXT(r.Context(), acct.Subdomain, req.TXT, s.Now(), s.cfg.TXTPolicy)
+	if err != nil {
+		s.storageError(w, r, "update", err)
+		return
+	}
+	s.Index.Set(acct.Subdomain, recs, serial)
+	s.Logger.Debug("txt updated", "subdomain", acct.Subdomain, "remote", ip.String(), "values", len(recs))
+	writeJSON(w, http.StatusOK, map[string]string{"txt": req.TXT})
+}
+
+// authenticate checks X-Api-User and X-Api-Key. Every failure is the same
+// 401 "forbidden", and an unknown user costs what a wrong key costs.
+func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.Account, bool) {
+	key := r.Header.Get("X-Api-Key")
+	u, err := uuid.Parse(strings.TrimSpace(r.Header.Get("X-Api-User")))
+	if err != nil || !secret.ValidKeyFormat(key) {
+		writeForbidden(w)
+		return storage.Account{}, false
+	}
+	acct, err := s.Store.Account(r.Context(), u.String())
+	if errors.Is(err, storage.ErrNotFound) {
+		secret.VerifyDummy(key)
+		writeForbidden(w)
+		return storage.Account{}, false
+	}
+	if err != nil {
+		s.storageError(w, r, "update: load account", err)
+		return storage.Account{}, false
+	}
+	ok, rehash, err := secret.Verify(acct.KeyHash, key)
+	if err != nil {
+		s.Logger.Error("update: stored key hash unreadable", "subdomain", acct.Subdomain, "err", err)
+	}
+	if !ok {
+		writeForbidden(w)
+		return storage.Account{}, false
+	}
+	if rehash {
+		// A legacy (bcrypt) hash: store the fast form so the next update is cheap.
+		if h, err := secret.Hash(key); err == nil {
+			if err := s.Store.UpdateKeyHash(r.Context(), acct.Username, h); err != nil {
+				s.Logger.Warn("could not upgrade key hash", "subdomain", acct.Subdomain, "err", err)
+			}
+		}
+	}
+	return acct, true
+}
+
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "malformed_json_payload", "could not read the request body")
+		return nil, false
+	}
+	return body, true
+}
+
+// decodeStrict decodes exactly one JSON value (an object or null) into v.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func allowed(list []netip.Prefix, ip netip.Addr) bool {
+	if len(list) == 0 {
+		return true
+	}
+	ip = ip.Unmap()
+	for _, p := range list {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// validSubdomain: one DNS label of letters, digits and hyphens.
+func validSubdomain(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20
+		if !(c >= 'a' && c <= 'z' || s[i] >= '0' && s[i] <= '9' || s[i] == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validTXT: a DNS-01 value is the base64url SHA-256 digest, 43 characters.
+func validTXT(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
