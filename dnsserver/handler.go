@@ -1,0 +1,400 @@
+// Package dnsserver is the broker's authoritative DNS server for its one
+// delegated zone. It answers challenge TXT queries for registered subdomains
+// from a RecordSource (memory, never the database), serves a generated SOA
+// and static records from the configuration, and knows nothing of HTTP or
+// SQL.
+package dnsserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+)
+
+// Config describes the zone.
+type Config struct {
+	// Zone is the zone's name, e.g. "auth.example.org".
+	Zone string
+	// NSName and NSAdmin fill the SOA's MNAME and RNAME.
+	NSName, NSAdmin string
+	// Records are static records (ParseRecords). Without an NS at the apex
+	// the server answers NS with NSName.
+	Records []dns.RR
+	// TXTTTL is the TTL of challenge TXT answers.
+	TXTTTL uint32
+	// NegativeTTL is the SOA MINIMUM and the TTL of the SOA sent with
+	// NXDOMAIN and NODATA: how long resolvers cache a negative answer.
+	NegativeTTL uint32
+	// SOATTL is the TTL of the SOA when asked for directly; default 3600.
+	SOATTL uint32
+	// MaxUDPSize caps UDP answers to EDNS clients; default 1232.
+	MaxUDPSize uint16
+}
+
+// Handler answers queries for the zone. It implements dns.Handler and is
+// safe for concurrent use.
+type Handler struct {
+	cfg    Config
+	origin string // lower-case FQDN of the zone
+	mname  string
+	rname  string
+	static *staticZone
+	apexNS []dns.RR
+	src    RecordSource
+	logger *slog.Logger
+	bufs   sync.Pool
+}
+
+// NewHandler checks cfg and returns a handler answering from src.
+func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, error) {
+	if cfg.Zone == "" {
+		return nil, errors.New("zone is required")
+	}
+	if src == nil {
+		return nil, errors.New("a record source is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SOATTL == 0 {
+		cfg.SOATTL = 3600
+	}
+	if cfg.MaxUDPSize == 0 {
+		cfg.MaxUDPSize = 1232
+	}
+	if cfg.MaxUDPSize < dns.MinMsgSize {
+		cfg.MaxUDPSize = dns.MinMsgSize
+	}
+	origin := dns.Fqdn(strings.ToLower(cfg.Zone))
+	if _, ok := dns.IsDomainName(origin); !ok {
+		return nil, fmt.Errorf("zone %q is not a valid name", cfg.Zone)
+	}
+	h := &Handler{
+		cfg:    cfg,
+		origin: origin,
+		mname:  dns.Fqdn(strings.ToLower(cfg.NSName)),
+		rname:  dns.Fqdn(strings.ToLower(cfg.NSAdmin)),
+		src:    src,
+		logger: logger,
+	}
+	if cfg.NSName == "" || cfg.NSAdmin == "" {
+		return nil, errors.New("nsname and nsadmin are required for the SOA")
+	}
+	z, err := newStaticZone(origin, cfg.Records)
+	if err != nil {
+		return nil, err
+	}
+	h.static = z
+	if n := z.nodes[origin]; n != nil {
+		h.apexNS = n.rrs[dns.TypeNS]
+	}
+	if len(h.apexNS) == 0 {
+		h.apexNS = []dns.RR{&dns.NS{
+			Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: cfg.SOATTL},
+			Ns:  h.mname,
+		}}
+	}
+	h.bufs.New = func() any { b := make([]byte, 0, 1500); return &b }
+	return h, nil
+}
+
+// ServeDNS implements dns.Handler.
+func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger.Error("dns handler panic", "panic", p, "remote", w.RemoteAddr().String())
+			fail := new(dns.Msg)
+			fail.SetRcode(r, dns.RcodeServerFailure)
+			_ = w.WriteMsg(fail)
+		}
+	}()
+	m := h.Answer(r, isTCP(w))
+	bp := h.bufs.Get().(*[]byte)
+	out, err := m.PackBuffer((*bp)[:cap(*bp)])
+	if err != nil {
+		h.logger.Error("dns pack", "err", err, "qname", qname(r))
+		fail := new(dns.Msg)
+		fail.SetRcode(r, dns.RcodeServerFailure)
+		out, err = fail.PackBuffer((*bp)[:cap(*bp)])
+		if err != nil {
+			h.bufs.Put(bp)
+			return
+		}
+	}
+	_, _ = w.Write(out)
+	if cap(out) <= 65535 {
+		*bp = out[:0]
+	}
+	h.bufs.Put(bp)
+}
+
+func qname(r *dns.Msg) string {
+	if len(r.Question) == 0 {
+		return ""
+	}
+	return r.Question[0].Name
+}
+
+func isTCP(w dns.ResponseWriter) bool {
+	_, ok := w.RemoteAddr().(*net.TCPAddr)
+	return ok
+}
+
+// Answer builds the response to r: tcp says whether it goes back over a
+// stream (no truncation).
+func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
+	m := new(dns.Msg)
+	if len(r.Question) != 1 {
+		m.SetRcode(r, dns.RcodeFormatError)
+		m.Question = nil
+		return m
+	}
+	m.SetReply(r)
+	m.Compress = true
+	opt := r.IsEdns0()
+	if opt != nil {
+		ro := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		ro.SetUDPSize(h.cfg.MaxUDPSize)
+		ro.SetDo(opt.Do())
+		m.Extra = append(m.Extra, ro)
+		if opt.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers
+			return m
+		}
+	}
+	switch r.Opcode {
+	case dns.OpcodeQuery:
+	case dns.OpcodeNotify, dns.OpcodeUpdate:
+		// This server is the zone's only source; it takes neither.
+		m.Rcode = dns.RcodeRefused
+		return m
+	default:
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	}
+	q := r.Question[0]
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+		m.Rcode = dns.RcodeRefused
+		return m
+	}
+	name := strings.ToLower(q.Name)
+	if !dns.IsSubDomain(h.origin, name) {
+		m.Rcode = dns.RcodeRefused
+		return m
+	}
+	switch q.Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR:
+		m.Rcode = dns.RcodeRefused
+		return m
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:
+		m.Rcode = dns.RcodeFormatError
+		if q.Qtype != dns.TypeOPT {
+			m.Rcode = dns.RcodeNotImplemented
+		}
+		return m
+	}
+	h.lookup(m, q, name)
+	if !tcp {
+		size := dns.MinMsgSize
+		if opt != nil {
+			size = int(min(opt.UDPSize(), h.cfg.MaxUDPSize))
+		}
+		m.Truncate(size)
+	}
+	return m
+}
+
+// maxChase bounds CNAME chains inside the zone.
+const maxChase = 8
+
+func (h *Handler) lookup(m *dns.Msg, q dns.Question, name string) {
+	owner := q.Name
+	for hop := 0; ; hop++ {
+		if cut, ok := h.static.cutFor(name, h.origin); ok {
+			if hop > 0 {
+				return // the chain leaves our authority; the resolver follows it
+			}
+			if name == cut && q.Qtype == dns.TypeDS {
+				// DS lives on the parent side of the cut: no DS here.
+				m.Authoritative = true
+				h.negative(m)
+				return
+			}
+			h.referral(m, cut)
+			return
+		}
+		m.Authoritative = true
+		if name == h.origin {
+			h.apex(m, q, owner)
+			return
+		}
+		if sub, ok := h.challengeLabel(name); ok {
+			if q.Qtype == dns.TypeTXT || q.Qtype == dns.TypeANY {
+				var vals []string
+				vals, registered := h.src.TXT(vals, sub)
+				if registered {
+					if q.Qtype == dns.TypeANY {
+						m.Answer = append(m.Answer, h.hinfo(owner))
+						return
+					}
+					for _, v := range vals {
+						m.Answer = append(m.Answer, &dns.TXT{
+							Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: h.cfg.TXTTTL},
+							Txt: splitTXT(v),
+						})
+					}
+					if len(vals) == 0 {
+						h.negative(m)
+					}
+					return
+				}
+			} else if _, registered := h.src.TXT(nil, sub); registered && h.static.nodes[name] == nil {
+				h.negative(m)
+				return
+			}
+		}
+		n := h.static.nodes[name]
+		if n == nil {
+			if h.static.ents[name] {
+				h.negative(m)
+				return
+			}
+			m.Rcode = dns.RcodeNameError // of the last name in a chain (RFC 6604)
+			h.negative(m)
+			return
+		}
+		if q.Qtype == dns.TypeANY {
+			m.Answer = append(m.Answer, h.hinfo(owner))
+			return
+		}
+		if rrs, ok := n.rrs[q.Qtype]; ok {
+			m.Answer = appendOwned(m.Answer, rrs, owner)
+			return
+		}
+		cn, ok := n.rrs[dns.TypeCNAME]
+		if !ok {
+			h.negative(m)
+			return
+		}
+		m.Answer = appendOwned(m.Answer, cn, owner)
+		target := strings.ToLower(cn[0].(*dns.CNAME).Target)
+		if hop >= maxChase || !dns.IsSubDomain(h.origin, target) || target == name {
+			return
+		}
+		name, owner = target, target
+	}
+}
+
+// challengeLabel reports whether name is a single label directly below
+// the zone (where registered subdomains live) and returns that label.
+func (h *Handler) challengeLabel(name string) (string, bool) {
+	if len(name) <= len(h.origin)+1 {
+		return "", false
+	}
+	label := name[:len(name)-len(h.origin)-1]
+	if strings.IndexByte(label, '.') >= 0 || strings.IndexByte(label, '\\') >= 0 {
+		return "", false
+	}
+	return label, true
+}
+
+func (h *Handler) apex(m *dns.Msg, q dns.Question, owner string) {
+	switch q.Qtype {
+	case dns.TypeSOA:
+		m.Answer = append(m.Answer, h.soa(owner, h.cfg.SOATTL))
+		return
+	case dns.TypeNS:
+		m.Answer = appendOwned(m.Answer, h.apexNS, owner)
+		h.glue(m, h.apexNS)
+		return
+	case dns.TypeANY:
+		m.Answer = append(m.Answer, h.hinfo(owner))
+		return
+	}
+	if n := h.static.nodes[h.origin]; n != nil {
+		if rrs, ok := n.rrs[q.Qtype]; ok {
+			m.Answer = appendOwned(m.Answer, rrs, owner)
+			return
+		}
+	}
+	h.negative(m)
+}
+
+// referral answers for a name at or below a delegation point.
+func (h *Handler) referral(m *dns.Msg, cut string) {
+	ns := h.static.nodes[cut].rrs[dns.TypeNS]
+	m.Authoritative = false
+	m.Ns = append(m.Ns, ns...)
+	h.glue(m, ns)
+}
+
+// glue adds in-zone addresses of the name servers in ns.
+func (h *Handler) glue(m *dns.Msg, ns []dns.RR) {
+	for _, rr := range ns {
+		target := rr.(*dns.NS).Ns
+		if n := h.static.nodes[target]; n != nil {
+			m.Extra = append(m.Extra, n.rrs[dns.TypeA]...)
+			m.Extra = append(m.Extra, n.rrs[dns.TypeAAAA]...)
+		}
+	}
+}
+
+// negative adds the SOA that makes NXDOMAIN and NODATA cacheable for
+// NegativeTTL (RFC 2308).
+func (h *Handler) negative(m *dns.Msg) {
+	m.Ns = append(m.Ns, h.soa(h.origin, h.cfg.NegativeTTL))
+}
+
+func (h *Handler) soa(owner string, ttl uint32) dns.RR {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: owner, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Ns:      h.mname,
+		Mbox:    h.rname,
+		Serial:  h.src.Serial(),
+		Refresh: 300,
+		Retry:   60,
+		Expire:  1209600,
+		Minttl:  h.cfg.NegativeTTL,
+	}
+}
+
+// hinfo is the minimal answer to ANY (RFC 8482): no amplification.
+func (h *Handler) hinfo(owner string) dns.RR {
+	return &dns.HINFO{
+		Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: h.cfg.TXTTTL},
+		Cpu: "RFC8482",
+	}
+}
+
+// appendOwned appends copies of rrs renamed to owner, so the answer echoes
+// the query's case (0x20 randomisation) without touching shared records.
+func appendOwned(dst, rrs []dns.RR, owner string) []dns.RR {
+	for _, rr := range rrs {
+		if rr.Header().Name == owner {
+			dst = append(dst, rr)
+			continue
+		}
+		c := dns.Copy(rr)
+		c.Header().Name = owner
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// splitTXT splits a value into character-strings of at most 255 bytes.
+func splitTXT(v string) []string {
+	if len(v) <= 255 {
+		return []string{v}
+	}
+	var out []string
+	for len(v) > 255 {
+		out = append(out, v[:255])
+		v = v[255:]
+	}
+	return append(out, v)
+}
