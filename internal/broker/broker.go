@@ -1,0 +1,155 @@
+// Package broker assembles a running broker from its parts: storage, the
+// in-memory record index, the authoritative DNS server and the HTTP API. The
+// CLI's serve command and end-to-end tests both start brokers through Run.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/acmebroker/acmebroker/api"
+	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// ConfigError is a configuration problem found while starting (the process
+// should exit with a usage status).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return "config: " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Ready describes a broker that has bound its sockets and is serving.
+type Ready struct {
+	DNS      []string // host:port, each UDP and TCP
+	API      string   // base URL, e.g. http://127.0.0.1:8080
+	Accounts int      // registered subdomains loaded at start-up
+	Startup  time.Duration
+}
+
+// Run opens storage, loads the records, binds every socket (failing before
+// anything is served if one cannot be had), calls ready, and serves until ctx
+// ends; then it shuts down in order: API (finishing in-flight requests), DNS,
+// storage.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(Ready)) error {
+	start := time.Now()
+	static, err := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
+	if err != nil {
+		return &ConfigError{fmt.Errorf("dns.records: %w", err)}
+	}
+	policy := storage.TXTPolicy{Always: 2, Window: cfg.DNS.TXTWindow.Duration, Max: cfg.DNS.TXTMax}
+
+	st, err := OpenStore(ctx, cfg.Storage, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			logger.Error("closing storage", "err", err)
+		}
+	}()
+
+	idx := records.New(policy, time.Now)
+	if err := idx.Load(ctx, st); err != nil {
+		return fmt.Errorf("loading records from storage: %w", err)
+	}
+	logger.Info("records loaded", "subdomains", idx.Len(), "serial", idx.Serial(), "took", time.Since(start).Round(time.Millisecond))
+
+	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
+		Zone:        cfg.DNS.Zone,
+		NSName:      cfg.DNS.NSName,
+		NSAdmin:     cfg.DNS.NSAdmin,
+		Records:     static,
+		TXTTTL:      cfg.DNS.TXTTTL,
+		NegativeTTL: cfg.DNS.NegativeTTL,
+		MaxUDPSize:  cfg.DNS.MaxUDPSize,
+	}, idx, logger)
+	if err != nil {
+		return &ConfigError{fmt.Errorf("dns: %w", err)}
+	}
+	apiHandler := api.New(api.Config{
+		Zone:                cfg.DNS.Zone,
+		DisableRegistration: cfg.API.DisableRegistration,
+		CORSOrigins:         cfg.API.CORSOrigins,
+		TrustedProxies:      prefixes(cfg.API.TrustedProxies),
+		BasePath:            cfg.API.BasePath,
+		TXTPolicy:           policy,
+	}, api.Deps{Store: st, Index: idx, Logger: logger, Now: time.Now})
+
+	var tlsCert, tlsKey string
+	if cfg.API.TLS == "cert" {
+		tlsCert, tlsKey = cfg.API.CertFile, cfg.API.KeyFile
+		if err := checkKeyPair(tlsCert, tlsKey); err != nil {
+			return &ConfigError{fmt.Errorf("api.cert_file/api.key_file: %w", err)}
+		}
+	}
+
+	// Bind everything before serving anything.
+	dnsSrv, err := dnsserver.Listen(cfg.DNS.Listen)
+	if err != nil {
+		return err
+	}
+	defer dnsSrv.Close()
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
+	}
+	httpSrv := api.NewHTTPServer(apiHandler, logger)
+
+	errc := make(chan error, 2)
+	dnsCtx, cancelDNS := context.WithCancel(context.Background())
+	defer cancelDNS()
+	dnsDone := make(chan struct{})
+	go func() {
+		defer close(dnsDone)
+		if err := dnsSrv.Serve(dnsCtx, dnsHandler); err != nil {
+			errc <- fmt.Errorf("dns: %w", err)
+		}
+	}()
+	go func() {
+		var err error
+		if tlsCert != "" {
+			err = httpSrv.ServeTLS(apiLn, tlsCert, tlsKey)
+		} else {
+			err = httpSrv.Serve(apiLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("api: %w", err)
+		}
+	}()
+
+	scheme := "http"
+	if tlsCert != "" {
+		scheme = "https"
+	}
+	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start)}
+	logger.Info("serving", "zone", cfg.DNS.Zone, "dns", r.DNS, "api", r.API, "startup", r.Startup.Round(time.Millisecond))
+	if ready != nil {
+		ready(r)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case runErr = <-errc:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		logger.Warn("api shutdown", "err", err)
+	}
+	cancelDNS()
+	select {
+	case <-dnsDone:
+	case <-shutCtx.Done():
+	}
+	return runErr
+}

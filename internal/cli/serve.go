@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/acmebroker/acmebroker/internal/broker"
+	"github.com/acmebroker/acmebroker/internal/config"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of the TOML config file (default: the embedded default: DNS 127.0.0.1:5353, API 127.0.0.1:8080, SQLite ./acmebroker.db)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `acmebroker serve: run the authoritative DNS server and the HTTP API.
+
+Usage:
+  acmebroker serve [-config FILE]
+
+Flags:
+`)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, `
+Examples:
+  acmebroker serve                            # try it out on loopback with the embedded default
+  acmebroker serve -config /etc/acmebroker/config.toml
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "acmebroker serve: unexpected argument %q (the config file goes after -config)\n", fs.Arg(0))
+		return exitUsage
+	}
+
+	cfg := config.Default()
+	if *configPath != "" {
+		var err error
+		if cfg, err = config.Load(*configPath); err != nil {
+			fmt.Fprintf(stderr, "acmebroker: %v\n", err)
+			return exitUsage
+		}
+	} else if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "acmebroker: embedded default config: %v\n", err)
+		return exitFailure
+	}
+	logger := newLogger(cfg.Log, stderr)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	err := broker.Run(ctx, cfg, logger, func(r broker.Ready) {
+		printBanner(stdout, cfg, r, *configPath == "")
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "acmebroker: %v\n", err)
+		var ce *broker.ConfigError
+		if errors.As(err, &ce) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	return exitOK
+}
+
+func printBanner(w io.Writer, cfg config.Config, r broker.Ready, embedded bool) {
+	fmt.Fprintf(w, "acmebroker %s: authoritative for %s\n", Version(), cfg.DNS.Zone)
+	for _, a := range r.DNS {
+		fmt.Fprintf(w, "  DNS      %s (udp+tcp)\n", a)
+	}
+	fmt.Fprintf(w, "  API      %s\n", r.API)
+	fmt.Fprintf(w, "  storage  %s %s (%d accounts)\n", cfg.Storage.Engine, cfg.Storage.DSN, r.Accounts)
+	if embedded {
+		fmt.Fprintln(w, "  config   embedded default (run with -config config.toml for your own)")
+	}
+	host, port, _ := net.SplitHostPort(r.DNS[0])
+	fmt.Fprintf(w, `
+Try it:
+  curl -s -X POST %[1]s/register
+  curl -s -X POST %[1]s/update -H "X-Api-User: <username>" -H "X-Api-Key: <password>" \
+       -d '{"subdomain": "<subdomain>", "txt": "___validation_token_received_from_the_ca___"}'
+  dig @%[2]s -p %[3]s <subdomain>.%[4]s TXT
+Then point your domain at it: _acme-challenge.example.com. CNAME <subdomain>.%[4]s.
+`, r.API, host, port, cfg.DNS.Zone)
+}
