@@ -1,0 +1,267 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// ErrCNAMERequired: the CNAME that delegates a domain's challenge to the
+// broker is missing. It says exactly which record to add.
+type ErrCNAMERequired struct {
+	Domain string // example.org
+	FQDN   string // _acme-challenge.example.org.
+	Target string // <uuid>.auth.example.org.
+	Found  string // the CNAME target found instead, if any
+}
+
+func (e *ErrCNAMERequired) Error() string {
+	if e.Found != "" {
+		return fmt.Sprintf("%s points at %s, not at this broker account: change the record in the zone of %s to\n  %s CNAME %s",
+			e.FQDN, e.Found, e.Domain, e.FQDN, e.Target)
+	}
+	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `acmebroker client check`:\n  %s CNAME %s",
+		e.FQDN, e.Domain, e.FQDN, e.Target)
+}
+
+// ErrNotPropagated: the broker's name servers did not all serve a value in time.
+type ErrNotPropagated struct {
+	Name    string
+	Missing map[string]string // nameserver -> what it said
+	Waited  time.Duration
+}
+
+func (e *ErrNotPropagated) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the TXT value for %s was not served by every authoritative name server after %s:", e.Name, e.Waited.Round(time.Millisecond))
+	for ns, why := range e.Missing {
+		fmt.Fprintf(&b, "\n  %s: %s", ns, why)
+	}
+	b.WriteString("\nis every name server of the broker zone up and serving it? (use --nameserver to choose which to check)")
+	return b.String()
+}
+
+// Checker looks things up in DNS: through recursive resolvers (CNAME check,
+// finding name servers) and directly at the authoritative servers (to know
+// when a value is really served, without any cache in between).
+type Checker struct {
+	// Resolvers are recursive resolvers as host:port; empty: /etc/resolv.conf.
+	Resolvers []string
+	// Nameservers, when set, are the authoritative servers (host:port) of the
+	// broker zone to check, instead of those found through NS lookups.
+	Nameservers []string
+	// Interval between checks while waiting; 0 means 200 ms.
+	Interval time.Duration
+	// Timeout of one query; 0 means 2 s.
+	QueryTimeout time.Duration
+}
+
+func (c *Checker) resolvers() ([]string, error) {
+	if len(c.Resolvers) > 0 {
+		return c.Resolvers, nil
+	}
+	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil || len(cc.Servers) == 0 {
+		return nil, fmt.Errorf("no DNS resolver: /etc/resolv.conf lists none; pass --resolver 192.0.2.53:53")
+	}
+	out := make([]string, len(cc.Servers))
+	for i, s := range cc.Servers {
+		out[i] = net.JoinHostPort(s, cc.Port)
+	}
+	return out, nil
+}
+
+func (c *Checker) exchange(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
+	to := c.QueryTimeout
+	if to == 0 {
+		to = 2 * time.Second
+	}
+	cl := &dns.Client{Net: "udp", Timeout: to}
+	r, _, err := cl.ExchangeContext(ctx, m, server)
+	if err == nil && r.Truncated {
+		cl.Net = "tcp"
+		r, _, err = cl.ExchangeContext(ctx, m, server)
+	}
+	return r, err
+}
+
+// recursive asks the resolvers in turn until one answers.
+func (c *Checker) recursive(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	rs, err := c.resolvers()
+	if err != nil {
+		return nil, err
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	var last error
+	for _, r := range rs {
+		resp, err := c.exchange(ctx, m, r)
+		if err == nil && (resp.Rcode == dns.RcodeSuccess || resp.Rcode == dns.RcodeNameError) {
+			return resp, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%s answered %s", r, dns.RcodeToString[resp.Rcode])
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("resolving %s %s: %w", name, dns.TypeToString[qtype], last)
+}
+
+// CheckCNAME checks that _acme-challenge.<domain> is a CNAME (possibly through
+// a chain) to target. It returns *ErrCNAMERequired when it is missing or
+// points elsewhere.
+func (c *Checker) CheckCNAME(ctx context.Context, domain, target string) error {
+	fqdn := dns.Fqdn(ChallengeName(domain))
+	target = dns.Fqdn(strings.ToLower(target))
+	name := fqdn
+	var first string
+	for hop := 0; hop < 8; hop++ {
+		resp, err := c.recursive(ctx, name, dns.TypeCNAME)
+		if err != nil {
+			return err
+		}
+		next := ""
+		for _, rr := range resp.Answer {
+			if cn, ok := rr.(*dns.CNAME); ok && strings.EqualFold(cn.Hdr.Name, name) {
+				next = strings.ToLower(cn.Target)
+			}
+		}
+		if next == "" {
+			break
+		}
+		if first == "" {
+			first = next
+		}
+		if next == target {
+			return nil
+		}
+		name = next
+	}
+	return &ErrCNAMERequired{Domain: baseDomain(domain), FQDN: fqdn, Target: target, Found: first}
+}
+
+// authoritative finds host:port of every authoritative server of the zone
+// holding name: the zone cut is found with SOA queries, its NS names are
+// resolved to addresses.
+func (c *Checker) authoritative(ctx context.Context, name string) ([]string, error) {
+	if len(c.Nameservers) > 0 {
+		return c.Nameservers, nil
+	}
+	zone := dns.Fqdn(name)
+	var nsNames []string
+	for {
+		resp, err := c.recursive(ctx, zone, dns.TypeNS)
+		if err != nil {
+			return nil, err
+		}
+		for _, rr := range resp.Answer {
+			if ns, ok := rr.(*dns.NS); ok && strings.EqualFold(ns.Hdr.Name, zone) {
+				nsNames = append(nsNames, ns.Ns)
+			}
+		}
+		if len(nsNames) > 0 {
+			break
+		}
+		i := strings.IndexByte(zone, '.')
+		if i < 0 || i == len(zone)-1 {
+			return nil, fmt.Errorf("found no NS records for %s or any parent", name)
+		}
+		zone = zone[i+1:]
+	}
+	var out []string
+	for _, ns := range nsNames {
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			resp, err := c.recursive(ctx, ns, qt)
+			if err != nil {
+				continue
+			}
+			for _, rr := range resp.Answer {
+				switch a := rr.(type) {
+				case *dns.A:
+					out = append(out, net.JoinHostPort(a.A.String(), "53"))
+				case *dns.AAAA:
+					out = append(out, net.JoinHostPort(a.AAAA.String(), "53"))
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the name servers of %s (%s) have no addresses", zone, strings.Join(nsNames, ", "))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// WaitServed waits until every authoritative server of name's zone answers
+// TXT queries for name with all of values, polling every Interval, for at most
+// timeout. Servers are asked directly (RD clear), so no cache can mislead.
+func (c *Checker) WaitServed(ctx context.Context, name string, values []string, timeout time.Duration) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	servers, err := c.authoritative(ctx, name)
+	if err != nil {
+		return fmt.Errorf("finding the name servers of %s: %w", name, err)
+	}
+	interval := c.Interval
+	if interval == 0 {
+		interval = 200 * time.Millisecond
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
+	m.RecursionDesired = false
+	m.SetEdns0(1232, false)
+	pending := map[string]string{}
+	for _, s := range servers {
+		pending[s] = "not asked yet"
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for s := range pending {
+			resp, err := c.exchange(ctx, m.Copy(), s)
+			switch {
+			case err != nil:
+				pending[s] = err.Error()
+			case resp.Rcode != dns.RcodeSuccess:
+				pending[s] = "answered " + dns.RcodeToString[resp.Rcode]
+			default:
+				var got []string
+				for _, rr := range resp.Answer {
+					if txt, ok := rr.(*dns.TXT); ok {
+						got = append(got, strings.Join(txt.Txt, ""))
+					}
+				}
+				missing := 0
+				for _, v := range values {
+					if !slices.Contains(got, v) {
+						missing++
+					}
+				}
+				if missing == 0 {
+					delete(pending, s)
+				} else {
+					pending[s] = fmt.Sprintf("%d of %d values missing", missing, len(values))
+				}
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return &ErrNotPropagated{Name: name, Missing: pending, Waited: time.Since(start)}
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
