@@ -24,7 +24,37 @@ var (
 	// ErrUnavailable: the database cannot be reached or is not writable
 	// (locked, full, gone). The API maps it to 503.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrTokenInvalid: a registration token is revoked, expired or used up
+	// (the wrapping error says which).
+	ErrTokenInvalid = errors.New("registration token not valid")
 )
+
+// Token lets whoever holds it register accounts when registration is
+// "token". The holder has "<ID>.<secret>"; only a hash of the secret is kept.
+type Token struct {
+	ID          string         // public part, shown in lists
+	Hash        string         // encoded hash of the secret part
+	Comment     string         // what it is for, free text
+	MaxAccounts int            // accounts it may register; 0 = no limit
+	Accounts    int            // accounts registered with it so far
+	AllowFrom   []netip.Prefix // sources that may use it; empty = anywhere
+	ExpiresAt   time.Time      // zero = never
+	CreatedAt   time.Time
+	RevokedAt   time.Time // zero = not revoked
+}
+
+// Usable says why t cannot register an account at time now ("" if it can).
+func (t Token) Usable(now time.Time) string {
+	switch {
+	case !t.RevokedAt.IsZero():
+		return "revoked"
+	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
+		return "expired"
+	case t.MaxAccounts > 0 && t.Accounts >= t.MaxAccounts:
+		return "used up"
+	}
+	return ""
+}
 
 // Account is one registered API user. It may set TXT values for Subdomain only.
 type Account struct {
@@ -103,6 +133,31 @@ type Store interface {
 	// Snapshot calls fn once per registered subdomain (with its TXT values,
 	// newest first) and returns the current zone serial. Used at start-up.
 	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)
+
+	// UpdateAllowFrom replaces the sources an account may update from.
+	// ErrNotFound if there is no such account.
+	UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error
+
+	// CreateAccountWithToken stores a new account registered with the
+	// token tokenID, in one transaction with counting it against the
+	// token's limit: ErrTokenInvalid (wrapped with the reason) if the token
+	// is revoked, expired at a.CreatedAt or used up, ErrNotFound if there
+	// is no such token, ErrConflict as CreateAccount.
+	CreateAccountWithToken(ctx context.Context, a Account, tokenID string) (serial uint32, err error)
+
+	// CreateToken stores a new registration token. ErrConflict if the ID
+	// exists.
+	CreateToken(ctx context.Context, t Token) error
+
+	// Token returns the token with that ID, or ErrNotFound.
+	Token(ctx context.Context, id string) (Token, error)
+
+	// Tokens returns every token, oldest first.
+	Tokens(ctx context.Context) ([]Token, error)
+
+	// RevokeToken marks a token revoked at time at (a revoked token stays
+	// listed). ErrNotFound if there is no such token.
+	RevokeToken(ctx context.Context, id string, at time.Time) error
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -44,10 +44,7 @@ func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, e
 // Account returns the account with that username, or ErrNotFound.
 func (s *Store) Account(ctx context.Context, username string) (storage.Account, error) {
 	op := "account " + username
-	if s.isClosed.Load() {
-		return storage.Account{}, wrapErr(ctx, op, errClosed)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.readable(ctx); err != nil {
 		return storage.Account{}, wrapErr(ctx, op, err)
 	}
 	a := storage.Account{Username: username}
@@ -74,18 +71,7 @@ func (s *Store) UpdateKeyHash(ctx context.Context, username, keyHash string) err
 		return fmt.Errorf("sqlite: %s: empty key hash", op)
 	}
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
-		res, err := c.ExecContext(ctx, `UPDATE accounts SET key_hash = ? WHERE username = ?`, keyHash, username)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return storage.ErrNotFound
-		}
-		return nil
+		return execOne(ctx, c, `UPDATE accounts SET key_hash = ? WHERE username = ?`, keyHash, username)
 	})
 	return wrapErr(ctx, op, err)
 }

@@ -81,6 +81,11 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Close/WritesInFlight", s.closeInFlight},
 		{"Close/CallsAfterClose", s.callsAfterClose},
 		{"Ping", s.ping},
+		{"Account/UpdateAllowFrom", s.updateAllowFrom},
+		{"Token/RoundTrip", s.tokenRoundTrip},
+		{"Token/Revoke", s.tokenRevoke},
+		{"Token/RegisterChecks", s.tokenRegisterChecks},
+		{"Token/LimitUnderRace", s.tokenLimitUnderRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
