@@ -25,8 +25,18 @@ type Store interface {
 	Account(ctx context.Context, username string) (storage.Account, error)
 	UpdateKeyHash(ctx context.Context, username, keyHash string) error
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
+	UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error
+	CreateAccountWithToken(ctx context.Context, a storage.Account, tokenID string) (uint32, error)
+	Token(ctx context.Context, id string) (storage.Token, error)
 	Ping(ctx context.Context) error
 }
+
+// Registration modes (Config.Registration).
+const (
+	RegistrationOpen     = "open"     // anyone may register, as with acme-dns
+	RegistrationToken    = "token"    // a bearer token is needed
+	RegistrationDisabled = "disabled" // POST /register does not exist
+)
 
 // Index is the DNS server's in-memory view, updated after each write.
 type Index interface {
@@ -36,13 +46,13 @@ type Index interface {
 
 // Config of the API.
 type Config struct {
-	Zone                string // the broker's zone, for "fulldomain"
-	DisableRegistration bool
-	CORSOrigins         []string
-	TrustedProxies      []netip.Prefix
-	BasePath            string // "" or "/prefix"
-	TXTPolicy           storage.TXTPolicy
-	MaxBodyBytes        int64 // default 16 KiB
+	Zone           string // the broker's zone, for "fulldomain"
+	Registration   string // RegistrationOpen (default), RegistrationToken or RegistrationDisabled
+	CORSOrigins    []string
+	TrustedProxies []netip.Prefix
+	BasePath       string // "" or "/prefix"
+	TXTPolicy      storage.TXTPolicy
+	MaxBodyBytes   int64 // default 16 KiB
 }
 
 // Deps are the injected collaborators.
@@ -74,16 +84,17 @@ func New(cfg Config, d Deps) http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.cors)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update and GET /health")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom and GET /health")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register and /update take POST, /health takes GET")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update and /account/allowfrom take POST, /health takes GET")
 	})
 	routes := func(r chi.Router) {
-		if !cfg.DisableRegistration {
+		if cfg.Registration != RegistrationDisabled {
 			r.Post("/register", s.register)
 		}
 		r.Post("/update", s.update)
+		r.Post("/account/allowfrom", s.setAllowFrom)
 		r.Get("/health", s.health)
 	}
 	if cfg.BasePath != "" {

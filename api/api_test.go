@@ -177,7 +177,7 @@ func TestRegister(t *testing.T) {
 }
 
 func TestRegistrationDisabled(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.DisableRegistration = true })
+	e := newEnv(t, func(c *Config) { c.Registration = RegistrationDisabled })
 	r := e.do("POST", "/register", "", nil, "")
 	if r.status != http.StatusNotFound || r.errCode(t) != "not_found" {
 		t.Fatalf("%d %s", r.status, r.body)

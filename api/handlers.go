@@ -28,6 +28,13 @@ type registerResponse struct {
 }
 
 func (s *server) register(w http.ResponseWriter, r *http.Request) {
+	var tokenID string
+	if s.cfg.Registration == RegistrationToken {
+		var ok bool
+		if tokenID, ok = s.registrationToken(w, r); !ok {
+			return
+		}
+	}
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -44,16 +51,10 @@ func (s *server) register(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	allow := make([]netip.Prefix, 0, len(req.AllowFrom))
-	shown := make([]string, 0, len(req.AllowFrom))
-	for _, c := range req.AllowFrom {
-		p, err := config.ParsePrefix(c)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
-			return
-		}
-		allow = append(allow, p)
-		shown = append(shown, p.String())
+	allow, shown, err := parseAllowFrom(req.AllowFrom)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
+		return
 	}
 
 	key, err := secret.NewKey()
@@ -73,13 +74,24 @@ func (s *server) register(w http.ResponseWriter, r *http.Request) {
 		AllowFrom: allow,
 		CreatedAt: s.Now(),
 	}
-	serial, err := s.Store.CreateAccount(r.Context(), acct)
+	var serial uint32
+	if tokenID != "" {
+		serial, err = s.Store.CreateAccountWithToken(r.Context(), acct, tokenID)
+		if errors.Is(err, storage.ErrTokenInvalid) || errors.Is(err, storage.ErrNotFound) {
+			// Revoked or used up since registrationToken looked.
+			s.Logger.Warn("register refused: token", "token", tokenID, "remote", s.clientIP(r).String(), "err", err)
+			writeTokenError(w, "the registration token is no longer valid (revoked, expired or used up); ask the broker's admin for a new one")
+			return
+		}
+	} else {
+		serial, err = s.Store.CreateAccount(r.Context(), acct)
+	}
 	if err != nil {
 		s.storageError(w, r, "register", err)
 		return
 	}
 	s.Index.Add(acct.Subdomain, serial)
-	s.Logger.Info("account registered", "subdomain", acct.Subdomain, "remote", s.clientIP(r).String(), "allowfrom", len(allow))
+	s.Logger.Info("account registered", "subdomain", acct.Subdomain, "remote", s.clientIP(r).String(), "allowfrom", len(allow), "token", tokenID)
 	writeJSON(w, http.StatusCreated, registerResponse{
 		Username:   acct.Username,
 		Password:   key,
@@ -134,6 +146,116 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 	s.Index.Set(acct.Subdomain, recs, serial)
 	s.Logger.Debug("txt updated", "subdomain", acct.Subdomain, "remote", ip.String(), "values", len(recs))
 	writeJSON(w, http.StatusOK, map[string]string{"txt": req.TXT})
+}
+
+// setAllowFrom lets an account change the sources it may update from
+// (acme-dns cannot). The request itself must come from a source the current
+// list allows, so a leaked key used elsewhere cannot lift the restriction.
+func (s *server) setAllowFrom(w http.ResponseWriter, r *http.Request) {
+	acct, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		AllowFrom *[]string `json:"allowfrom"`
+	}
+	if err := decodeStrict(body, &req); err != nil || req.AllowFrom == nil {
+		detail := "the body must be a JSON object such as {\"allowfrom\": [\"192.0.2.0/24\"]} ([] allows any source)"
+		if err != nil {
+			detail += ": " + err.Error()
+		}
+		writeError(w, http.StatusBadRequest, "malformed_json_payload", detail)
+		return
+	}
+	ip := s.clientIP(r)
+	if !allowed(acct.AllowFrom, ip) {
+		s.Logger.Warn("allowfrom change refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
+		writeForbidden(w)
+		return
+	}
+	allow, shown, err := parseAllowFrom(*req.AllowFrom)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
+		return
+	}
+	if err := s.Store.UpdateAllowFrom(r.Context(), acct.Username, allow); err != nil {
+		s.storageError(w, r, "update allowfrom", err)
+		return
+	}
+	s.Logger.Info("allowfrom changed", "subdomain", acct.Subdomain, "remote", ip.String(),
+		"old", prefixStrings(acct.AllowFrom), "new", shown)
+	writeJSON(w, http.StatusOK, map[string][]string{"allowfrom": shown})
+}
+
+// registrationToken checks "Authorization: Bearer <id>.<secret>" and
+// returns the token's ID. Every failure is a 401 whose detail says what to
+// do; an unknown token costs what a wrong secret costs.
+func (s *server) registrationToken(w http.ResponseWriter, r *http.Request) (string, bool) {
+	scheme, raw, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	id, sec, ok := strings.Cut(strings.TrimSpace(raw), ".")
+	if !strings.EqualFold(scheme, "Bearer") || !ok || id == "" || !secret.ValidKeyFormat(sec) {
+		writeTokenError(w, "registration on this broker needs a token: send \"Authorization: Bearer <token>\"; the broker's admin makes one with `acmebroker token create`")
+		return "", false
+	}
+	ip := s.clientIP(r)
+	t, err := s.Store.Token(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		secret.VerifyDummy(sec)
+		s.Logger.Warn("register refused: unknown token", "remote", ip.String())
+		writeTokenError(w, "the registration token is not valid")
+		return "", false
+	}
+	if err != nil {
+		s.storageError(w, r, "register: load token", err)
+		return "", false
+	}
+	if ok, _, _ := secret.Verify(t.Hash, sec); !ok {
+		s.Logger.Warn("register refused: wrong token secret", "token", id, "remote", ip.String())
+		writeTokenError(w, "the registration token is not valid")
+		return "", false
+	}
+	if why := t.Usable(s.Now()); why != "" {
+		s.Logger.Warn("register refused: token "+why, "token", id, "remote", ip.String())
+		writeTokenError(w, "the registration token is "+why+"; ask the broker's admin for a new one")
+		return "", false
+	}
+	if !allowed(t.AllowFrom, ip) {
+		s.Logger.Warn("register refused: source outside the token's allowfrom", "token", id, "remote", ip.String())
+		writeTokenError(w, "the registration token may not be used from "+ip.String())
+		return "", false
+	}
+	return id, true
+}
+
+func writeTokenError(w http.ResponseWriter, detail string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="acmebroker registration"`)
+	writeError(w, http.StatusUnauthorized, "forbidden", detail)
+}
+
+// parseAllowFrom checks a request's CIDR list: the prefixes and their
+// canonical text.
+func parseAllowFrom(list []string) ([]netip.Prefix, []string, error) {
+	allow := make([]netip.Prefix, 0, len(list))
+	for _, c := range list {
+		p, err := config.ParsePrefix(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		allow = append(allow, p)
+	}
+	return allow, prefixStrings(allow), nil
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }
 
 // authenticate checks X-Api-User and X-Api-Key. Every failure is the same

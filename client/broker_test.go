@@ -24,7 +24,11 @@ func apiServer(t *testing.T, basePath string, disableReg bool) (*httptest.Server
 	}
 	t.Cleanup(func() { st.Close() })
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
-	srv := httptest.NewServer(api.New(api.Config{Zone: brokerZone, BasePath: basePath, DisableRegistration: disableReg, TXTPolicy: storage.DefaultTXTPolicy},
+	reg := api.RegistrationOpen
+	if disableReg {
+		reg = api.RegistrationDisabled
+	}
+	srv := httptest.NewServer(api.New(api.Config{Zone: brokerZone, BasePath: basePath, Registration: reg, TXTPolicy: storage.DefaultTXTPolicy},
 		api.Deps{Store: st, Index: idx}))
 	t.Cleanup(srv.Close)
 	return srv, idx

@@ -40,9 +40,11 @@ func startBroker(t testing.TB) broker.Ready {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	readyc := make(chan broker.Ready, 1)
-	done := make(chan error, 1)
+	done := make(chan struct{})
+	var runErr error
 	go func() {
-		done <- broker.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(r broker.Ready) { readyc <- r })
+		defer close(done)
+		runErr = broker.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(r broker.Ready) { readyc <- r })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -51,8 +53,8 @@ func startBroker(t testing.TB) broker.Ready {
 	select {
 	case r := <-readyc:
 		return r
-	case err := <-done:
-		t.Fatalf("broker failed to start: %v", err)
+	case <-done:
+		t.Fatalf("broker failed to start: %v", runErr)
 	case <-time.After(30 * time.Second):
 		t.Fatal("broker did not start within 30s")
 	}

@@ -75,12 +75,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
 	apiHandler := api.New(api.Config{
-		Zone:                cfg.DNS.Zone,
-		DisableRegistration: cfg.API.DisableRegistration,
-		CORSOrigins:         cfg.API.CORSOrigins,
-		TrustedProxies:      prefixes(cfg.API.TrustedProxies),
-		BasePath:            cfg.API.BasePath,
-		TXTPolicy:           policy,
+		Zone:           cfg.DNS.Zone,
+		Registration:   cfg.API.Registration,
+		CORSOrigins:    cfg.API.CORSOrigins,
+		TrustedProxies: prefixes(cfg.API.TrustedProxies),
+		BasePath:       cfg.API.BasePath,
+		TXTPolicy:      policy,
 	}, api.Deps{Store: st, Index: idx, Logger: logger, Now: time.Now})
 
 	var tlsCert, tlsKey string

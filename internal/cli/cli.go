@@ -23,6 +23,8 @@ const usage = `acmebroker: an ACME DNS-01 challenge broker (acme-dns compatible)
 Usage:
   acmebroker serve [-config FILE]   run the DNS server and the HTTP API
   acmebroker client COMMAND         get and renew certificates through a broker (see "acmebroker client help")
+  acmebroker token COMMAND          registration tokens: create, list, revoke (see "acmebroker token help")
+  acmebroker account create         an account with a chosen subdomain (see "acmebroker account help")
   acmebroker version                print the version
   acmebroker help                   show this help
 
@@ -43,6 +45,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "client":
 		return runClient(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
+	case "account":
+		return runAccount(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "acmebroker", Version())
 		return exitOK

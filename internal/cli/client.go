@@ -84,39 +84,16 @@ func defaultStateDir(getenv func(string) string) string {
 }
 
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, clientUsage)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+	return runGroup(ctx, "client", clientUsage, map[string]subcommand{
 		"register": clientRegister,
 		"check":    clientCheck,
 		"obtain":   clientObtain,
 		"renew":    clientRenew,
 		"list":     clientList,
 		"revoke":   clientRevoke,
-	}
-	run, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "acmebroker client: unknown command %q\n\n%s", args[0], clientUsage)
-		return exitUsage
-	}
-	err := run(ctx, args[1:], stdout, stderr)
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.Is(err, errUsage):
-		return exitUsage
-	}
-	fmt.Fprintf(stderr, "acmebroker client %s: %v\n", args[0], err)
-	return exitFailure
+	}, args, stdout, stderr)
 }
 
 var errUsage = errors.New("usage")

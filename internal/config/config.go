@@ -57,7 +57,11 @@ type API struct {
 	TLS      string `toml:"tls"`
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
-	// DisableRegistration removes POST /register.
+	// Registration says who may call POST /register: "open" (anyone, as
+	// acme-dns), "token" (an Authorization: Bearer token made with
+	// `acmebroker token create`) or "disabled" (the route does not exist).
+	Registration string `toml:"registration"`
+	// DisableRegistration is the old spelling of registration = "disabled".
 	DisableRegistration bool `toml:"disable_registration"`
 	// CORSOrigins lists browser origins allowed to call the API ("*" for any).
 	CORSOrigins []string `toml:"cors_origins"`
@@ -119,6 +123,7 @@ func Default() Config {
 		API: API{
 			Listen:         "127.0.0.1:8080",
 			TLS:            "none",
+			Registration:   "open",
 			CORSOrigins:    []string{},
 			TrustedProxies: []string{},
 		},
@@ -220,6 +225,17 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("api.tls", "%q is not one of \"none\", \"cert\"", c.API.TLS)
+	}
+	switch c.API.Registration {
+	case "open", "disabled", "token":
+	default:
+		bad("api.registration", "%q is not one of \"open\", \"token\", \"disabled\"", c.API.Registration)
+	}
+	if c.API.DisableRegistration {
+		if c.API.Registration == "token" {
+			bad("api.disable_registration", "contradicts api.registration = \"token\"; remove disable_registration")
+		}
+		c.API.Registration = "disabled"
 	}
 	for i, p := range c.API.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {

@@ -137,3 +137,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRegistrationMode(t *testing.T) {
+	tests := []struct {
+		toml, want, errKey string
+	}{
+		{"", "open", ""},
+		{"[api]\nregistration = \"token\"", "token", ""},
+		{"[api]\nregistration = \"disabled\"", "disabled", ""},
+		{"[api]\ndisable_registration = true", "disabled", ""},
+		{"[api]\nregistration = \"open\"\ndisable_registration = true", "disabled", ""},
+		{"[api]\nregistration = \"token\"\ndisable_registration = true", "", "api.disable_registration"},
+		{"[api]\nregistration = \"invite\"", "", "api.registration"},
+	}
+	for _, tc := range tests {
+		c, err := Parse([]byte(tc.toml))
+		if tc.errKey != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errKey) {
+				t.Errorf("%q: error %v, want one naming %s", tc.toml, err, tc.errKey)
+			}
+			continue
+		}
+		if err != nil || c.API.Registration != tc.want {
+			t.Errorf("%q: registration %q (%v), want %q", tc.toml, c.API.Registration, err, tc.want)
+		}
+	}
+}

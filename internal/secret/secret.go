@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -120,4 +121,23 @@ func ValidKeyFormat(s string) bool {
 		}
 	}
 	return true
+}
+
+// NewToken returns a fresh registration token "<id>.<secret>", its public ID
+// and the stored form of its secret (Hash). Only the hash is kept; the API
+// checks a presented token with Verify(hash, secret).
+func NewToken() (token, id, hash string, err error) {
+	var raw [6]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", "", "", fmt.Errorf("secret: random token id: %w", err)
+	}
+	id = hex.EncodeToString(raw[:])
+	key, err := NewKey()
+	if err != nil {
+		return "", "", "", err
+	}
+	if hash, err = Hash(key); err != nil {
+		return "", "", "", err
+	}
+	return id + "." + key, id, hash, nil
 }

@@ -92,3 +92,24 @@ func BenchmarkVerify(b *testing.B) {
 		Verify(h, k)
 	}
 }
+
+func TestNewToken(t *testing.T) {
+	tok, id, hash, err := NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotID, sec, ok := strings.Cut(tok, ".")
+	if !ok || gotID != id || len(id) != 12 || !ValidKeyFormat(sec) {
+		t.Fatalf("token %q id %q", tok, id)
+	}
+	if ok, _, err := Verify(hash, sec); !ok || err != nil {
+		t.Fatalf("the hash does not verify the token's secret: %v %v", ok, err)
+	}
+	if strings.Contains(hash, sec) {
+		t.Fatal("the hash holds the secret")
+	}
+	tok2, _, _, _ := NewToken()
+	if tok2 == tok {
+		t.Fatal("two tokens are equal")
+	}
+}
