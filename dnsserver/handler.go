@@ -283,11 +283,21 @@ func (h *Handler) lookup(m *dns.Msg, q dns.Question, name string) {
 		}
 		m.Answer = appendOwned(m.Answer, cn, owner)
 		target := strings.ToLower(cn[0].(*dns.CNAME).Target)
-		if hop >= maxChase || !dns.IsSubDomain(h.origin, target) || target == name {
-			return
+		if hop >= maxChase || !dns.IsSubDomain(h.origin, target) || answered(m.Answer, target) {
+			return // out of zone, too long, or a loop: the chain so far is the answer
 		}
 		name, owner = target, target
 	}
+}
+
+// answered reports whether the answer already holds records of name.
+func answered(rrs []dns.RR, name string) bool {
+	for _, rr := range rrs {
+		if strings.EqualFold(rr.Header().Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // challengeLabel reports whether name is a single label directly below
