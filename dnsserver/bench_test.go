@@ -60,4 +60,3 @@ func BenchmarkUDPQuery(b *testing.B) {
 		}
 	})
 }
-
