@@ -130,6 +130,12 @@ type Store interface {
 	// values kept, newest first, with the zone serial after the change.
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
 
+	// PruneTXT deletes the values of subdomain that policy no longer keeps
+	// at time now and returns how many it deleted. The serial stays (DNS
+	// stopped serving those values when they aged out). An unknown
+	// subdomain has nothing to prune.
+	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy TXTPolicy) (int, error)
+
 	// Snapshot calls fn once per registered subdomain (with its TXT values,
 	// newest first) and returns the current zone serial. Used at start-up.
 	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)

@@ -103,6 +103,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	httpSrv := api.NewHTTPServer(apiHandler, logger)
 
+	pruneCtx, stopPrune := context.WithCancel(context.Background())
+	pruneDone := make(chan struct{})
+	go func() {
+		defer close(pruneDone)
+		idx.PruneEvery(pruneCtx, pruneInterval(policy.Window), st, logger)
+	}()
+	defer func() { stopPrune(); <-pruneDone }() // before storage closes
+
 	errc := make(chan error, 2)
 	dnsCtx, cancelDNS := context.WithCancel(context.Background())
 	defer cancelDNS()
@@ -152,4 +160,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	case <-shutCtx.Done():
 	}
 	return runErr
+}
+
+// pruneInterval: aged-out values are deleted within about half a window of
+// leaving it (and at least a minute apart).
+func pruneInterval(window time.Duration) time.Duration {
+	return max(window/2, time.Minute)
 }

@@ -59,22 +59,49 @@ func setTXT(ctx context.Context, c *sql.Conn, sub, value string, at time.Time, p
 		}
 		return nil, err
 	}
+	kept, _, err := trimTXT(ctx, c, sub, at, policy)
+	return kept, err
+}
+
+// trimTXT deletes the values of sub that policy no longer keeps at time at
+// and returns the kept ones, newest first, and how many it deleted.
+func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, int, error) {
 	rows, err := c.QueryContext(ctx,
 		`SELECT value, updated_at FROM txt_records WHERE subdomain = ? ORDER BY updated_at DESC, value`, sub)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	recs, err := scanRecords(rows)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	kept := policy.Keep(recs, at)
 	for _, r := range recs[len(kept):] {
 		if _, err := c.ExecContext(ctx, `DELETE FROM txt_records WHERE subdomain = ? AND value = ?`, sub, r.Value); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return slices.Clip(kept), nil
+	return slices.Clip(kept), len(recs) - len(kept), nil
+}
+
+// PruneTXT deletes the values of subdomain that policy no longer keeps at
+// time now (they have aged out of the window; DNS stopped serving them
+// then). The zone serial stays: what is served does not change.
+func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error) {
+	op := "prune txt of " + subdomain
+	if err := validTime("time", now); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if policy.Max < 1 {
+		return 0, fmt.Errorf("sqlite: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
+	}
+	var n int
+	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
+		var err error
+		_, n, err = trimTXT(ctx, c, subdomain, now, policy)
+		return err
+	})
+	return n, wrapErr(ctx, op, err)
 }
 
 func scanRecords(rows *sql.Rows) ([]storage.TXTRecord, error) {

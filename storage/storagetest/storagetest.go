@@ -86,6 +86,7 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Token/Revoke", s.tokenRevoke},
 		{"Token/RegisterChecks", s.tokenRegisterChecks},
 		{"Token/LimitUnderRace", s.tokenLimitUnderRace},
+		{"PruneTXT", s.pruneTXT},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)

@@ -209,3 +209,42 @@ func (s suite) tokenLimitUnderRace(t *testing.T) {
 		t.Fatalf("%d registrations succeeded, token counts %d; want exactly 5", ok, got.Accounts)
 	}
 }
+
+func (s suite) pruneTXT(t *testing.T) {
+	st, _ := s.fresh(t)
+	ctx := context.Background()
+	a := account(1)
+	mustCreate(t, st, a)
+	p := storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}
+	for i := range 5 {
+		mustSet(t, st, a.Subdomain, fmt.Sprintf("value-%d", i), base.Add(time.Duration(i)*time.Minute), p)
+	}
+	serialBefore := snapshotSerial(t, st)
+	// Within the window: nothing to prune.
+	if n, err := st.PruneTXT(ctx, a.Subdomain, base.Add(9*time.Minute), p); err != nil || n != 0 {
+		t.Fatalf("prune within the window: %d %v", n, err)
+	}
+	// 12 minutes after the first value: values 0..2 are older than the
+	// window, but the 2 newest (3, 4) always stay.
+	n, err := st.PruneTXT(ctx, a.Subdomain, base.Add(12*time.Minute+30*time.Second), p)
+	if err != nil || n != 3 {
+		t.Fatalf("prune: deleted %d (%v), want 3", n, err)
+	}
+	got, serial := snapshot(t, st)
+	sameRecords(t, "after pruning", got[a.Subdomain], []storage.TXTRecord{
+		{Value: "value-4", UpdatedAt: base.Add(4 * time.Minute)},
+		{Value: "value-3", UpdatedAt: base.Add(3 * time.Minute)},
+	})
+	if serial != serialBefore {
+		t.Fatalf("pruning moved the serial %d -> %d", serialBefore, serial)
+	}
+	if n, err := st.PruneTXT(ctx, "no-such-sub", base, p); err != nil || n != 0 {
+		t.Fatalf("prune of an unknown subdomain: %d %v", n, err)
+	}
+}
+
+func snapshotSerial(t *testing.T, st storage.Store) uint32 {
+	t.Helper()
+	_, serial := snapshot(t, st)
+	return serial
+}
