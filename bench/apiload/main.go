@@ -59,6 +59,7 @@ type options struct {
 	timeout     time.Duration
 	phaseLimit  time.Duration
 	showBodies  int
+	accountsIn  string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of one HTTP request")
 	fs.DurationVar(&o.phaseLimit, "phase-limit", 2*time.Minute, "upper bound on the time of the register and seed phases")
 	fs.IntVar(&o.showBodies, "show-bodies", 5, "print the body of this many failed responses")
+	fs.StringVar(&o.accountsIn, "accounts-file", "", "use the accounts in this JSON file (as bench/bulkload writes) instead of registering")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,12 +106,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	res := result{Accounts: o.accounts, Concurrency: o.concurrency}
 	var accts []account
-	res.Register, accts = l.register(ctx)
-	if len(accts) == 0 {
-		return fmt.Errorf("register: no account was created (%s); see the bodies above", res.Register.failureSummary())
-	}
-	if err := writeJSON(filepath.Join(o.out, "accounts.json"), accts); err != nil {
-		return err
+	if o.accountsIn != "" {
+		b, err := os.ReadFile(o.accountsIn)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &accts); err != nil || len(accts) == 0 {
+			return fmt.Errorf("%s: no accounts (%v)", o.accountsIn, err)
+		}
+		res.Accounts = len(accts)
+	} else {
+		res.Register, accts = l.register(ctx)
+		if len(accts) == 0 {
+			return fmt.Errorf("register: no account was created (%s); see the bodies above", res.Register.failureSummary())
+		}
+		if err := writeJSON(filepath.Join(o.out, "accounts.json"), accts); err != nil {
+			return err
+		}
 	}
 
 	var seeded []*target
