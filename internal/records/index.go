@@ -3,11 +3,19 @@
 // server answers from it on every query (dnsserver.RecordSource); the API
 // updates it after each write has been made durable in storage, so a value is
 // served the moment /update returns 200.
+//
+// It is laid out for a million accounts: an account holding no more than the
+// always-kept values (the steady state) costs one fixed-size, pointer-free
+// slot in a chunked array, found through a map keyed by the subdomain's 16
+// UUID bytes. The garbage collector has nothing to trace there, so neither
+// queries nor updates slow down as accounts pile up. Other names, and
+// accounts holding more values, use ordinary maps beside it.
 package records
 
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,18 +26,45 @@ import (
 
 var _ dnsserver.RecordSource = (*Index)(nil)
 
+const (
+	inlineVals = 2  // values an entry holds in place
+	inlineLen  = 47 // longest value held in place (a DNS-01 value is 43)
+	chunkBits  = 12 // entries per chunk: 4096
+	chunkSize  = 1 << chunkBits
+)
+
+type inlineValue struct {
+	at  int64 // Unix nanoseconds
+	n   uint8
+	val [inlineLen]byte
+}
+
+// entry is one subdomain. n is the number of inline values, or -1 when
+// the values are in Index.spill.
 type entry struct {
-	recs   []storage.TXTRecord // newest first, as the store keeps them
-	serial uint32              // serial of the write that produced recs
+	serial uint32 // serial of the write that produced the values
+	n      int8
+	vals   [inlineVals]inlineValue
+}
+
+// spilled holds the values of an entry that does not fit in place.
+type spilled struct {
+	name string
+	recs []storage.TXTRecord // newest first
 }
 
 // Index is safe for concurrent use.
 type Index struct {
 	policy storage.TXTPolicy
 	now    func() time.Time
+	inline int // values an entry may hold in place under policy
 
-	mu   sync.RWMutex
-	subs map[string]entry
+	mu     sync.RWMutex
+	uuids  map[[16]byte]int32 // canonical lower-case UUID names
+	names  map[string]int32   // every other name
+	chunks [][]entry
+	count  int32
+	spill  map[int32]spilled
 
 	serial atomic.Uint32
 }
@@ -37,14 +72,21 @@ type Index struct {
 // New returns an empty index that serves values according to policy, aging
 // them out of the window by the clock now.
 func New(policy storage.TXTPolicy, now func() time.Time) *Index {
-	return &Index{policy: policy, now: now, subs: make(map[string]entry)}
+	return &Index{
+		policy: policy, now: now,
+		// In place only what the policy keeps whatever its age.
+		inline: max(0, min(inlineVals, policy.Always, policy.Max)),
+		uuids:  make(map[[16]byte]int32),
+		names:  make(map[string]int32),
+		spill:  make(map[int32]spilled),
+	}
 }
 
 // Load fills the index from the store (at start-up).
 func (x *Index) Load(ctx context.Context, st storage.Store) error {
 	serial, err := st.Snapshot(ctx, func(s storage.Subdomain) error {
 		x.mu.Lock()
-		x.subs[s.Name] = entry{recs: s.Records}
+		x.put(s.Name, s.Records, 0, true)
 		x.mu.Unlock()
 		return nil
 	})
@@ -57,9 +99,10 @@ func (x *Index) Load(ctx context.Context, st storage.Store) error {
 
 // Add records a newly registered subdomain with no values yet.
 func (x *Index) Add(sub string, serial uint32) {
+	sub = strings.ToLower(sub)
 	x.mu.Lock()
-	if _, ok := x.subs[sub]; !ok {
-		x.subs[sub] = entry{serial: serial}
+	if _, ok := x.find(sub); !ok {
+		x.put(sub, nil, serial, true)
 	}
 	x.mu.Unlock()
 	x.bumpSerial(serial)
@@ -69,23 +112,72 @@ func (x *Index) Add(sub string, serial uint32) {
 // write with the given serial. A write older than the one already applied
 // (two updates racing to get here) is ignored.
 func (x *Index) Set(sub string, recs []storage.TXTRecord, serial uint32) {
+	sub = strings.ToLower(sub)
 	x.mu.Lock()
-	if e, ok := x.subs[sub]; !ok || serialLE(e.serial, serial) {
-		x.subs[sub] = entry{recs: recs, serial: serial}
-	}
+	x.put(sub, recs, serial, false)
 	x.mu.Unlock()
 	x.bumpSerial(serial)
+}
+
+// put stores recs for sub unless an entry with a newer serial is there
+// (force: at load, no serial order yet). Called with mu held.
+func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force bool) {
+	i, ok := x.find(sub)
+	if !ok {
+		i = x.alloc(sub)
+	}
+	e := x.at(i)
+	if ok && !force && !serialLE(e.serial, serial) {
+		return
+	}
+	e.serial = serial
+	if x.fits(recs) {
+		e.n = int8(len(recs))
+		for j, r := range recs {
+			v := &e.vals[j]
+			v.at = r.UpdatedAt.UnixNano()
+			v.n = uint8(copy(v.val[:], r.Value))
+		}
+		delete(x.spill, i)
+		return
+	}
+	e.n = -1
+	x.spill[i] = spilled{name: sub, recs: recs}
+}
+
+func (x *Index) fits(recs []storage.TXTRecord) bool {
+	if len(recs) > x.inline {
+		return false
+	}
+	for _, r := range recs {
+		if len(r.Value) > inlineLen {
+			return false
+		}
+	}
+	return true
 }
 
 // TXT implements dnsserver.RecordSource.
 func (x *Index) TXT(dst []string, sub string) ([]string, bool) {
 	x.mu.RLock()
-	e, ok := x.subs[sub]
-	x.mu.RUnlock()
+	i, ok := x.find(sub)
 	if !ok {
+		x.mu.RUnlock()
 		return dst, false
 	}
-	recs := e.recs
+	e := x.at(i)
+	if e.n >= 0 {
+		for j := range e.n {
+			v := &e.vals[j]
+			dst = append(dst, string(v.val[:v.n]))
+		}
+		x.mu.RUnlock()
+		return dst, true
+	}
+	recs := x.spill[i].recs
+	x.mu.RUnlock()
+	// recs is never modified once stored (Set and Prune replace it), so it
+	// can be read outside the lock.
 	if len(recs) > x.policy.Always {
 		recs = x.policy.Keep(recs, x.now())
 	}
@@ -102,7 +194,69 @@ func (x *Index) Serial() uint32 { return x.serial.Load() }
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.subs)
+	return int(x.count)
+}
+
+// find returns the entry number of sub. Called with mu held.
+func (x *Index) find(sub string) (int32, bool) {
+	if k, ok := uuidKey(sub); ok {
+		i, ok := x.uuids[k]
+		return i, ok
+	}
+	i, ok := x.names[sub]
+	return i, ok
+}
+
+// alloc adds an empty entry for sub. Called with mu held.
+func (x *Index) alloc(sub string) int32 {
+	i := x.count
+	if int(i)>>chunkBits == len(x.chunks) {
+		x.chunks = append(x.chunks, make([]entry, chunkSize))
+	}
+	x.count++
+	if k, ok := uuidKey(sub); ok {
+		x.uuids[k] = i
+	} else {
+		x.names[strings.Clone(sub)] = i
+	}
+	return i
+}
+
+func (x *Index) at(i int32) *entry { return &x.chunks[i>>chunkBits][i&(chunkSize-1)] }
+
+// uuidKey parses the canonical lower-case text form of a UUID
+// (8-4-4-4-12 hex digits). Any other spelling is not a key, so every name
+// has exactly one place.
+func uuidKey(s string) ([16]byte, bool) {
+	var k [16]byte
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return k, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if s[i] == '-' {
+			i--
+			continue
+		}
+		hi, ok1 := hexLower(s[i])
+		lo, ok2 := hexLower(s[i+1])
+		if !ok1 || !ok2 {
+			return k, false
+		}
+		k[j] = hi<<4 | lo
+		j++
+	}
+	return k, j == 16
+}
+
+func hexLower(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 func (x *Index) bumpSerial(s uint32) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,23 +141,89 @@ func TestPruneMemoryAndStore(t *testing.T) {
 	if got, _ := x.TXT(nil, "busy"); fmt.Sprint(got) != "[v5 v4]" {
 		t.Fatalf("served after pruning: %v", got)
 	}
-	x.mu.RLock()
-	inMemory := len(x.subs["busy"].recs)
-	x.mu.RUnlock()
-	if inMemory != 2 {
+	if inMemory := x.held("busy"); inMemory != 2 {
 		t.Fatalf("%d values still held in memory", inMemory)
 	}
 	reloaded := New(p, nowFn)
 	if err := reloaded.Load(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	reloaded.mu.RLock()
-	stored := len(reloaded.subs["busy"].recs)
-	reloaded.mu.RUnlock()
-	if stored != 2 {
+	if stored := reloaded.held("busy"); stored != 2 {
 		t.Fatalf("%d values still stored", stored)
 	}
 	if subs, values, _ := x.Prune(ctx, st); subs != 0 || values != 0 {
 		t.Fatalf("second prune found %d/%d", subs, values)
+	}
+}
+
+// held is the number of values the index holds for sub, served or not.
+func (x *Index) held(sub string) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	i, ok := x.find(sub)
+	if !ok {
+		return 0
+	}
+	if e := x.at(i); e.n >= 0 {
+		return int(e.n)
+	}
+	return len(x.spill[i].recs)
+}
+
+func TestUUIDKey(t *testing.T) {
+	for _, s := range []string{"d2121c1a-55ec-49c1-832c-695d6a198111", "00000000-0000-0000-0000-000000000000"} {
+		if _, ok := uuidKey(s); !ok {
+			t.Errorf("%s not taken as a UUID", s)
+		}
+	}
+	for _, s := range []string{"D2121C1A-55EC-49C1-832C-695D6A198111", "d2121c1a55ec49c1832c695d6a198111", "d2121c1a-55ec-49c1-832c-695d6a19811g",
+		"d2121c1a-55ec-49c1-832c-695d6a19811", "d2121c1a-55ec-49c1-832c_695d6a198111", "web1", ""} {
+		if _, ok := uuidKey(s); ok {
+			t.Errorf("%q taken as a canonical UUID", s)
+		}
+	}
+	a, _ := uuidKey("d2121c1a-55ec-49c1-832c-695d6a198111")
+	b, _ := uuidKey("d2121c1a-55ec-49c1-832c-695d6a198112")
+	if a == b {
+		t.Error("two UUIDs share a key")
+	}
+}
+
+// TestInlineAndSpilled: names of both kinds, values in place and spilled,
+// moving between the two as the number of values changes.
+func TestInlineAndSpilled(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}, func() time.Time { return now })
+	long := strings.Repeat("L", 100)
+	names := []string{"d2121c1a-55ec-49c1-832c-695d6a198111", "web1"}
+	for n, name := range names {
+		serial := uint32(10 * (n + 1))
+		x.Add(name, serial)
+		steps := [][]storage.TXTRecord{
+			recs(now, 0),
+			recs(now, 0, time.Second),
+			recs(now, 0, time.Second, 2*time.Second), // spills
+			recs(now, 0),                             // back in place
+			{{Value: long, UpdatedAt: now}},          // too long for in place
+			nil,
+		}
+		for k, rs := range steps {
+			serial++
+			x.Set(strings.ToUpper(name), rs, serial) // any case in, one entry
+			got, ok := x.TXT(nil, name)
+			want := make([]string, len(rs))
+			for i, r := range rs {
+				want[i] = r.Value
+			}
+			if !ok || !slices.Equal(got, want) {
+				t.Fatalf("%s step %d: %v %v, want %v", name, k, got, ok, want)
+			}
+		}
+	}
+	if x.Len() != 2 {
+		t.Fatalf("Len %d", x.Len())
+	}
+	if _, ok := x.TXT(nil, "d2121c1a-55ec-49c1-832c-695d6a198112"); ok {
+		t.Fatal("an unregistered UUID found")
 	}
 }

@@ -22,24 +22,28 @@ type TXTPruner interface {
 // are never blocked, and writers only for one pass over the map.
 func (x *Index) Prune(ctx context.Context, st TXTPruner) (subs, values int, err error) {
 	now := x.now()
-	var due []string
+	type due struct {
+		i    int32
+		name string
+	}
+	var todo []due
 	x.mu.RLock()
-	for sub, e := range x.subs {
-		if len(e.recs) > x.policy.Always && len(x.policy.Keep(e.recs, now)) < len(e.recs) {
-			due = append(due, sub)
+	for i, sp := range x.spill { // only entries holding more than the always-kept values
+		if len(x.policy.Keep(sp.recs, now)) < len(sp.recs) {
+			todo = append(todo, due{i, sp.name})
 		}
 	}
 	x.mu.RUnlock()
-	for _, sub := range due {
-		n, err := st.PruneTXT(ctx, sub, now, x.policy)
+	for _, d := range todo {
+		n, err := st.PruneTXT(ctx, d.name, now, x.policy)
 		if err != nil {
-			return subs, values, fmt.Errorf("records: prune %s: %w", sub, err)
+			return subs, values, fmt.Errorf("records: prune %s: %w", d.name, err)
 		}
 		x.mu.Lock()
-		if e, ok := x.subs[sub]; ok {
-			// A copy, so the pruned values' memory is freed.
-			e.recs = slices.Clone(x.policy.Keep(e.recs, now))
-			x.subs[sub] = e
+		if sp, ok := x.spill[d.i]; ok {
+			// A copy, so the pruned values' memory is freed; in place if
+			// what is left fits.
+			x.put(d.name, slices.Clone(x.policy.Keep(sp.recs, now)), x.at(d.i).serial, true)
 		}
 		x.mu.Unlock()
 		subs++
