@@ -62,6 +62,8 @@ type Store struct {
 	closed     bool          // guarded by mu
 	isClosed   atomic.Bool   // closed, for the read paths that take no lock
 	writerDone chan struct{}
+	stopCkpt   chan struct{} // closed by Close: stops the checkpointer
+	ckptDone   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -109,6 +111,8 @@ func open(ctx context.Context, dsn string, opts Options, h hooks) (*Store, error
 		hooks:      h,
 		reqs:       make(chan *request, maxBatch),
 		writerDone: make(chan struct{}),
+		stopCkpt:   make(chan struct{}),
+		ckptDone:   make(chan struct{}),
 	}
 	fail := func(err error) (*Store, error) {
 		if s.wconn != nil {
@@ -130,7 +134,15 @@ func open(ctx context.Context, dsn string, opts Options, h hooks) (*Store, error
 		return fail(err)
 	}
 
+	// Checkpoints copy the WAL back into the database file. SQLite runs
+	// them inside the commit that crosses 1000 WAL pages, so with a large
+	// database (random pages, big WAL) every twentieth batch of updates
+	// stalled behind one. The checkpointer does them beside the writer.
+	if _, err := s.wconn.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0"); err != nil {
+		return fail(err)
+	}
 	go s.runWriter()
+	go s.runCheckpointer(checkpointInterval)
 	log.Info("sqlite storage opened", "path", path, "schema_version", version)
 	return s, nil
 }
@@ -253,10 +265,53 @@ func (s *Store) Close() error {
 		close(s.reqs)
 		s.mu.Unlock()
 		<-s.writerDone
+		close(s.stopCkpt)
+		<-s.ckptDone
 		err := errors.Join(s.wconn.Close(), s.db.Close())
 		if err != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
 		}
 	})
 	return s.closeErr
+}
+
+// checkpointInterval: how often the WAL is copied back into the database.
+const checkpointInterval = 500 * time.Millisecond
+
+// runCheckpointer checkpoints the WAL in PASSIVE mode (it never waits for,
+// or blocks, the writer or readers) until Close, and once more at the end.
+func (s *Store) runCheckpointer(every time.Duration) {
+	defer close(s.ckptDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		stop := false
+		select {
+		case <-t.C:
+		case <-s.stopCkpt:
+			stop = true
+		}
+		err := s.checkpoint()
+		switch {
+		case err != nil && !failing:
+			s.log.Warn("sqlite checkpoint failed; the WAL file grows until it succeeds", "err", err)
+			failing = true
+		case err == nil && failing:
+			s.log.Info("sqlite checkpoint works again")
+			failing = false
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// checkpoint copies what it can of the WAL into the database file without
+// waiting for anyone.
+func (s *Store) checkpoint() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	return err
 }
