@@ -52,3 +52,51 @@ func FuzzUpdate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAllowFrom drives the two hostile-input paths issue 6 added: the
+// Authorization header of a token-mode /register and the body of
+// /account/allowfrom. Only the real token registers; a 200 on allowfrom
+// means the stored list is exactly what was answered.
+func FuzzAllowFrom(f *testing.F) {
+	e := newEnv(f, func(c *Config) { c.Registration = RegistrationToken })
+	tok, _ := e.makeToken(f, nil)
+	r := e.do("POST", "/register", "", bearer(tok), "")
+	var a acct
+	if err := jsonUnmarshal(r.body, &a); err != nil {
+		f.Fatal(err)
+	}
+	f.Add("Bearer "+tok, `{"allowfrom":["192.0.2.0/24"]}`)
+	f.Add("Bearer x.y", `{"allowfrom":[]}`)
+	f.Add("bearer  "+tok+" ", `{"allowfrom":["[2001:db8::]/32","10.0.0.0/8"]}`)
+	f.Add("", `{"allowfrom":null}`)
+	f.Add("Basic Zm9vOmJhcg==", `{"allowfrom":["1.2.3.4/33"]}`)
+	f.Fuzz(func(t *testing.T, authz, body string) {
+		r := e.do("POST", "/register", "", map[string]string{"Authorization": authz}, "")
+		checkJSONAnswer(t, r)
+		if r.status == http.StatusCreated && !strings.Contains(authz, tok) {
+			t.Fatalf("registered with Authorization %q", authz)
+		}
+		r = e.do("POST", "/account/allowfrom", body, hdrs(a), "")
+		checkJSONAnswer(t, r)
+		switch r.status {
+		case http.StatusOK:
+			var got struct {
+				AllowFrom []string `json:"allowfrom"`
+			}
+			if err := jsonUnmarshal(r.body, &got); err != nil {
+				t.Fatal(err)
+			}
+			stored, err := e.store.Account(t.Context(), a.Username)
+			if err != nil || len(stored.AllowFrom) != len(got.AllowFrom) {
+				t.Fatalf("answered %v, stored %v (%v)", got.AllowFrom, stored.AllowFrom, err)
+			}
+			// Put it back so the next input can change it again.
+			if err := e.store.UpdateAllowFrom(t.Context(), a.Username, nil); err != nil {
+				t.Fatal(err)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		default:
+			t.Fatalf("allowfrom: %d %s", r.status, r.body)
+		}
+	})
+}

@@ -15,7 +15,7 @@ import (
 
 // makeToken stores a token as `acmebroker token create` does and returns
 // what its holder sends.
-func (e *env) makeToken(t *testing.T, mod func(*storage.Token)) (string, string) {
+func (e *env) makeToken(t testing.TB, mod func(*storage.Token)) (string, string) {
 	t.Helper()
 	tok, id, hash, err := secret.NewToken()
 	if err != nil {
