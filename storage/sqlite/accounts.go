@@ -26,19 +26,25 @@ func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, e
 	}
 	var serial uint32
 	err = s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
-		if _, err := c.ExecContext(ctx,
-			`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`,
-			a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano()); err != nil {
-			return err
-		}
 		var err error
-		serial, err = bumpSerial(ctx, c, a.CreatedAt)
+		serial, err = insertAccount(ctx, c, a, allow)
 		return err
 	})
 	if err != nil {
 		return 0, wrapErr(ctx, op, err)
 	}
 	return serial, nil
+}
+
+// insertAccount adds a (allow is its encoded allowfrom) and advances the
+// serial, inside the writer's transaction.
+func insertAccount(ctx context.Context, c *sql.Conn, a storage.Account, allow string) (uint32, error) {
+	if _, err := c.ExecContext(ctx,
+		`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`,
+		a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano()); err != nil {
+		return 0, err
+	}
+	return bumpSerial(ctx, c, a.CreatedAt)
 }
 
 // Account returns the account with that username, or ErrNotFound.

@@ -46,15 +46,10 @@ func (s *Store) CreateAccountWithToken(ctx context.Context, a storage.Account, t
 		if why := t.Usable(a.CreatedAt); why != "" {
 			return fmt.Errorf("%w: %s", storage.ErrTokenInvalid, why)
 		}
-		if _, err := c.ExecContext(ctx,
-			`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`,
-			a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano()); err != nil {
-			return err
-		}
 		if err := execOne(ctx, c, `UPDATE tokens SET accounts = accounts + 1 WHERE id = ?`, tokenID); err != nil {
 			return err
 		}
-		serial, err = bumpSerial(ctx, c, a.CreatedAt)
+		serial, err = insertAccount(ctx, c, a, allow)
 		return err
 	})
 	if err != nil {
