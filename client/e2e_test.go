@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/broker"
+	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/cli"
 	"github.com/acmebroker/acmebroker/internal/config"
 )
@@ -38,27 +38,7 @@ func startBroker(t testing.TB) broker.Ready {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan broker.Ready, 1)
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = broker.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(r broker.Ready) { readyc <- r })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	select {
-	case r := <-readyc:
-		return r
-	case <-done:
-		t.Fatalf("broker failed to start: %v", runErr)
-	case <-time.After(30 * time.Second):
-		t.Fatal("broker did not start within 30s")
-	}
-	return broker.Ready{}
+	return brokertest.Start(t, cfg)
 }
 
 type runner struct {

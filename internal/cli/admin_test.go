@@ -4,18 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/acmebroker/acmebroker/internal/broker"
+	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/config"
 )
 
@@ -65,23 +63,7 @@ dsn = "` + filepath.Join(dir, "broker.db") + `"
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan broker.Ready, 1)
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = broker.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(r broker.Ready) { readyc <- r })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var rd broker.Ready
-	select {
-	case rd = <-readyc:
-	case <-done:
-		t.Fatalf("broker: %v", runErr)
-	case <-time.After(30 * time.Second):
-		t.Fatal("broker did not start in 30s")
-	}
+	rd := brokertest.Start(t, cfg)
 	register := func(tok string) (int, string) {
 		req, _ := http.NewRequest("POST", rd.API+"/register", nil)
 		if tok != "" {
