@@ -143,13 +143,12 @@ func query(name string, qtype uint16) *dns.Msg {
 func TestAnswers(t *testing.T) {
 	h := newTestHandler(t, testSource())
 	type want struct {
-		rcode    int
-		aa       bool
-		answer   []string // RR strings, in order
-		ns       []string // types in the authority section
-		extra    []string // types in the additional section (besides OPT)
-		soaTTL   uint32   // checked when an SOA is in authority
-		question string   // the echoed question name, if not the query's
+		rcode  int
+		aa     bool
+		answer []string // RR strings, in order
+		ns     []string // types in the authority section
+		extra  []string // types in the additional section (besides OPT)
+		soaTTL uint32   // checked when an SOA is in authority
 	}
 	soaNeg := []string{"SOA"}
 	tests := []struct {

@@ -413,12 +413,11 @@ func mustCreate(t testing.TB, st *Store, a storage.Account) uint32 {
 // gate holds the writer before its next batch until opened, and counts the
 // requests queued meanwhile.
 type gate struct {
-	open     chan struct{}
-	once     sync.Once
-	queued   chan struct{}
-	mu       sync.Mutex
-	batches  []int
-	released bool
+	open    chan struct{}
+	once    sync.Once
+	queued  chan struct{}
+	mu      sync.Mutex
+	batches []int
 }
 
 func newGate() *gate {

@@ -618,7 +618,7 @@ func (s suite) snapshotContents(t *testing.T) {
 	for i, v := range []string{"old", "mid", "new"} {
 		at := base.Add(time.Duration(i) * time.Minute)
 		want["sub-0001"] = append([]storage.TXTRecord{{Value: v, UpdatedAt: at}}, want["sub-0001"]...)
-		_, last = mustSet(t, st, "sub-0001", v, at, p)
+		mustSet(t, st, "sub-0001", v, at, p)
 	}
 	_, last = mustSet(t, st, "sub-0003", "only", base, p)
 	want["sub-0003"] = []storage.TXTRecord{{Value: "only", UpdatedAt: base}}
