@@ -53,6 +53,7 @@ type Config struct {
 	BasePath       string // "" or "/prefix"
 	TXTPolicy      storage.TXTPolicy
 	MaxBodyBytes   int64 // default 16 KiB
+	Limits         Limits
 }
 
 // Deps are the injected collaborators.
@@ -66,6 +67,7 @@ type Deps struct {
 type server struct {
 	cfg Config
 	Deps
+	regLimit, updLimit, updSrcLimit, authFail *limiter
 }
 
 // New returns the API's http.Handler.
@@ -79,7 +81,12 @@ func New(cfg Config, d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &server{cfg: cfg, Deps: d}
+	s := &server{cfg: cfg, Deps: d,
+		regLimit:    newLimiter(cfg.Limits.RegisterPerSource),
+		updLimit:    newLimiter(cfg.Limits.UpdatePerAccount),
+		updSrcLimit: newLimiter(cfg.Limits.UpdatePerSource),
+		authFail:    newLimiter(cfg.Limits.AuthFailPerSource),
+	}
 
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.cors)

@@ -28,6 +28,9 @@ type registerResponse struct {
 }
 
 func (s *server) register(w http.ResponseWriter, r *http.Request) {
+	if ok, wait := s.regLimit.take(sourceKey(s.clientIP(r)), s.Now()); limited(w, ok, wait, "registrations from this address") {
+		return
+	}
 	var tokenID string
 	if s.cfg.Registration == RegistrationToken {
 		var ok bool
@@ -104,6 +107,13 @@ func (s *server) register(w http.ResponseWriter, r *http.Request) {
 func (s *server) update(w http.ResponseWriter, r *http.Request) {
 	acct, ok := s.authenticate(w, r)
 	if !ok {
+		return
+	}
+	now := s.Now()
+	if ok, wait := s.updLimit.take(acct.Username, now); limited(w, ok, wait, "updates for this account") {
+		return
+	}
+	if ok, wait := s.updSrcLimit.take(sourceKey(s.clientIP(r)), now); limited(w, ok, wait, "updates from this address") {
 		return
 	}
 	body, ok := s.readBody(w, r)
@@ -261,16 +271,24 @@ func prefixStrings(ps []netip.Prefix) []string {
 // authenticate checks X-Api-User and X-Api-Key. Every failure is the same
 // 401 "forbidden", and an unknown user costs what a wrong key costs.
 func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.Account, bool) {
+	src := sourceKey(s.clientIP(r))
+	if ok, wait := s.authFail.ready(src, s.Now()); limited(w, ok, wait, "failed authentications from this address") {
+		return storage.Account{}, false
+	}
+	failed := func() {
+		s.authFail.take(src, s.Now())
+		writeForbidden(w)
+	}
 	key := r.Header.Get("X-Api-Key")
 	u, err := uuid.Parse(strings.TrimSpace(r.Header.Get("X-Api-User")))
 	if err != nil || !secret.ValidKeyFormat(key) {
-		writeForbidden(w)
+		failed()
 		return storage.Account{}, false
 	}
 	acct, err := s.Store.Account(r.Context(), u.String())
 	if errors.Is(err, storage.ErrNotFound) {
 		secret.VerifyDummy(key)
-		writeForbidden(w)
+		failed()
 		return storage.Account{}, false
 	}
 	if err != nil {
@@ -282,7 +300,7 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		s.Logger.Error("update: stored key hash unreadable", "subdomain", acct.Subdomain, "err", err)
 	}
 	if !ok {
-		writeForbidden(w)
+		failed()
 		return storage.Account{}, false
 	}
 	if rehash {

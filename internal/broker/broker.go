@@ -81,6 +81,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		TrustedProxies: prefixes(cfg.API.TrustedProxies),
 		BasePath:       cfg.API.BasePath,
 		TXTPolicy:      policy,
+		Limits: api.Limits{
+			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
+			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
+		},
 	}, api.Deps{Store: st, Index: idx, Logger: logger, Now: time.Now})
 
 	var tlsCert, tlsKey string

@@ -67,6 +67,11 @@ type API struct {
 	CORSOrigins []string `toml:"cors_origins"`
 	// TrustedProxies are CIDRs whose X-Forwarded-For header is believed.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// Rate limits, per minute (0: no limit); see api.Limits.
+	RegisterLimit     int `toml:"register_limit"`      // POST /register per source address
+	UpdateLimit       int `toml:"update_limit"`        // POST /update per account
+	UpdateSourceLimit int `toml:"update_source_limit"` // POST /update per source address
+	AuthFailLimit     int `toml:"auth_fail_limit"`     // failed authentications per source address
 	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
 	BasePath string `toml:"base_path"`
 }
@@ -121,9 +126,10 @@ func Default() Config {
 			MaxUDPSize:  1232,
 		},
 		API: API{
-			Listen:         "127.0.0.1:8080",
-			TLS:            "none",
-			Registration:   "open",
+			Listen:        "127.0.0.1:8080",
+			TLS:           "none",
+			Registration:  "open",
+			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,
 			CORSOrigins:    []string{},
 			TrustedProxies: []string{},
 		},
@@ -236,6 +242,12 @@ func (c *Config) Validate() error {
 			bad("api.disable_registration", "contradicts api.registration = \"token\"; remove disable_registration")
 		}
 		c.API.Registration = "disabled"
+	}
+	for key, v := range map[string]int{"api.register_limit": c.API.RegisterLimit, "api.update_limit": c.API.UpdateLimit,
+		"api.update_source_limit": c.API.UpdateSourceLimit, "api.auth_fail_limit": c.API.AuthFailLimit} {
+		if v < 0 {
+			bad(key, "must be 0 (no limit) or a number per minute")
+		}
 	}
 	for i, p := range c.API.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {

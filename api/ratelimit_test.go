@@ -1,0 +1,159 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/storage"
+	"github.com/acmebroker/acmebroker/storage/sqlite"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newLimitedEnv(t *testing.T, l Limits) (*env, *fakeClock) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	idx := records.New(storage.DefaultTXTPolicy, clk.now)
+	h := New(Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy, Limits: l}, Deps{Store: st, Index: idx, Now: clk.now})
+	return &env{h: h, store: st, idx: idx}, clk
+}
+
+func retryAfter(t *testing.T, r result) int {
+	t.Helper()
+	if r.status != http.StatusTooManyRequests || r.errCode(t) != "too_many_requests" {
+		t.Fatalf("want 429 too_many_requests, got %d %s", r.status, r.body)
+	}
+	n, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || n < 1 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	return n
+}
+
+func TestRegisterRateLimitPerSource(t *testing.T) {
+	e, clk := newLimitedEnv(t, Limits{RegisterPerSource: 4}) // burst 2, one every 15 s
+	reg := func(remote string) result { return e.do("POST", "/register", "", nil, remote) }
+	for i := range 2 {
+		if r := reg("192.0.2.1:1"); r.status != 201 {
+			t.Fatalf("registration %d: %d", i+1, r.status)
+		}
+	}
+	wait := retryAfter(t, reg("192.0.2.1:2"))
+	if wait > 15 {
+		t.Fatalf("Retry-After %d s, want at most 15", wait)
+	}
+	if r := reg("192.0.2.2:1"); r.status != 201 {
+		t.Fatalf("another source is limited too: %d", r.status)
+	}
+	// IPv6 sources count per /64.
+	reg("[2001:db8::1]:1")
+	reg("[2001:db8::2]:1")
+	retryAfter(t, reg("[2001:db8::3]:1"))
+	if r := reg("[2001:db8:0:1::1]:1"); r.status != 201 {
+		t.Fatalf("another /64 is limited: %d", r.status)
+	}
+	clk.add(time.Duration(wait) * time.Second)
+	if r := reg("192.0.2.1:3"); r.status != 201 {
+		t.Fatalf("after Retry-After: %d %s", r.status, r.body)
+	}
+}
+
+func TestUpdateRateLimitPerAccount(t *testing.T) {
+	e, clk := newLimitedEnv(t, Limits{UpdatePerAccount: 4})
+	a, b := e.register(t, ""), e.register(t, "")
+	upd := func(x acct) result {
+		return e.do("POST", "/update", `{"subdomain":"`+x.Subdomain+`","txt":"`+val1+`"}`, hdrs(x), "")
+	}
+	upd(a)
+	upd(a)
+	retryAfter(t, upd(a))
+	if r := upd(b); r.status != 200 {
+		t.Fatalf("another account limited: %d", r.status)
+	}
+	clk.add(15 * time.Second)
+	if r := upd(a); r.status != 200 {
+		t.Fatalf("after the wait: %d", r.status)
+	}
+}
+
+func TestUpdateRateLimitPerSource(t *testing.T) {
+	e, _ := newLimitedEnv(t, Limits{UpdatePerSource: 4})
+	a, b := e.register(t, ""), e.register(t, "")
+	upd := func(x acct, remote string) result {
+		return e.do("POST", "/update", `{"subdomain":"`+x.Subdomain+`","txt":"`+val1+`"}`, hdrs(x), remote)
+	}
+	upd(a, "198.51.100.1:1")
+	upd(b, "198.51.100.1:1")
+	retryAfter(t, upd(a, "198.51.100.1:1")) // two accounts, one source
+	if r := upd(a, "198.51.100.2:1"); r.status != 200 {
+		t.Fatalf("another source limited: %d", r.status)
+	}
+}
+
+// TestFailedLoginFlood: wrong keys from one address slow that address down
+// (429 before any hashing), while the owner elsewhere keeps updating.
+func TestFailedLoginFlood(t *testing.T) {
+	e, clk := newLimitedEnv(t, Limits{AuthFailPerSource: 4})
+	a := e.register(t, "")
+	bad := hdrs(a)
+	bad["X-Api-Key"] = strings.Repeat("x", 40)
+	body := `{"subdomain":"` + a.Subdomain + `","txt":"` + val1 + `"}`
+	const attacker, owner = "203.0.113.66:1", "192.0.2.10:1"
+	for i := range 2 {
+		if r := e.do("POST", "/update", body, bad, attacker); r.status != 401 {
+			t.Fatalf("wrong key %d: %d", i+1, r.status)
+		}
+	}
+	retryAfter(t, e.do("POST", "/update", body, bad, attacker))
+	// Even the right key from the flooding address waits: it is the address
+	// that is slowed down, and checking a key is the work being saved.
+	retryAfter(t, e.do("POST", "/update", body, hdrs(a), attacker))
+	for range 10 {
+		if r := e.do("POST", "/update", body, hdrs(a), owner); r.status != 200 {
+			t.Fatalf("the owner is locked out: %d %s", r.status, r.body)
+		}
+	}
+	clk.add(time.Minute)
+	if r := e.do("POST", "/update", body, hdrs(a), attacker); r.status != 200 {
+		t.Fatalf("the address stays blocked after the wait: %d", r.status)
+	}
+}
+
+func TestLimiterMemoryBounded(t *testing.T) {
+	l := newLimiter(60)
+	now := time.Unix(0, 0)
+	for i := range maxBuckets + 10 {
+		l.take(strconv.Itoa(i), now)
+	}
+	if n := len(l.buckets); n > maxBuckets {
+		t.Fatalf("%d buckets, bound %d", n, maxBuckets)
+	}
+	if ok, _ := (*limiter)(nil).take("x", now); !ok {
+		t.Fatal("a disabled limit refused")
+	}
+	if newLimiter(0) != nil {
+		t.Fatal("0 per minute should mean no limit")
+	}
+}
