@@ -26,6 +26,7 @@ type Store interface {
 	UpdateKeyHash(ctx context.Context, username, keyHash string) error
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
 	UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error
+	DeleteAccount(ctx context.Context, username string) (uint32, error)
 	CreateAccountWithToken(ctx context.Context, a storage.Account, tokenID string) (uint32, error)
 	Token(ctx context.Context, id string) (storage.Token, error)
 	Ping(ctx context.Context) error
@@ -42,6 +43,7 @@ const (
 type Index interface {
 	Add(subdomain string, serial uint32)
 	Set(subdomain string, recs []storage.TXTRecord, serial uint32)
+	Remove(subdomain string, serial uint32)
 }
 
 // Config of the API.
@@ -91,10 +93,10 @@ func New(cfg Config, d Deps) http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.cors)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom and GET /health")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom, POST /account/rotate, DELETE /account and GET /health")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update and /account/allowfrom take POST, /health takes GET")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update, /account/allowfrom and /account/rotate take POST, /account takes DELETE, /health takes GET")
 	})
 	routes := func(r chi.Router) {
 		if cfg.Registration != RegistrationDisabled {
@@ -102,6 +104,8 @@ func New(cfg Config, d Deps) http.Handler {
 		}
 		r.Post("/update", s.update)
 		r.Post("/account/allowfrom", s.setAllowFrom)
+		r.Post("/account/rotate", s.rotateKey)
+		r.Delete("/account", s.deleteAccount)
 		r.Get("/health", s.health)
 	}
 	if cfg.BasePath != "" {

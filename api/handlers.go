@@ -162,7 +162,7 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 // (acme-dns cannot). The request itself must come from a source the current
 // list allows, so a leaked key used elsewhere cannot lift the restriction.
 func (s *server) setAllowFrom(w http.ResponseWriter, r *http.Request) {
-	acct, ok := s.authenticate(w, r)
+	acct, ip, ok := s.authorize(w, r, "allowfrom change")
 	if !ok {
 		return
 	}
@@ -181,12 +181,6 @@ func (s *server) setAllowFrom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed_json_payload", detail)
 		return
 	}
-	ip := s.clientIP(r)
-	if !allowed(acct.AllowFrom, ip) {
-		s.Logger.Warn("allowfrom change refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
-		writeForbidden(w)
-		return
-	}
 	allow, shown, err := parseAllowFrom(*req.AllowFrom)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
@@ -199,6 +193,63 @@ func (s *server) setAllowFrom(w http.ResponseWriter, r *http.Request) {
 	s.Logger.Info("allowfrom changed", "subdomain", acct.Subdomain, "remote", ip.String(),
 		"old", prefixStrings(acct.AllowFrom), "new", shown)
 	writeJSON(w, http.StatusOK, map[string][]string{"allowfrom": shown})
+}
+
+// rotateKey gives the account a new key; the old one stops working at once.
+func (s *server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	acct, ip, ok := s.authorize(w, r, "key rotation")
+	if !ok {
+		return
+	}
+	key, err := secret.NewKey()
+	if err != nil {
+		s.storageError(w, r, "rotate: make key", err)
+		return
+	}
+	hash, err := secret.Hash(key)
+	if err != nil {
+		s.storageError(w, r, "rotate: hash key", err)
+		return
+	}
+	if err := s.Store.UpdateKeyHash(r.Context(), acct.Username, hash); err != nil {
+		s.storageError(w, r, "rotate key", err)
+		return
+	}
+	s.Logger.Info("account key rotated", "subdomain", acct.Subdomain, "remote", ip.String())
+	writeJSON(w, http.StatusOK, map[string]string{"username": acct.Username, "password": key})
+}
+
+// deleteAccount removes the account and its values; DNS stops answering
+// for its subdomain at once.
+func (s *server) deleteAccount(w http.ResponseWriter, r *http.Request) {
+	acct, ip, ok := s.authorize(w, r, "account deletion")
+	if !ok {
+		return
+	}
+	serial, err := s.Store.DeleteAccount(r.Context(), acct.Username)
+	if err != nil {
+		s.storageError(w, r, "delete account", err)
+		return
+	}
+	s.Index.Remove(acct.Subdomain, serial)
+	s.Logger.Info("account deleted", "subdomain", acct.Subdomain, "remote", ip.String())
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": acct.Subdomain})
+}
+
+// authorize is authenticate plus the account's allowfrom: what every
+// request that changes the account itself needs.
+func (s *server) authorize(w http.ResponseWriter, r *http.Request, what string) (storage.Account, netip.Addr, bool) {
+	acct, ok := s.authenticate(w, r)
+	if !ok {
+		return storage.Account{}, netip.Addr{}, false
+	}
+	ip := s.clientIP(r)
+	if !allowed(acct.AllowFrom, ip) {
+		s.Logger.Warn(what+" refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
+		writeForbidden(w)
+		return storage.Account{}, netip.Addr{}, false
+	}
+	return acct, ip, true
 }
 
 // registrationToken checks "Authorization: Bearer <id>.<secret>" and

@@ -155,3 +155,55 @@ func TestRegistrationDisabledKeepsUpdate(t *testing.T) {
 		t.Fatalf("update still routed: %d", r.status)
 	}
 }
+
+func TestRotateKey(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.register(t, `{"allowfrom":["192.0.2.0/24"]}`)
+	if r := e.do("POST", "/account/rotate", "", hdrs(a), "198.51.100.1:1"); r.status != 401 {
+		t.Fatalf("rotation from outside allowfrom: %d", r.status)
+	}
+	r := e.do("POST", "/account/rotate", "", hdrs(a), "")
+	var got struct{ Username, Password string }
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &got) != nil || got.Username != a.Username || !secret.ValidKeyFormat(got.Password) || got.Password == a.Password {
+		t.Fatalf("rotate: %d %s", r.status, r.body)
+	}
+	body := `{"subdomain":"` + a.Subdomain + `","txt":"` + val1 + `"}`
+	if r := e.do("POST", "/update", body, hdrs(a), ""); r.status != 401 {
+		t.Fatalf("the old key still works: %d", r.status)
+	}
+	a.Password = got.Password
+	if r := e.do("POST", "/update", body, hdrs(a), ""); r.status != 200 {
+		t.Fatalf("the new key does not work: %d %s", r.status, r.body)
+	}
+}
+
+func TestDeleteAccount(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.register(t, ""), e.register(t, "")
+	for _, x := range []acct{a, b} {
+		if r := e.do("POST", "/update", `{"subdomain":"`+x.Subdomain+`","txt":"`+val1+`"}`, hdrs(x), ""); r.status != 200 {
+			t.Fatal(r.body)
+		}
+	}
+	wrong := hdrs(a)
+	wrong["X-Api-Key"] = b.Password
+	if r := e.do("DELETE", "/account", "", wrong, ""); r.status != 401 {
+		t.Fatalf("delete with another account's key: %d", r.status)
+	}
+	r := e.do("DELETE", "/account", "", hdrs(a), "")
+	if r.status != 200 || !strings.Contains(r.body, a.Subdomain) {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if _, ok := e.idx.TXT(nil, a.Subdomain); ok {
+		t.Fatal("DNS still knows the deleted subdomain")
+	}
+	if v, ok := e.idx.TXT(nil, b.Subdomain); !ok || len(v) != 1 {
+		t.Fatal("deleting one account touched another")
+	}
+	if r := e.do("POST", "/update", `{"subdomain":"`+a.Subdomain+`","txt":"`+val1+`"}`, hdrs(a), ""); r.status != 401 {
+		t.Fatalf("update after delete: %d", r.status)
+	}
+	if r := e.do("DELETE", "/account", "", hdrs(a), ""); r.status != 401 {
+		t.Fatalf("second delete: %d", r.status)
+	}
+}

@@ -140,6 +140,10 @@ type Store interface {
 	// newest first) and returns the current zone serial. Used at start-up.
 	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)
 
+	// DeleteAccount removes an account and its TXT values and returns the
+	// zone serial after the change. ErrNotFound if there is no such account.
+	DeleteAccount(ctx context.Context, username string) (serial uint32, err error)
+
 	// UpdateAllowFrom replaces the sources an account may update from.
 	// ErrNotFound if there is no such account.
 	UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error

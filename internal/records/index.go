@@ -63,7 +63,8 @@ type Index struct {
 	uuids  map[[16]byte]int32 // canonical lower-case UUID names
 	names  map[string]int32   // every other name
 	chunks [][]entry
-	count  int32
+	count  int32   // entries allocated
+	free   []int32 // entries of removed subdomains, for reuse
 	spill  map[int32]spilled
 
 	serial atomic.Uint32
@@ -194,7 +195,26 @@ func (x *Index) Serial() uint32 { return x.serial.Load() }
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return int(x.count)
+	return len(x.uuids) + len(x.names)
+}
+
+// Remove forgets sub (its account was deleted by the write with the given
+// serial): DNS answers NXDOMAIN for it from now on.
+func (x *Index) Remove(sub string, serial uint32) {
+	sub = strings.ToLower(sub)
+	x.mu.Lock()
+	if i, ok := x.find(sub); ok {
+		if k, isUUID := uuidKey(sub); isUUID {
+			delete(x.uuids, k)
+		} else {
+			delete(x.names, sub)
+		}
+		delete(x.spill, i)
+		*x.at(i) = entry{}
+		x.free = append(x.free, i)
+	}
+	x.mu.Unlock()
+	x.bumpSerial(serial)
 }
 
 // find returns the entry number of sub. Called with mu held.
@@ -209,11 +229,16 @@ func (x *Index) find(sub string) (int32, bool) {
 
 // alloc adds an empty entry for sub. Called with mu held.
 func (x *Index) alloc(sub string) int32 {
-	i := x.count
-	if int(i)>>chunkBits == len(x.chunks) {
-		x.chunks = append(x.chunks, make([]entry, chunkSize))
+	var i int32
+	if n := len(x.free); n > 0 {
+		i, x.free = x.free[n-1], x.free[:n-1]
+	} else {
+		i = x.count
+		if int(i)>>chunkBits == len(x.chunks) {
+			x.chunks = append(x.chunks, make([]entry, chunkSize))
+		}
+		x.count++
 	}
-	x.count++
 	if k, ok := uuidKey(sub); ok {
 		x.uuids[k] = i
 	} else {

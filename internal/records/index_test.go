@@ -227,3 +227,26 @@ func TestInlineAndSpilled(t *testing.T) {
 		t.Fatal("an unregistered UUID found")
 	}
 }
+
+func TestRemove(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.DefaultTXTPolicy, func() time.Time { return now })
+	u := "d2121c1a-55ec-49c1-832c-695d6a198111"
+	x.Set(u, recs(now, 0), 5)
+	x.Set("web1", recs(now, 0, time.Second, 2*time.Second), 6) // spilled
+	x.Remove(u, 7)
+	x.Remove("WEB1", 8)
+	for _, s := range []string{u, "web1"} {
+		if _, ok := x.TXT(nil, s); ok {
+			t.Fatalf("%s still served after Remove", s)
+		}
+	}
+	if x.Len() != 0 || x.Serial() != 8 || len(x.spill) != 0 {
+		t.Fatalf("Len %d, serial %d, spilled %d", x.Len(), x.Serial(), len(x.spill))
+	}
+	// The freed entry is reused, starting empty.
+	x.Add("other", 9)
+	if v, ok := x.TXT(nil, "other"); !ok || len(v) != 0 || x.count != 2 {
+		t.Fatalf("reused entry: %v %v, %d allocated", v, ok, x.count)
+	}
+}

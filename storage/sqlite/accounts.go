@@ -47,6 +47,25 @@ func insertAccount(ctx context.Context, c *sql.Conn, a storage.Account, allow st
 	return bumpSerial(ctx, c, a.CreatedAt)
 }
 
+// DeleteAccount removes the account; its TXT values go with it (ON DELETE
+// CASCADE), and the serial moves because what DNS serves changes.
+func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
+	op := "delete account " + username
+	var serial uint32
+	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
+		if err := execOne(ctx, c, `DELETE FROM accounts WHERE username = ?`, username); err != nil {
+			return err
+		}
+		var err error
+		serial, err = bumpSerial(ctx, c, time.Now())
+		return err
+	})
+	if err != nil {
+		return 0, wrapErr(ctx, op, err)
+	}
+	return serial, nil
+}
+
 // Account returns the account with that username, or ErrNotFound.
 func (s *Store) Account(ctx context.Context, username string) (storage.Account, error) {
 	op := "account " + username

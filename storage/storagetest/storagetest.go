@@ -87,6 +87,7 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Token/RegisterChecks", s.tokenRegisterChecks},
 		{"Token/LimitUnderRace", s.tokenLimitUnderRace},
 		{"PruneTXT", s.pruneTXT},
+		{"Account/Delete", s.deleteAccount},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)

@@ -248,3 +248,40 @@ func snapshotSerial(t *testing.T, st storage.Store) uint32 {
 	_, serial := snapshot(t, st)
 	return serial
 }
+
+func (s suite) deleteAccount(t *testing.T) {
+	st, reopen := s.fresh(t)
+	ctx := context.Background()
+	a, b := account(1), account(2)
+	mustCreate(t, st, a)
+	mustCreate(t, st, b)
+	mustSet(t, st, a.Subdomain, "va", base, storage.DefaultTXTPolicy)
+	_, before := mustSet(t, st, b.Subdomain, "vb", base, storage.DefaultTXTPolicy)
+	serial, err := st.DeleteAccount(ctx, a.Username)
+	if err != nil {
+		t.Fatalf("DeleteAccount: %v", err)
+	}
+	if !serialAfter(serial, before) {
+		t.Fatalf("serial %d after deleting, was %d", serial, before)
+	}
+	if _, err := st.DeleteAccount(ctx, a.Username); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+	st.close(t)
+	st = reopen(t)
+	if _, err := st.Account(ctx, a.Username); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("deleted account still there: %v", err)
+	}
+	got, _ := snapshot(t, st)
+	if _, ok := got[a.Subdomain]; ok || len(got[b.Subdomain]) != 1 {
+		t.Fatalf("snapshot after delete: %v", got)
+	}
+	// The subdomain is free again, without old values.
+	a.Username = account(3).Username
+	mustCreate(t, st, a)
+	if got, _ := snapshot(t, st); len(got[a.Subdomain]) != 0 {
+		t.Fatalf("a re-registered subdomain serves old values: %v", got[a.Subdomain])
+	}
+}
+
+func serialAfter(a, b uint32) bool { return a != b && int32(a-b) > 0 }
