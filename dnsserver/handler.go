@@ -108,9 +108,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	defer func() {
 		if p := recover(); p != nil {
 			h.logger.Error("dns handler panic", "panic", p, "remote", w.RemoteAddr().String())
-			fail := new(dns.Msg)
-			fail.SetRcode(r, dns.RcodeServerFailure)
-			_ = w.WriteMsg(fail)
+			_ = w.WriteMsg(h.failure(r, dns.RcodeServerFailure))
 		}
 	}()
 	m := h.Answer(r, isTCP(w))
@@ -118,9 +116,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	out, err := m.PackBuffer((*bp)[:cap(*bp)])
 	if err != nil {
 		h.logger.Error("dns pack", "err", err, "qname", qname(r))
-		fail := new(dns.Msg)
-		fail.SetRcode(r, dns.RcodeServerFailure)
-		out, err = fail.PackBuffer((*bp)[:cap(*bp)])
+		out, err = h.failure(r, dns.RcodeServerFailure).PackBuffer((*bp)[:cap(*bp)])
 		if err != nil {
 			h.bufs.Put(bp)
 			return
@@ -148,20 +144,17 @@ func isTCP(w dns.ResponseWriter) bool {
 // Answer builds the response to r: tcp says whether it goes back over a
 // stream (no truncation).
 func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
-	m := new(dns.Msg)
 	if len(r.Question) != 1 {
-		m.SetRcode(r, dns.RcodeFormatError)
+		m := h.failure(r, dns.RcodeFormatError)
 		m.Question = nil
 		return m
 	}
+	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Compress = true
 	opt := r.IsEdns0()
 	if opt != nil {
-		ro := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		ro.SetUDPSize(h.cfg.MaxUDPSize)
-		ro.SetDo(opt.Do())
-		m.Extra = append(m.Extra, ro)
+		m.Extra = append(m.Extra, h.opt(opt))
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
 			return m
@@ -205,6 +198,26 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 			size = int(min(opt.UDPSize(), h.cfg.MaxUDPSize))
 		}
 		m.Truncate(size)
+	}
+	return m
+}
+
+// opt is the OPT of a response to a query carrying q: our UDP size and the
+// query's DO bit (RFC 3225).
+func (h *Handler) opt(q *dns.OPT) *dns.OPT {
+	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	o.SetUDPSize(h.cfg.MaxUDPSize)
+	o.SetDo(q.Do())
+	return o
+}
+
+// failure is a bare rcode answer to r. A query with EDNS gets an OPT back
+// even then: RFC 6891 6.1.1 requires one in every response to it.
+func (h *Handler) failure(r *dns.Msg, rcode int) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(r, rcode)
+	if opt := r.IsEdns0(); opt != nil {
+		m.Extra = append(m.Extra, h.opt(opt))
 	}
 	return m
 }

@@ -200,6 +200,10 @@ func TestAnswers(t *testing.T) {
 		{"delegation: referral with glue", "host.child.auth.example.test.", dns.TypeA, want{rcode: 0, aa: false, ns: []string{"NS"}, extra: []string{"A"}}},
 		{"delegation point itself", "child.auth.example.test.", dns.TypeNS, want{rcode: 0, aa: false, ns: []string{"NS"}, extra: []string{"A"}}},
 		{"DS at the cut: ours, NODATA", "child.auth.example.test.", dns.TypeDS, want{rcode: 0, aa: true, ns: soaNeg}},
+		{"DS below the cut: referral", "host.child.auth.example.test.", dns.TypeDS, want{rcode: 0, aa: false, ns: []string{"NS"}, extra: []string{"A"}}},
+		// "y\.child" is one label "y.child" directly below the apex, not a
+		// name below the cut at child.
+		{"escaped dot is inside a label", `y\.child.auth.example.test.`, dns.TypeA, want{rcode: dns.RcodeNameError, aa: true, ns: soaNeg}},
 		{"source panics: SERVFAIL", "boom.auth.example.test.", dns.TypeTXT, want{rcode: dns.RcodeServerFailure}},
 		{"AXFR: REFUSED", "auth.example.test.", dns.TypeAXFR, want{rcode: dns.RcodeRefused}},
 		{"IXFR: REFUSED", "auth.example.test.", dns.TypeIXFR, want{rcode: dns.RcodeRefused}},
@@ -293,6 +297,33 @@ func TestEDNS(t *testing.T) {
 		m := serve(t, h, query(sub1+"."+zone+".", dns.TypeTXT), udpRecorder())
 		if m.IsEdns0() != nil {
 			t.Fatal("OPT in the answer to a query without EDNS")
+		}
+	})
+	t.Run("DO clear stays clear", func(t *testing.T) {
+		q := query(sub1+"."+zone+".", dns.TypeTXT)
+		q.SetEdns0(512, false)
+		m := serve(t, h, q, udpRecorder())
+		if opt := m.IsEdns0(); opt == nil || opt.Do() || opt.UDPSize() != 1232 {
+			t.Fatalf("OPT %v, want DO clear and our size 1232", opt)
+		}
+	})
+	// RFC 6891 6.1.1: every response to a query with EDNS carries an OPT,
+	// error answers included.
+	t.Run("SERVFAIL keeps the OPT", func(t *testing.T) {
+		q := query("boom."+zone+".", dns.TypeTXT)
+		q.SetEdns0(1232, true)
+		m := serve(t, h, q, udpRecorder())
+		if m.Rcode != dns.RcodeServerFailure || m.IsEdns0() == nil || !m.IsEdns0().Do() {
+			t.Fatalf("rcode %s, OPT %v", dns.RcodeToString[m.Rcode], m.IsEdns0())
+		}
+	})
+	t.Run("FORMERR keeps the OPT", func(t *testing.T) {
+		q := query(sub1+"."+zone+".", dns.TypeTXT)
+		q.SetEdns0(1232, false)
+		q.Question = nil
+		m := serve(t, h, q, udpRecorder())
+		if m.Rcode != dns.RcodeFormatError || m.IsEdns0() == nil {
+			t.Fatalf("rcode %s, OPT %v", dns.RcodeToString[m.Rcode], m.IsEdns0())
 		}
 	})
 	t.Run("version 1: BADVERS", func(t *testing.T) {

@@ -119,13 +119,14 @@ func newStaticZone(origin string, rrs []dns.RR) (*staticZone, error) {
 	return z, nil
 }
 
-// parent strips the first label of an FQDN; "" at the root.
+// parent strips the first label of an FQDN; "" at the root. An escaped
+// dot does not end a label: the parent of "a\.b.zone." is "zone.".
 func parent(name string) string {
-	i := strings.IndexByte(name, '.')
-	if i < 0 || i == len(name)-1 {
+	i, end := dns.NextLabel(name, 0)
+	if end {
 		return ""
 	}
-	return name[i+1:]
+	return name[i:]
 }
 
 // cutFor returns the delegation point at or above name, if any.
