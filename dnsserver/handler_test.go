@@ -1,6 +1,9 @@
 package dnsserver
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -84,6 +87,9 @@ var staticLines = []string{
 	"child NS ns.child",
 	"ns.child A 192.0.2.99",
 	"many TXT \"a\"",
+	"tochild CNAME host.child",
+	"dangle CNAME nothere",
+	"acme CNAME single",
 }
 
 func newTestHandler(t testing.TB, src RecordSource) *Handler {
@@ -113,6 +119,7 @@ func testSource() *fakeSource {
 		"crowd":  many,
 		"web":    {val1}, // registered and static: TXT from the source, A from static
 		"single": {val1},
+		"long":   {strings.Repeat("x", 255) + strings.Repeat("y", 45)},
 	}}
 }
 
@@ -194,6 +201,18 @@ func TestAnswers(t *testing.T) {
 			answer: []string{"away.auth.example.test.\t3600\tIN\tCNAME\ttarget.example.net."}}},
 		{"CNAME loop: each link once", "loop1.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true,
 			answer: []string{"loop1.auth.example.test.\t3600\tIN\tCNAME\tloop2.auth.example.test.", "loop2.auth.example.test.\t3600\tIN\tCNAME\tloop1.auth.example.test."}}},
+		{"CNAME into a delegation: the CNAME only", "tochild.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true,
+			answer: []string{"tochild.auth.example.test.\t3600\tIN\tCNAME\thost.child.auth.example.test."}}},
+		{"CNAME to a missing name: NXDOMAIN with the CNAME (RFC 6604)", "dangle.auth.example.test.", dns.TypeA, want{rcode: dns.RcodeNameError, aa: true,
+			answer: []string{"dangle.auth.example.test.\t3600\tIN\tCNAME\tnothere.auth.example.test."}, ns: soaNeg, soaTTL: 5}},
+		{"CNAME to a challenge name: TXT from the source", "ACME.auth.example.test.", dns.TypeTXT, want{rcode: 0, aa: true,
+			answer: []string{"ACME.auth.example.test.\t3600\tIN\tCNAME\tsingle.auth.example.test.", "single.auth.example.test.\t1\tIN\tTXT\t\"" + val1 + "\""}}},
+		{"CNAME to a challenge name, A: NODATA after the CNAME", "acme.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true,
+			answer: []string{"acme.auth.example.test.\t3600\tIN\tCNAME\tsingle.auth.example.test."}, ns: soaNeg, soaTTL: 5}},
+		{"registered, no value, ANY: RFC 8482", "empty.auth.example.test.", dns.TypeANY, want{rcode: 0, aa: true, answer: []string{"empty.auth.example.test.\t1\tIN\tHINFO\t\"RFC8482\" \"\""}}},
+		{"unknown name, ANY: NXDOMAIN", "nope.auth.example.test.", dns.TypeANY, want{rcode: dns.RcodeNameError, aa: true, ns: soaNeg}},
+		{"apex TXT: NODATA", "auth.example.test.", dns.TypeTXT, want{rcode: 0, aa: true, ns: soaNeg, soaTTL: 5}},
+		{"empty non-terminal, TXT: NODATA", "b.auth.example.test.", dns.TypeTXT, want{rcode: 0, aa: true, ns: soaNeg, soaTTL: 5}},
 		{"empty non-terminal: NODATA", "a.b.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true, ns: soaNeg}},
 		{"empty non-terminal b: NODATA", "b.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true, ns: soaNeg}},
 		{"deep name", "deep.a.b.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true, answer: []string{"deep.a.b.auth.example.test.\t3600\tIN\tA\t192.0.2.9"}}},
@@ -356,6 +375,29 @@ func TestTruncation(t *testing.T) {
 			t.Fatalf("TC %v, %d bytes, OPT %v", m.Truncated, len(w.msgs[0]), m.IsEdns0())
 		}
 	})
+	// The client's size counts when smaller than ours; below 512 it is 512.
+	for _, tc := range []struct{ client, limit int }{{800, 800}, {512, 512}, {100, 512}, {0, 512}, {65535, 1232}} {
+		t.Run(fmt.Sprintf("UDP with EDNS %d: TC within %d", tc.client, tc.limit), func(t *testing.T) {
+			q := query(name, dns.TypeTXT)
+			q.SetEdns0(uint16(tc.client), true)
+			w := udpRecorder()
+			m := serve(t, h, q, w)
+			if !m.Truncated || len(w.msgs[0]) > tc.limit || len(w.msgs[0]) < tc.limit-100 || len(m.Answer) == 0 {
+				t.Fatalf("TC %v, %d bytes, %d answers: want TC and as many as fit in %d", m.Truncated, len(w.msgs[0]), len(m.Answer), tc.limit)
+			}
+			if opt := m.IsEdns0(); opt == nil || !opt.Do() {
+				t.Fatalf("truncated answer lost its OPT: %v", opt)
+			}
+		})
+	}
+	t.Run("TCP with EDNS 512: everything", func(t *testing.T) {
+		q := query(name, dns.TypeTXT)
+		q.SetEdns0(512, false)
+		m := serve(t, h, q, tcpRecorder())
+		if m.Truncated || len(m.Answer) != 40 || m.IsEdns0() == nil {
+			t.Fatalf("TC %v, %d answers", m.Truncated, len(m.Answer))
+		}
+	})
 	t.Run("TCP: everything", func(t *testing.T) {
 		m := serve(t, h, query(name, dns.TypeTXT), tcpRecorder())
 		if m.Truncated || len(m.Answer) != 40 {
@@ -461,6 +503,11 @@ func TestParseRecords(t *testing.T) {
 		{"ns1 CH A 192.0.2.1", "class"},
 		{"a A 192.0.2.1\nb A 192.0.2.2", "one record per line"},
 		{"$INCLUDE /etc/passwd", "not a valid record"},
+		{"; only a comment", "empty"},
+		{"a.*.b A 192.0.2.1", "wildcard"},
+		{"@ CNAME x.example.com.", "apex"},
+		{"ns1 A 192.0.2.1 ns2 A 192.0.2.2", "not a valid record"},
+		{"TXT \"no owner\"", "not a valid record"},
 	}
 	for _, tc := range bad {
 		_, err := ParseRecords(zone, []string{"ns1 A 192.0.2.1", tc.line})
@@ -468,8 +515,17 @@ func TestParseRecords(t *testing.T) {
 			t.Errorf("%q: error %v, want one about %q naming record 2", tc.line, err, tc.want)
 		}
 	}
-	if _, err := NewHandler(Config{Zone: zone, NSName: "ns1." + zone, NSAdmin: "h." + zone, Records: mustParse(t, "www CNAME a", "www A 192.0.2.1")}, testSource(), nil); err == nil || !strings.Contains(err.Error(), "CNAME") {
-		t.Errorf("CNAME beside other data: %v", err)
+	// Owners and NS targets are matched in lower case; data keeps its case.
+	rrs = mustParse(t, "NS1.AUTH.example.test. A 192.0.2.1", "Child NS NS.Child", "@ TXT \"MiXeD\"", "deep 60 IN TXT \"a\" \"B\"")
+	if rrs[0].Header().Name != "ns1.auth.example.test." || rrs[1].Header().Name != "child.auth.example.test." ||
+		rrs[1].(*dns.NS).Ns != "ns.child.auth.example.test." {
+		t.Fatalf("names not lower-cased: %v / %v", rrs[0], rrs[1])
+	}
+	if rrs[2].(*dns.TXT).Txt[0] != "MiXeD" || strings.Join(rrs[3].(*dns.TXT).Txt, ",") != "a,B" {
+		t.Fatalf("TXT data changed: %v / %v", rrs[2], rrs[3])
+	}
+	if rrs, err := ParseRecords(zone, nil); err != nil || len(rrs) != 0 {
+		t.Fatalf("no lines: %v %v", rrs, err)
 	}
 }
 
@@ -480,4 +536,189 @@ func mustParse(t *testing.T, lines ...string) []dns.RR {
 		t.Fatal(err)
 	}
 	return rrs
+}
+
+func TestPanicIsLoggedAndSurvived(t *testing.T) {
+	var logs bytes.Buffer
+	rrs := mustParse(t, staticLines...)
+	h, err := NewHandler(Config{Zone: zone, NSName: "ns1." + zone, NSAdmin: "hostmaster.example.test", Records: rrs},
+		testSource(), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := serve(t, h, query("boom."+zone+".", dns.TypeTXT), udpRecorder()); m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	if !strings.Contains(logs.String(), "dns handler panic") || !strings.Contains(logs.String(), "remote=192.0.2.1:5353") {
+		t.Fatalf("panic not logged with the remote: %q", logs.String())
+	}
+	// The handler still answers afterwards.
+	if m := serve(t, h, query(sub1+"."+zone+".", dns.TypeTXT), udpRecorder()); len(m.Answer) != 2 {
+		t.Fatalf("after a panic: %s", m)
+	}
+}
+
+func TestLongTXTSplit(t *testing.T) {
+	h := newTestHandler(t, testSource())
+	m := serve(t, h, query("long."+zone+".", dns.TypeTXT), tcpRecorder())
+	if len(m.Answer) != 1 {
+		t.Fatalf("answer %v", m.Answer)
+	}
+	txt := m.Answer[0].(*dns.TXT).Txt
+	if len(txt) != 2 || txt[0] != strings.Repeat("x", 255) || txt[1] != strings.Repeat("y", 45) {
+		t.Fatalf("character-strings %q: want the value split at 255 bytes", txt)
+	}
+}
+
+func TestCNAMEChainBounded(t *testing.T) {
+	var lines []string
+	for i := range 20 {
+		lines = append(lines, fmt.Sprintf("c%d CNAME c%d", i, i+1))
+	}
+	lines = append(lines, "c20 A 192.0.2.20")
+	rrs := mustParse(t, lines...)
+	h, err := NewHandler(Config{Zone: zone, NSName: "ns1." + zone, NSAdmin: "h." + zone, Records: rrs}, testSource(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := serve(t, h, query("c0."+zone+".", dns.TypeA), udpRecorder())
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != maxChase+1 {
+		t.Fatalf("rcode %s, %d records: want the first %d links", dns.RcodeToString[m.Rcode], len(m.Answer), maxChase+1)
+	}
+	for i, rr := range m.Answer {
+		if _, ok := rr.(*dns.CNAME); !ok {
+			t.Fatalf("record %d is %s, want only CNAMEs", i, rr)
+		}
+	}
+	// A chain within the bound is followed to its end.
+	m = serve(t, h, query("c15."+zone+".", dns.TypeA), udpRecorder())
+	if len(m.Answer) != 6 || m.Answer[5].Header().Rrtype != dns.TypeA {
+		t.Fatalf("short chain: %v", m.Answer)
+	}
+}
+
+func TestApexNSFromNSName(t *testing.T) {
+	tests := []struct {
+		name  string
+		lines []string
+		extra string
+	}{
+		{"no static data", nil, ""},
+		{"NSName has a static address: glue", []string{"ns1 A 192.0.2.53"}, "A"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := NewHandler(Config{Zone: zone, NSName: "NS1.Auth.Example.Test", NSAdmin: "hostmaster.example.test",
+				Records: mustParse(t, tc.lines...), NegativeTTL: 5}, testSource(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := serve(t, h, query(zone+".", dns.TypeNS), udpRecorder())
+			want := "auth.example.test.\t3600\tIN\tNS\tns1.auth.example.test."
+			if !m.Authoritative || len(m.Answer) != 1 || m.Answer[0].String() != want {
+				t.Fatalf("AA %v, answer %v: want %s", m.Authoritative, m.Answer, want)
+			}
+			if types(m.Extra) != tc.extra {
+				t.Fatalf("additional %s, want %q", types(m.Extra), tc.extra)
+			}
+			soa := serve(t, h, query(zone+".", dns.TypeSOA), udpRecorder()).Answer[0].(*dns.SOA)
+			if soa.Ns != "ns1.auth.example.test." || soa.Mbox != "hostmaster.example.test." {
+				t.Fatalf("SOA %s", soa)
+			}
+		})
+	}
+}
+
+func TestNewHandler(t *testing.T) {
+	good := Config{Zone: zone, NSName: "ns1." + zone, NSAdmin: "h." + zone}
+	outside := &dns.A{Hdr: dns.RR_Header{Name: "www.example.com.", Rrtype: dns.TypeA, Class: dns.ClassINET}}
+	bad := []struct {
+		name string
+		mod  func(*Config)
+		src  RecordSource
+		want string
+	}{
+		{"no zone", func(c *Config) { c.Zone = "" }, testSource(), "zone is required"},
+		{"no source", func(*Config) {}, nil, "record source"},
+		{"no nsname", func(c *Config) { c.NSName = "" }, testSource(), "nsname"},
+		{"no nsadmin", func(c *Config) { c.NSAdmin = "" }, testSource(), "nsadmin"},
+		{"bad zone", func(c *Config) { c.Zone = "a..b" }, testSource(), "not a valid name"},
+		{"static record outside", func(c *Config) { c.Records = []dns.RR{outside} }, testSource(), "outside the zone"},
+		{"CNAME beside other data", func(c *Config) { c.Records = mustParse(t, "www CNAME a", "www A 192.0.2.1") }, testSource(), "CNAME"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			tc.mod(&cfg)
+			if _, err := NewHandler(cfg, tc.src, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+
+	// Defaults: SOA TTL 3600, UDP size 1232; a UDP size below 512 is raised.
+	for _, tc := range []struct{ set, want uint16 }{{0, 1232}, {100, 512}, {4096, 4096}} {
+		cfg := good
+		cfg.MaxUDPSize = tc.set
+		h, err := NewHandler(cfg, testSource(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := query(zone+".", dns.TypeSOA)
+		q.SetEdns0(4096, false)
+		m := serve(t, h, q, udpRecorder())
+		if got := m.IsEdns0().UDPSize(); got != tc.want {
+			t.Errorf("MaxUDPSize %d: advertised %d, want %d", tc.set, got, tc.want)
+		}
+		if ttl := m.Answer[0].Header().Ttl; ttl != 3600 {
+			t.Errorf("SOA TTL %d, want the default 3600", ttl)
+		}
+	}
+}
+
+// TestConcurrentServe runs queries from many goroutines while the source
+// changes, for the race detector: the handler shares its static records
+// and buffer pool between queries.
+func TestConcurrentServe(t *testing.T) {
+	src := testSource()
+	h := newTestHandler(t, src)
+	names := []struct {
+		name  string
+		qtype uint16
+	}{
+		{sub1 + "." + zone + ".", dns.TypeTXT},
+		{"NS1." + zone + ".", dns.TypeA},
+		{"www." + zone + ".", dns.TypeA},
+		{zone + ".", dns.TypeNS},
+		{"host.child." + zone + ".", dns.TypeA},
+		{"crowd." + zone + ".", dns.TypeTXT},
+		{"nope." + zone + ".", dns.TypeTXT},
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				n := names[(g+i)%len(names)]
+				w := udpRecorder()
+				if i%2 == 0 {
+					w = tcpRecorder()
+				}
+				q := query(n.name, n.qtype)
+				h.ServeDNS(w, q)
+				m := new(dns.Msg)
+				if len(w.msgs) != 1 || m.Unpack(w.msgs[0]) != nil || m.Id != q.Id || m.Question[0].Name != n.name {
+					t.Errorf("%s: bad answer", n.name)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 200 {
+			src.mu.Lock()
+			src.subs["new"] = []string{fmt.Sprint(i)}
+			src.mu.Unlock()
+		}
+	})
+	wg.Wait()
 }
