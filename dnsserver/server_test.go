@@ -2,7 +2,9 @@ package dnsserver
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -111,12 +113,89 @@ func TestServeDropsResponsesAndRejectsBadHeaders(t *testing.T) {
 	if err := m.Unpack(buf[:n]); err != nil || m.Id != q.Id {
 		t.Fatalf("first packet back: id %d (%v); the response packet %d was answered", m.Id, err, resp.Id)
 	}
+	// UDP packets are handled concurrently, so an answer to the response
+	// packet could come second. Nothing may follow: the short deadline is
+	// the assertion (it can only pass early, never fail early).
+	conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := conn.Read(buf); err == nil {
+		t.Fatalf("a second packet (%d bytes) came back: the response packet was answered", n)
+	} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal(err)
+	}
 
 	// Two questions: FORMERR.
 	two := query(sub1+"."+zone+".", dns.TypeTXT)
 	two.Question = append(two.Question, dns.Question{Name: zone + ".", Qtype: dns.TypeSOA, Qclass: dns.ClassINET})
-	if m := exchange(t, "udp", addr, two); m.Rcode != dns.RcodeFormatError {
-		t.Fatalf("two questions: %s", dns.RcodeToString[m.Rcode])
+	for _, network := range []string{"udp", "tcp"} {
+		if m := exchange(t, network, addr, two); m.Rcode != dns.RcodeFormatError {
+			t.Fatalf("%s, two questions: %s", network, dns.RcodeToString[m.Rcode])
+		}
+	}
+	// An opcode we do not know: NOTIMP, from acceptMsg.
+	st := query(sub1+"."+zone+".", dns.TypeTXT)
+	st.Opcode = dns.OpcodeStatus
+	if m := exchange(t, "udp", addr, st); m.Rcode != dns.RcodeNotImplemented {
+		t.Fatalf("STATUS: %s", dns.RcodeToString[m.Rcode])
+	}
+}
+
+// Over TCP one connection's messages are handled in order, so if the
+// response packet were answered its answer would arrive first.
+func TestServeTCPDropsResponses(t *testing.T) {
+	srv := startServer(t, newTestHandler(t, testSource()), "127.0.0.1:0")
+	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	conn, err := c.Dial(srv.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp := query(sub1+"."+zone+".", dns.TypeTXT)
+	resp.Response = true
+	if err := conn.WriteMsg(resp); err != nil {
+		t.Fatal(err)
+	}
+	q := query(sub1+"."+zone+".", dns.TypeTXT)
+	q.Id = resp.Id + 1
+	if err := conn.WriteMsg(q); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := conn.ReadMsg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Id != q.Id || len(m.Answer) != 2 {
+		t.Fatalf("first message back: id %d with %d answers, want the answer to %d", m.Id, len(m.Answer), q.Id)
+	}
+}
+
+func TestServeEDNSOverUDP(t *testing.T) {
+	srv := startServer(t, newTestHandler(t, testSource()), "127.0.0.1:0")
+	conn, err := net.Dial("udp", srv.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := query("crowd."+zone+".", dns.TypeTXT)
+	q.SetEdns0(4096, true)
+	b, _ := q.Pack()
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	// Read with room for what the client offered; we must stay within ours.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(buf[:n]); err != nil {
+		t.Fatal(err)
+	}
+	opt := m.IsEdns0()
+	if !m.Truncated || n > 1232 || opt == nil || !opt.Do() || opt.UDPSize() != 1232 {
+		t.Fatalf("TC %v, %d bytes, OPT %v: want TC within 1232 and our OPT with DO", m.Truncated, n, opt)
 	}
 }
 
@@ -130,6 +209,30 @@ func TestListenErrors(t *testing.T) {
 	_, err = Listen([]string{"127.0.0.1:0", addr})
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "another process") {
 		t.Fatalf("Listen on a busy address: %v (want the address and a hint)", err)
+	}
+	// The UDP port is free but TCP is taken: still an error naming the
+	// address, and nothing left bound.
+	busyTCP, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busyTCP.Close()
+	addr = busyTCP.Addr().String()
+	want := "(tcp)"
+	if pc, err := net.ListenPacket("udp", addr); err != nil {
+		t.Logf("udp %s is taken too (%v): the UDP error is checked instead", addr, err)
+		want = "(udp)"
+	} else {
+		pc.Close()
+	}
+	_, err = Listen([]string{addr})
+	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Listen on a busy TCP port: %v (want the address and %s)", err, want)
+	}
+	if pc, err := net.ListenPacket("udp", addr); err == nil {
+		pc.Close()
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("udp %s not released after the failed Listen: %v", addr, err)
 	}
 	for _, bad := range []string{"nonsense", "127.0.0.1"} {
 		if _, err := Listen([]string{bad}); err == nil || !strings.Contains(err.Error(), bad) {
@@ -164,4 +267,43 @@ func TestServeReturnsOnCancelWithoutTraffic(t *testing.T) {
 		t.Fatalf("address not released after Serve returned: %v", err)
 	}
 	again.Close()
+}
+
+// An idle TCP client must not hold Serve open after the cancel.
+func TestServeReturnsOnCancelWithOpenConnection(t *testing.T) {
+	srv, err := Listen([]string{"127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, newTestHandler(t, testSource())) }()
+
+	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	conn, err := c.Dial(srv.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// One answered query proves the server is up and the connection open.
+	if _, _, err := c.ExchangeWithConn(query(sub1+"."+zone+".", dns.TypeTXT), conn); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return within 10 s of the cancel")
+	}
+	// The server closed its end: the client sees EOF, not a hang.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.ReadMsg(); err == nil {
+		t.Fatal("read a message from a stopped server")
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("connection still open after Serve returned")
+	}
 }
