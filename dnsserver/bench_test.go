@@ -43,6 +43,7 @@ func BenchmarkUDPQuery(b *testing.B) {
 	go func() { defer close(done); _ = srv.Serve(ctx, newTestHandler(b, testSource())) }()
 	defer func() { cancel(); <-done }()
 	addr := srv.Addrs()[0]
+	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 		conn, err := c.Dial(addr)
