@@ -63,6 +63,17 @@ type Account struct {
 	Subdomain string         // lower-case single DNS label
 	AllowFrom []netip.Prefix // sources allowed to update; empty = anywhere
 	CreatedAt time.Time
+	// Disabled is set by an admin: the API refuses the account's
+	// credentials until it is enabled again. Its values stay served until
+	// they age out.
+	Disabled bool
+}
+
+// AccountInfo is an account with what an admin wants to know of its use.
+type AccountInfo struct {
+	Account
+	Values     int       // TXT values stored for its subdomain
+	LastUpdate time.Time // time of its newest TXT value; zero if it never set one
 }
 
 // TXTRecord is one value served at <subdomain>.<zone>.
@@ -168,6 +179,21 @@ type Store interface {
 	// RevokeToken marks a token revoked at time at (a revoked token stays
 	// listed). ErrNotFound if there is no such token.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
+
+	// Accounts calls fn for every account, in subdomain order, with its
+	// use. It streams: memory holds one account at a time, whatever their
+	// number. fn must not write to the store.
+	Accounts(ctx context.Context, fn func(AccountInfo) error) error
+
+	// SetDisabled disables (or enables again) an account. It does not
+	// change the zone, so the serial stays. ErrNotFound if there is no such
+	// account.
+	SetDisabled(ctx context.Context, username string, disabled bool) error
+
+	// Subdomain returns one registered subdomain with its values, newest
+	// first, and the zone serial, read together. ErrNotFound if no account
+	// has it. A node uses it to refresh a subdomain another node changed.
+	Subdomain(ctx context.Context, name string) (Subdomain, uint32, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
