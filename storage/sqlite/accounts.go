@@ -40,8 +40,8 @@ func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, e
 // serial, inside the writer's transaction.
 func insertAccount(ctx context.Context, c *sql.Conn, a storage.Account, allow string) (uint32, error) {
 	if _, err := c.ExecContext(ctx,
-		`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`,
-		a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano()); err != nil {
+		`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at, disabled) VALUES (?, ?, ?, ?, ?, ?)`,
+		a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano(), a.Disabled); err != nil {
 		return 0, err
 	}
 	return bumpSerial(ctx, c, a.CreatedAt)
@@ -74,10 +74,10 @@ func (s *Store) Account(ctx context.Context, username string) (storage.Account, 
 	}
 	a := storage.Account{Username: username}
 	var allow string
-	var created int64
+	var created, disabled int64
 	err := s.db.QueryRowContext(ctx,
-		`SELECT key_hash, subdomain, allow_from, created_at FROM accounts WHERE username = ?`, username).
-		Scan(&a.KeyHash, &a.Subdomain, &allow, &created)
+		`SELECT key_hash, subdomain, allow_from, created_at, disabled FROM accounts WHERE username = ?`, username).
+		Scan(&a.KeyHash, &a.Subdomain, &allow, &created, &disabled)
 	if err != nil {
 		return storage.Account{}, wrapErr(ctx, op, err)
 	}
@@ -85,6 +85,7 @@ func (s *Store) Account(ctx context.Context, username string) (storage.Account, 
 		return storage.Account{}, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	a.CreatedAt = fromNanos(created)
+	a.Disabled = disabled != 0
 	return a, nil
 }
 

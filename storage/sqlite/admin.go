@@ -2,26 +2,117 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/acmebroker/acmebroker/storage"
 )
 
-// errNotYet marks contract methods whose SQLite implementation is being
-// written (issue 4); they fail cleanly meanwhile.
-var errNotYet = errors.New("sqlite: not implemented yet")
-
-// Accounts is not implemented yet.
+// Accounts calls fn for every account, in subdomain order, with the number
+// of its TXT values and the time of the newest. It reads in one transaction
+// and streams: memory holds one account at a time. fn must not write to the
+// store.
+//
+// The newest value's time is the last update: values are deleted only by
+// the TXT policy, which always keeps the newest ones.
 func (s *Store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error) error {
-	return errNotYet
+	const op = "list accounts"
+	if err := s.readable(ctx); err != nil {
+		return wrapErr(ctx, op, err)
+	}
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return wrapErr(ctx, op, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// The correlated subqueries read the txt_records_newest index only
+	// (count over its subdomain range, max from its first entry); the outer
+	// walk follows the accounts.subdomain index, so nothing is sorted.
+	rows, err := tx.QueryContext(ctx, `
+		SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
+		       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
+		       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
+		FROM accounts AS a
+		ORDER BY a.subdomain`)
+	if err != nil {
+		return wrapErr(ctx, op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			ai       storage.AccountInfo
+			allow    string
+			created  int64
+			disabled int64
+			last     sql.NullInt64
+		)
+		if err := rows.Scan(&ai.Username, &ai.KeyHash, &ai.Subdomain, &allow, &created, &disabled, &ai.Values, &last); err != nil {
+			return wrapErr(ctx, op, err)
+		}
+		if ai.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+			return fmt.Errorf("sqlite: %s: account %s: %w", op, ai.Username, err)
+		}
+		ai.CreatedAt = fromNanos(created)
+		ai.Disabled = disabled != 0
+		if last.Valid {
+			ai.LastUpdate = fromNanos(last.Int64)
+		}
+		if err := fn(ai); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+	}
+	return wrapErr(ctx, op, rows.Err())
 }
 
-// SetDisabled is not implemented yet.
+// SetDisabled disables or enables an account. The zone does not change, so
+// the serial stays.
 func (s *Store) SetDisabled(ctx context.Context, username string, disabled bool) error {
-	return errNotYet
+	op := "enable account " + username
+	if disabled {
+		op = "disable account " + username
+	}
+	v := 0
+	if disabled {
+		v = 1
+	}
+	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
+		return execOne(ctx, c, `UPDATE accounts SET disabled = ? WHERE username = ?`, v, username)
+	})
+	return wrapErr(ctx, op, err)
 }
 
-// Subdomain is not implemented yet.
+// Subdomain returns one registered subdomain with its values, newest first,
+// and the zone serial, read in one transaction so they match.
 func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
-	return storage.Subdomain{}, 0, errNotYet
+	op := "subdomain " + name
+	if err := s.readable(ctx); err != nil {
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var serial int64
+	if err := tx.QueryRowContext(ctx, `SELECT serial FROM zone_meta WHERE id = 1`).Scan(&serial); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			err = fmt.Errorf("zone_meta has no row: %w", errCorrupt)
+		}
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	var one int
+	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE subdomain = ?`, name).Scan(&one); err != nil {
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err) // ErrNoRows -> ErrNotFound
+	}
+	rows, err := tx.QueryContext(ctx,
+		`SELECT value, updated_at FROM txt_records WHERE subdomain = ? ORDER BY updated_at DESC, value`, name)
+	if err != nil {
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	recs, err := scanRecords(rows)
+	if err != nil {
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	return storage.Subdomain{Name: name, Records: recs}, uint32(serial), nil
 }

@@ -88,6 +88,11 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Token/LimitUnderRace", s.tokenLimitUnderRace},
 		{"PruneTXT", s.pruneTXT},
 		{"Account/Delete", s.deleteAccount},
+		{"Accounts/List", s.accountsList},
+		{"Accounts/Empty", s.accountsEmpty},
+		{"Accounts/CallbackError", s.accountsCallbackError},
+		{"Account/SetDisabled", s.setDisabled},
+		{"Subdomain", s.subdomain},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
