@@ -354,6 +354,14 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		failed()
 		return storage.Account{}, false
 	}
+	if acct.Disabled {
+		// Right credentials, so this is the owner (or whoever has the key):
+		// tell them why, and do not count it as a guess.
+		s.Logger.Warn("request refused: account disabled", "subdomain", acct.Subdomain, "remote", s.clientIP(r).String(), "path", r.URL.Path)
+		writeError(w, http.StatusUnauthorized, "forbidden",
+			"this account has been disabled by the broker's admin; ask them to enable it again (acmebroker account enable)")
+		return storage.Account{}, false
+	}
 	if rehash {
 		// A legacy (bcrypt) hash: store the fast form so the next update is cheap.
 		if h, err := secret.Hash(key); err == nil {
