@@ -34,14 +34,32 @@ Example:
   curl -s -X POST https://broker.example.org/register -H "Authorization: Bearer <token>"
 `
 
-const accountUsage = `acmebroker account: accounts made by an admin.
-Works on the database named in the config, also while the broker runs.
+const accountUsage = `acmebroker account: manage accounts as the broker's admin.
+Works on the database named in the config, offline or while the broker runs
+(a running SQLite broker keeps serving a deleted account's values from memory
+until it restarts; disable and enable apply to its next request).
+NAME is an account's subdomain or its username.
 
 Usage:
-  acmebroker account create [-config FILE] --subdomain NAME [--allow-from CIDR]
+  acmebroker account create  [-config FILE] --subdomain NAME [--allow-from CIDR]
+  acmebroker account list    [-config FILE] [--json]
+  acmebroker account show    [-config FILE] NAME
+  acmebroker account delete  [-config FILE] NAME
+  acmebroker account disable [-config FILE] NAME
+  acmebroker account enable  [-config FILE] NAME
+  acmebroker account prune   [-config FILE] --unused-for DURATION [--dry-run]
 
-Example (publish the CNAME before the host that will use it exists):
+Examples:
+  # publish the CNAME before the host that will use it exists
   acmebroker account create -config /etc/acmebroker/config.toml --subdomain web1 --allow-from 203.0.113.7/32
+  acmebroker account list -config /etc/acmebroker/config.toml
+  acmebroker account list -config /etc/acmebroker/config.toml --json
+  acmebroker account show -config /etc/acmebroker/config.toml web1
+  acmebroker account disable -config /etc/acmebroker/config.toml web1
+  acmebroker account enable -config /etc/acmebroker/config.toml web1
+  acmebroker account delete -config /etc/acmebroker/config.toml 0d3f6c2e-5f2a-4a7e-9c1b-2b8e4f1a9d7c
+  # accounts with no update for 90 days (never updated: counted from creation)
+  acmebroker account prune -config /etc/acmebroker/config.toml --unused-for 2160h --dry-run
 `
 
 // subcommand is one command of a group (client, token, account).
@@ -69,6 +87,10 @@ func runGroup(ctx context.Context, group, usage string, cmds map[string]subcomma
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.Is(err, errUsage):
+		var bc badConfig
+		if errors.As(err, &bc) { // a config file that does not load: say why
+			fmt.Fprintf(stderr, "acmebroker %s %s: %v\n", group, args[0], err)
+		}
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "acmebroker %s %s: %v\n", group, args[0], err)
@@ -85,7 +107,13 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runGroup(ctx, "account", accountUsage, map[string]subcommand{
-		"create": accountCreate,
+		"create":  accountCreate,
+		"list":    accountList,
+		"show":    accountShow,
+		"delete":  accountDelete,
+		"disable": accountDisable,
+		"enable":  accountEnable,
+		"prune":   accountPrune,
 	}, args, stdout, stderr)
 }
 
@@ -102,7 +130,7 @@ func openAdminStore(ctx context.Context, path string, mustExist bool, stderr io.
 	if path != "" {
 		var err error
 		if cfg, err = config.Load(path); err != nil {
-			return nil, fmt.Errorf("%w (%v)", errUsage, err)
+			return nil, badConfig{err}
 		}
 	} else if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -119,6 +147,13 @@ func openAdminStore(ctx context.Context, path string, mustExist bool, stderr io.
 	}
 	return &adminStore{Store: st, cfg: cfg}, nil
 }
+
+// badConfig is a config file that does not load: a usage error whose
+// message must be shown.
+type badConfig struct{ err error }
+
+func (b badConfig) Error() string        { return b.err.Error() }
+func (b badConfig) Is(target error) bool { return target == errUsage }
 
 // parsePrefixes checks --allow-from values.
 func parsePrefixes(fs *flag.FlagSet, list []string) ([]netip.Prefix, error) {

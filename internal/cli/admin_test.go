@@ -135,6 +135,34 @@ dsn = "` + filepath.Join(dir, "broker.db") + `"
 	if _, errs, code := run(t, "account", "create", "-config", cfgPath, "--subdomain", "web1"); code != 1 || !strings.Contains(errs, "taken") {
 		t.Fatalf("second account on web1: %d %s", code, errs)
 	}
+	// disable and enable on the database apply to the running broker's
+	// next request.
+	updateWeb1 := func() (int, string) {
+		req, _ := http.NewRequest("POST", rd.API+"/update", strings.NewReader(`{"subdomain":"web1","txt":"`+val+`"}`))
+		req.Header.Set("X-Api-User", acct.Username)
+		req.Header.Set("X-Api-Key", acct.Password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if out, errs, code := run(t, "account", "disable", "web1", "-config", cfgPath); code != 0 {
+		t.Fatalf("account disable: %d %s %s", code, out, errs)
+	}
+	if st, body := updateWeb1(); st != 401 || !strings.Contains(body, "disabled by the broker's admin") {
+		t.Fatalf("update of a disabled account on the running broker: %d %s", st, body)
+	}
+	if out, errs, code := run(t, "account", "enable", "web1", "-config", cfgPath); code != 0 {
+		t.Fatalf("account enable: %d %s %s", code, out, errs)
+	}
+	if st, body := updateWeb1(); st != 200 {
+		t.Fatalf("update after enable on the running broker: %d %s", st, body)
+	}
+
 	for _, bad := range []string{"", "a.b", "-x", "under_score", strings.Repeat("a", 64)} {
 		if _, errs, code := run(t, "account", "create", "-config", cfgPath, "--subdomain", bad); code != 2 || !strings.Contains(errs, "--subdomain") {
 			t.Fatalf("--subdomain %q: %d %s", bad, code, errs)

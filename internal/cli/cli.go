@@ -24,7 +24,7 @@ Usage:
   acmebroker serve [-config FILE]   run the DNS server and the HTTP API
   acmebroker client COMMAND         get and renew certificates through a broker (see "acmebroker client help")
   acmebroker token COMMAND          registration tokens: create, list, revoke (see "acmebroker token help")
-  acmebroker account create         an account with a chosen subdomain (see "acmebroker account help")
+  acmebroker account COMMAND        accounts: create, list, show, delete, disable, enable, prune (see "acmebroker account help")
   acmebroker version                print the version
   acmebroker help                   show this help
 
