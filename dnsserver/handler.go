@@ -160,6 +160,13 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 			return m
 		}
 	}
+	if rcode, tsig := checkExtra(r); rcode != dns.RcodeSuccess {
+		m.Rcode = rcode
+		if tsig != nil {
+			m.Extra = append(m.Extra, tsig) // last, as RFC 8945 requires
+		}
+		return m
+	}
 	switch r.Opcode {
 	case dns.OpcodeQuery:
 	case dns.OpcodeNotify, dns.OpcodeUpdate:
@@ -200,6 +207,32 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 		m.Truncate(size)
 	}
 	return m
+}
+
+// checkExtra refuses what the additional section may not carry: more than
+// one OPT is FORMERR (RFC 6891 6.1.1); a TSIG is signed with a key this
+// server does not have (it has none), so the answer is NOTAUTH with an
+// unsigned TSIG saying BADKEY (RFC 8945 5.2.1), not an unsigned answer.
+func checkExtra(r *dns.Msg) (int, *dns.TSIG) {
+	opts := 0
+	for _, rr := range r.Extra {
+		switch rr := rr.(type) {
+		case *dns.OPT:
+			if opts++; opts > 1 {
+				return dns.RcodeFormatError, nil
+			}
+		case *dns.TSIG:
+			if _, ok := dns.IsDomainName(rr.Algorithm); !ok || rr.Algorithm == "" {
+				return dns.RcodeFormatError, nil // nothing sane to echo (found by FuzzServeDNS)
+			}
+			return dns.RcodeNotAuth, &dns.TSIG{
+				Hdr:       dns.RR_Header{Name: rr.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+				Algorithm: rr.Algorithm, TimeSigned: rr.TimeSigned, Fudge: rr.Fudge,
+				OrigId: rr.OrigId, Error: dns.RcodeBadKey,
+			}
+		}
+	}
+	return dns.RcodeSuccess, nil
 }
 
 // opt is the OPT of a response to a query carrying q: our UDP size and the
