@@ -151,7 +151,7 @@ func (s *server) storageError(w http.ResponseWriter, r *http.Request, op string,
 	s.Logger.Error(op+" failed", "err", err, "remote", r.RemoteAddr)
 	if errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "db_error", "the database is unavailable; nothing was changed, try again shortly")
+		writeError(w, http.StatusServiceUnavailable, "db_error", "the database is unavailable (locked by another process, full, or gone; the broker's log says which); nothing was changed, retry after Retry-After seconds")
 		return
 	}
 	writeError(w, http.StatusInternalServerError, "db_error", "the database failed; nothing was changed")

@@ -16,7 +16,7 @@ import (
 func OpenStore(ctx context.Context, c config.Storage, logger *slog.Logger) (storage.Store, error) {
 	switch c.Engine {
 	case "sqlite":
-		st, err := sqlite.Open(ctx, c.DSN, sqlite.Options{Logger: logger})
+		st, err := sqlite.Open(ctx, c.DSN, sqlite.Options{Logger: logger, BusyTimeout: c.BusyTimeout.Duration})
 		if err != nil {
 			return nil, fmt.Errorf("storage: %w", err)
 		}

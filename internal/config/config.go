@@ -82,6 +82,10 @@ type Storage struct {
 	Engine string `toml:"engine"`
 	// DSN: for sqlite, the database file path.
 	DSN string `toml:"dsn"`
+	// BusyTimeout: how long a write waits for a lock another process holds
+	// on the database (a backup, the sqlite3 shell) before the API answers
+	// 503 with Retry-After. Default 5s.
+	BusyTimeout Duration `toml:"busy_timeout"`
 }
 
 // Log configures logging.
@@ -133,7 +137,7 @@ func Default() Config {
 			CORSOrigins:    []string{},
 			TrustedProxies: []string{},
 		},
-		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db"},
+		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db", BusyTimeout: Duration{5 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -261,6 +265,9 @@ func (c *Config) Validate() error {
 		c.API.BasePath = strings.TrimRight(bp, "/")
 	}
 
+	if c.Storage.BusyTimeout.Duration < 0 {
+		bad("storage.busy_timeout", "must not be negative (e.g. \"5s\")")
+	}
 	switch c.Storage.Engine {
 	case "sqlite":
 		if c.Storage.DSN == "" {

@@ -66,6 +66,9 @@ type Store struct {
 	ckptDone   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
+
+	path   string      // the database file
+	fileID os.FileInfo // its identity when opened, see checkFile
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -90,6 +93,9 @@ func open(ctx context.Context, dsn string, opts Options, h hooks) (*Store, error
 	}
 	connDSN, path, err := buildDSN(dsn, busy)
 	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", dsn, err)
+	}
+	if connDSN, err = noCreate(connDSN, path); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", dsn, err)
 	}
 	ms, err := loadMigrations(migrationFiles, "migrations")
@@ -131,6 +137,10 @@ func open(ctx context.Context, dsn string, opts Options, h hooks) (*Store, error
 	}
 	version, err := migrate(ctx, s.wconn, ms, s.now, log)
 	if err != nil {
+		return fail(err)
+	}
+	s.path = path
+	if s.fileID, err = os.Stat(path); err != nil {
 		return fail(err)
 	}
 
@@ -208,6 +218,51 @@ func buildDSN(dsn string, busy time.Duration) (conn, path string, err error) {
 	return "file:" + rawPath + "?" + q.Encode(), path, nil
 }
 
+// noCreate creates the database file if it is missing and returns a DSN
+// that opens it without creating it (mode=rw), unless the caller chose a
+// mode. Otherwise a connection the pool opens after the file was removed
+// would quietly create an empty database in its place.
+func noCreate(connDSN, path string) (string, error) {
+	base, rawQuery, _ := strings.Cut(connDSN, "?")
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", err
+	}
+	if q.Get("mode") != "" {
+		return connDSN, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	q.Set("mode", "rw")
+	return base + "?" + q.Encode(), nil
+}
+
+// checkFile reports (as storage.ErrUnavailable) a database file that was
+// removed or replaced since Open. SQLite keeps using the open file: writes
+// to a removed one succeed and vanish at the next start, and a replaced
+// one is not the file being written. Putting the same file back (a rename)
+// heals it; a different file needs a restart, which loads it.
+func (s *Store) checkFile() error {
+	if s.fileID == nil {
+		return nil
+	}
+	fi, err := os.Stat(s.path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("database file %s is gone (%v): put it back, or restore it and restart the broker; writes are refused meanwhile: %w",
+			s.path, err, storage.ErrUnavailable)
+	case !os.SameFile(fi, s.fileID):
+		return fmt.Errorf("database file %s was replaced by another file while open: restart the broker to use it; writes are refused meanwhile: %w",
+			s.path, storage.ErrUnavailable)
+	}
+	return nil
+}
+
 // checkPragmas verifies on a live connection that the settings took: a
 // file system without shared memory, for one, silently keeps the rollback
 // journal.
@@ -245,6 +300,9 @@ func (s *Store) Ping(ctx context.Context) error {
 		return wrapErr(ctx, "ping", errClosed)
 	}
 	if err := ctx.Err(); err != nil {
+		return wrapErr(ctx, "ping", err)
+	}
+	if err := s.checkFile(); err != nil {
 		return wrapErr(ctx, "ping", err)
 	}
 	var serial int64

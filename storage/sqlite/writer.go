@@ -242,6 +242,12 @@ func (s *Store) runBatch(ctx context.Context, c *sql.Conn, taken []*request, err
 			return err
 		}
 	}
+	// A database file removed or replaced under the running broker would
+	// take this commit into an unlinked inode: acknowledged, then lost at
+	// the next start. Refuse instead (see checkFile).
+	if err := s.checkFile(); err != nil {
+		return err
+	}
 	_, err := c.ExecContext(ctx, "COMMIT")
 	return err
 }
