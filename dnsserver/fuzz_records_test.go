@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -83,4 +84,22 @@ func FuzzParseRecords(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseRecordsFuzzFindings: what FuzzParseRecords found, by name.
+func TestParseRecordsFuzzFindings(t *testing.T) {
+	for _, c := range []struct{ line, want string }{
+		{"x MX ", "incomplete record data"},
+		{"x 60 IN NS ", "incomplete record data"},
+		{"x TYPE0 \\# 2 000X", "cannot be encoded"},
+	} {
+		if _, err := ParseRecords("auth.example.test", []string{c.line}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error saying %q", c.line, err, c.want)
+		}
+	}
+	// Invalid UTF-8 in a name stays as it is (no U+FFFD growth).
+	rrs, err := ParseRecords("auth.example.test", []string{"X NS Ns1\xbe"})
+	if err != nil || rrs[0].Header().Name != "x.auth.example.test." || rrs[0].(*dns.NS).Ns != "ns1\xbe.auth.example.test." {
+		t.Fatalf("%v %v", rrs, err)
+	}
 }
