@@ -9,6 +9,17 @@ import (
 	"github.com/acmebroker/acmebroker/storage"
 )
 
+// accountsQuery lists accounts with their use. The correlated subqueries
+// read the txt_records_newest index only (count over its subdomain range,
+// max from its first entry); the outer walk follows the accounts.subdomain
+// index, so nothing is sorted and rows stream (TestAccountsQueryPlan).
+const accountsQuery = `
+	SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
+	       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
+	       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
+	FROM accounts AS a
+	ORDER BY a.subdomain`
+
 // Accounts calls fn for every account, in subdomain order, with the number
 // of its TXT values and the time of the newest. It reads in one transaction
 // and streams: memory holds one account at a time. fn must not write to the
@@ -26,15 +37,7 @@ func (s *Store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error
 		return wrapErr(ctx, op, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	// The correlated subqueries read the txt_records_newest index only
-	// (count over its subdomain range, max from its first entry); the outer
-	// walk follows the accounts.subdomain index, so nothing is sorted.
-	rows, err := tx.QueryContext(ctx, `
-		SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
-		       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
-		       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
-		FROM accounts AS a
-		ORDER BY a.subdomain`)
+	rows, err := tx.QueryContext(ctx, accountsQuery)
 	if err != nil {
 		return wrapErr(ctx, op, err)
 	}

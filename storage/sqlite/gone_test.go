@@ -73,3 +73,28 @@ func TestFileRemovedOrReplaced(t *testing.T) {
 		t.Fatalf("SetTXT with the file replaced: %v, want ErrUnavailable saying restart", err)
 	}
 }
+
+// TestAccountsQueryPlan: Accounts streams (no sort of all accounts in a
+// temporary b-tree) and reads each account's values through an index.
+func TestAccountsQueryPlan(t *testing.T) {
+	st, _ := openTemp(t, hooks{})
+	rows, err := st.db.Query("EXPLAIN QUERY PLAN " + accountsQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	joined := strings.Join(plan, "; ")
+	if strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "SCAN t") || !strings.Contains(joined, "txt_records_newest") {
+		t.Errorf("Accounts query plan sorts or scans values:\n%s", joined)
+	}
+	t.Logf("plan: %s", joined)
+}
