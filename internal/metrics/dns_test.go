@@ -82,13 +82,13 @@ func TestDNSCountsByQtypeAndRcode(t *testing.T) {
 	withOpt := q(sub+"."+zone+".", dns.TypeTXT)
 	withOpt.SetEdns0(1232, false)
 	queries := []*dns.Msg{
-		q(sub+"."+zone+".", dns.TypeTXT),    // TXT NOERROR
-		withOpt,                             // TXT NOERROR, OPT walked
-		q("nope."+zone+".", dns.TypeTXT),    // TXT NXDOMAIN
-		q("example.com.", dns.TypeA),        // A REFUSED
-		q(zone+".", dns.TypeNAPTR),          // other NOERROR (NODATA)
-		q(zone+".", dns.TypeAXFR),           // AXFR, whatever the handler says
-		badvers,                             // SOA BADVERS (extended rcode in the OPT)
+		q(sub+"."+zone+".", dns.TypeTXT), // TXT NOERROR
+		withOpt,                          // TXT NOERROR, OPT walked
+		q("nope."+zone+".", dns.TypeTXT), // TXT NXDOMAIN
+		q("example.com.", dns.TypeA),     // A REFUSED
+		q(zone+".", dns.TypeNAPTR),       // other NOERROR (NODATA)
+		q(zone+".", dns.TypeAXFR),        // AXFR, whatever the handler says
+		badvers,                          // SOA BADVERS (extended rcode in the OPT)
 	}
 	var w writer
 	for _, r := range queries {
