@@ -23,6 +23,7 @@ type Config struct {
 	API     API     `toml:"api"`
 	Storage Storage `toml:"storage"`
 	Log     Log     `toml:"log"`
+	Metrics Metrics `toml:"metrics"`
 }
 
 // DNS configures the authoritative server.
@@ -82,6 +83,13 @@ type Storage struct {
 	Engine string `toml:"engine"`
 	// DSN: for sqlite, the database file path.
 	DSN string `toml:"dsn"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the host:port of a separate HTTP listener serving GET
+	// /metrics, e.g. "127.0.0.1:9153"; "" (the default) turns metrics off.
+	Listen string `toml:"listen"`
 }
 
 // Log configures logging.
@@ -268,6 +276,12 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("storage.engine", "%q is not supported (use \"sqlite\")", c.Storage.Engine)
+	}
+
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v (or \"\" to turn metrics off)", err)
+		}
 	}
 
 	switch c.Log.Level {

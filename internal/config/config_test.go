@@ -68,6 +68,17 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 				t.Errorf("base_path = %q", c.API.BasePath)
 			}
 		}},
+		{name: "metrics off by default", toml: ``, check: func(t *testing.T, c Config) {
+			if c.Metrics.Listen != "" {
+				t.Errorf("metrics.listen = %q, want off", c.Metrics.Listen)
+			}
+		}},
+		{name: "metrics listen", toml: "[metrics]\nlisten = \"127.0.0.1:9153\"", check: func(t *testing.T, c Config) {
+			if c.Metrics.Listen != "127.0.0.1:9153" {
+				t.Errorf("metrics.listen = %q", c.Metrics.Listen)
+			}
+		}},
+		{name: "bad metrics listen", toml: "[metrics]\nlisten = \"9153\"", wantErr: "metrics.listen"},
 		{name: "several errors at once", toml: "[api]\ntls = \"x\"\n[log]\nformat = \"xml\"", wantErr: "log.format"},
 	}
 	for _, tt := range tests {

@@ -54,11 +54,13 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops accepting scrapes and waits (until ctx ends) for those in
-// flight; then it closes what is left.
+// flight; then it closes what is left. It also releases the listener of a
+// server never served, and may be called more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()
 	}
+	_ = s.ln.Close() // not yet tracked by srv if Serve never ran
 	return err
 }
