@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,4 +196,32 @@ func FuzzPackedRcode(f *testing.F) {
 			t.Fatalf("packedRcode = %d, %v; dns.Msg says %d", rc, ok, m.Rcode)
 		}
 	})
+}
+
+// Every metric follows Prometheus' naming rules (promtool's linter).
+func TestLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WatchIndex(records.New(storage.DefaultTXTPolicy, time.Now)); err != nil {
+		t.Fatal(err)
+	}
+	var w writer
+	m.DNS(zoneHandler(t)).ServeDNS(&w, q(zone+".", dns.TypeSOA))
+	m.TransferServed("AXFR", "ok")
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "acmebroker_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+	// A second registration on the same registry is refused, not a panic.
+	if _, err := New(reg); err == nil {
+		t.Error("registering twice on one registry succeeded")
+	}
 }
