@@ -198,7 +198,9 @@ level = "info"
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(slowResp), slowVal) {
 		t.Fatalf("the update in flight at SIGTERM: %d %s", resp.StatusCode, slowResp)
 	}
+	mu.Lock()
 	acked[slowAcct.Subdomain] = []string{slowVal}
+	mu.Unlock()
 
 	// The process exits 0 within the shutdown bound (10 s) plus margin.
 	select {
@@ -266,4 +268,57 @@ level = "info"
 	}
 	t.Logf("SIGTERM with %d stream updates in flight (+1 half-sent): exit 0 after %v; %d updates answered 200, all stored; %d connection errors after the signal",
 		atSignal, took.Round(time.Millisecond), total, connErrs.Load())
+}
+
+// TestSecondSIGTERMStopsAtOnce: while a graceful shutdown waits for a
+// stalled request, a second SIGTERM ends the process by the signal (the
+// default action) instead of waiting for the shutdown deadline.
+func TestSecondSIGTERMStopsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	dir := t.TempDir()
+	b := startBroker(t, writeConfig(t, dir, filepath.Join(dir, "broker.db")))
+	a := register(t, b.api)
+	u, _ := url.Parse(b.api)
+	stalled, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	fmt.Fprintf(stalled, "POST %s/update HTTP/1.1\r\nHost: %s\r\nX-Api-User: %s\r\nX-Api-Key: %s\r\nContent-Length: 100\r\n\r\n{",
+		u.Path, u.Host, a.Username, a.Password)
+	// Make sure the request has reached the server: a second request on
+	// another connection is answered only after the server accepted ours.
+	if _, err := http.Get(b.api + "/health"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The API listener closes at the start of the graceful shutdown.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", u.Host, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the API still accepts connections 10 s after SIGTERM")
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("still running 30 s after the second SIGTERM")
+	}
+	ws, ok := b.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Fatalf("want death by the second SIGTERM, got %v (the first shutdown waited out its deadline instead)", b.cmd.ProcessState)
+	}
 }
