@@ -76,6 +76,7 @@ func q(name string, qtype uint16) *dns.Msg {
 
 func TestDNSCountsByQtypeAndRcode(t *testing.T) {
 	m := newMetrics(t)
+	m.dns.sampleMask = 0 // time every query
 	h := m.DNS(zoneHandler(t))
 	badvers := q(zone+".", dns.TypeSOA)
 	badvers.SetEdns0(1232, false)
@@ -223,5 +224,25 @@ func TestLint(t *testing.T) {
 	// A second registration on the same registry is refused, not a panic.
 	if _, err := New(reg); err == nil {
 		t.Error("registering twice on one registry succeeded")
+	}
+}
+
+// By default about one query in 16 is timed, and every one is counted.
+func TestDNSLatencySampled(t *testing.T) {
+	m := newMetrics(t)
+	h := m.DNS(zoneHandler(t))
+	const n = 4096
+	var w writer
+	r := q(sub+"."+zone+".", dns.TypeTXT)
+	for range n {
+		h.ServeDNS(&w, r)
+		w.out = w.out[:0]
+	}
+	if got := testutil.ToFloat64(m.dns.queries.WithLabelValues("TXT", "NOERROR")); got != n {
+		t.Errorf("counted %v of %d queries", got, n)
+	}
+	// 256 expected; the bounds are 8 standard deviations either side.
+	if got := histogramCount(t, m.dns.latency); got < 128 || got > 384 {
+		t.Errorf("%d of %d queries timed, want about 1 in 16", got, n)
 	}
 }
