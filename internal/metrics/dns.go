@@ -3,6 +3,7 @@ package metrics
 import (
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,8 @@ var dnsQtypes = [...]uint16{
 }
 
 const (
+	qtypeAXFR  = 15 // dnsQtypes[qtypeAXFR] == dns.TypeAXFR (checked by a test)
+	qtypeIXFR  = 16
 	qtypeOther = len(dnsQtypes)
 	numQtypes  = qtypeOther + 1
 	// Rcodes 0-23 (header and EDNS extended) by name, then "none" when
@@ -75,6 +78,7 @@ type dnsMetrics struct {
 	// monotonic clock, where time.Now reads the wall clock as well.
 	base       time.Time
 	sampleMask uint32
+	writers    sync.Pool // of *dnsWriter: no allocation per query
 	// children caches the counter of each (qtype, rcode) pair, created
 	// on first use so that only pairs that occurred are exported, and
 	// read without the vector's hash lookup afterwards.
@@ -133,21 +137,36 @@ func (h *dnsHandler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if len(r.Question) > 0 {
 		q = qtypeIndex(r.Question[0].Qtype)
 	}
-	// Not pooled: a zone transfer may keep writing through the writer
-	// after ServeDNS returns.
-	rw := &dnsWriter{ResponseWriter: w, rcode: rcodeNone}
+	rw, _ := h.m.writers.Get().(*dnsWriter)
+	if rw == nil {
+		rw = new(dnsWriter)
+	}
+	*rw = dnsWriter{ResponseWriter: w, rcode: rcodeNone}
 	h.next.ServeDNS(rw, r)
 	if timed {
 		h.m.latency.Observe((time.Since(h.m.base) - start).Seconds())
 	}
 	h.m.count(q, rw.rcode)
+	// A zone transfer, or a handler that took the connection over, may
+	// still write through rw after ServeDNS returns: such writers are
+	// left to the garbage collector, never reused.
+	if q != qtypeAXFR && q != qtypeIXFR && !rw.hijacked {
+		*rw = dnsWriter{}
+		h.m.writers.Put(rw)
+	}
 }
 
 // dnsWriter notes the rcode of the first answer written. Other methods
 // (Hijack, TsigStatus, addresses) go straight to the wrapped writer.
 type dnsWriter struct {
 	dns.ResponseWriter
-	rcode int
+	rcode    int
+	hijacked bool
+}
+
+func (w *dnsWriter) Hijack() {
+	w.hijacked = true
+	w.ResponseWriter.Hijack()
 }
 
 func (w *dnsWriter) WriteMsg(m *dns.Msg) error {

@@ -246,3 +246,31 @@ func TestDNSLatencySampled(t *testing.T) {
 		t.Errorf("%d of %d queries timed, want about 1 in 16", got, n)
 	}
 }
+
+// Writers of zone transfers and of hijacked connections may be written to
+// after ServeDNS returns, so they must never be reused; others are.
+func TestDNSWriterReuse(t *testing.T) {
+	if dnsQtypes[qtypeAXFR] != dns.TypeAXFR || dnsQtypes[qtypeIXFR] != dns.TypeIXFR {
+		t.Fatal("qtypeAXFR/qtypeIXFR do not index AXFR and IXFR")
+	}
+	m := newMetrics(t)
+	kept := make(chan dns.ResponseWriter, 1)
+	h := m.DNS(dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if r.Question[0].Qtype == dns.TypeNULL {
+			w.Hijack()
+		}
+		kept <- w
+	}))
+	var w writer
+	for _, qt := range []uint16{dns.TypeAXFR, dns.TypeIXFR, dns.TypeNULL} {
+		h.ServeDNS(&w, q("x.", qt))
+		first := <-kept
+		h.ServeDNS(&w, q("x.", dns.TypeA))
+		if second := <-kept; first == second {
+			t.Errorf("the writer of a %s query was reused", dns.TypeToString[qt])
+		}
+		if first.(*dnsWriter).ResponseWriter == nil {
+			t.Errorf("the writer of a %s query was cleared after ServeDNS", dns.TypeToString[qt])
+		}
+	}
+}
