@@ -274,3 +274,10 @@ func TestDNSWriterReuse(t *testing.T) {
 		}
 	}
 }
+
+// The same methods as dnsserver.TransferObserver (declared there by the
+// zone-transfer work), so *Metrics can be handed to the DNS server.
+var _ interface {
+	TransferServed(qtype string, result string)
+	NotifySent(result string)
+} = (*Metrics)(nil)
