@@ -125,6 +125,9 @@ func TestStorageErrors(t *testing.T) {
 }
 
 func TestTransferObserverBoundsLabels(t *testing.T) {
+	var off *Metrics
+	off.TransferServed("AXFR", "ok") // metrics off: no panic, nothing counted
+	off.NotifySent("acked")
 	m := newMetrics(t)
 	m.TransferServed("AXFR", "ok")
 	m.TransferServed("IXFR", "refused")

@@ -37,8 +37,11 @@ func (t *transferMetrics) collectors() []prometheus.Collector {
 // TransferServed counts a zone transfer request (dnsserver.TransferObserver):
 // qtype "AXFR" or "IXFR", result "ok", "refused" or "error". Other values
 // are counted as "other" so that a caller's mistake cannot grow the label
-// set.
+// set. A nil *Metrics (metrics off) counts nothing.
 func (m *Metrics) TransferServed(qtype, result string) {
+	if m == nil {
+		return
+	}
 	switch qtype {
 	case "AXFR", "IXFR":
 	default:
@@ -55,6 +58,9 @@ func (m *Metrics) TransferServed(qtype, result string) {
 // NotifySent counts a NOTIFY sent to a secondary
 // (dnsserver.TransferObserver): result "acked" or "failed".
 func (m *Metrics) NotifySent(result string) {
+	if m == nil {
+		return
+	}
 	switch result {
 	case "acked", "failed":
 	default:
