@@ -49,6 +49,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 
 	st, err := OpenStore(ctx, cfg.Storage, logger)
 	if err != nil {
+		if ctx.Err() != nil { // a stop asked for during start-up is no failure
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer func() {
@@ -61,6 +65,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 
 	idx := records.New(policy, time.Now)
 	if err := idx.Load(ctx, st); err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
 		return fmt.Errorf("loading records from storage: %w", err)
 	}
 	logger.Info("records loaded", "subdomains", idx.Len(), "serial", idx.Serial(), "took", time.Since(start).Round(time.Millisecond))
