@@ -156,8 +156,9 @@ func (h *dnsHandler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// dnsWriter notes the rcode of the first answer written. Other methods
-// (Hijack, TsigStatus, addresses) go straight to the wrapped writer.
+// dnsWriter notes the rcode of the first answer written, and whether the
+// handler hijacked the connection. Other methods (TsigStatus, addresses,
+// Close) go straight to the wrapped writer.
 type dnsWriter struct {
 	dns.ResponseWriter
 	rcode    int
