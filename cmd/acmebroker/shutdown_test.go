@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -320,5 +321,82 @@ func TestSecondSIGTERMStopsAtOnce(t *testing.T) {
 	ws, ok := b.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
 		t.Fatalf("want death by the second SIGTERM, got %v (the first shutdown waited out its deadline instead)", b.cmd.ProcessState)
+	}
+}
+
+// TestSIGTERMStalledClientBounded: a client that never finishes its request
+// cannot hold the shutdown beyond its deadline (10 s): the process closes
+// that connection, logs it, closes the database and still exits 0; what
+// was acknowledged before is stored. (It takes the 10 s, in parallel with
+// the other tests.)
+func TestSIGTERMStalledClientBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end, 10 s")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "broker.db")
+	cfgPath := writeConfig(t, dir, db)
+	// The shutdown's log lines are at info level.
+	b0, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(b0), `level = "warn"`, `level = "info"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, cfgPath)
+	a := register(t, b.api)
+	if st, _, err := updateBody(http.DefaultClient, b.api, a, value(1)); err != nil || st != 200 {
+		t.Fatalf("update: %d %v", st, err)
+	}
+	u, _ := url.Parse(b.api)
+	stalled, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	fmt.Fprintf(stalled, "POST %s/update HTTP/1.1\r\nHost: %s\r\nX-Api-User: %s\r\nX-Api-Key: %s\r\nContent-Length: 100\r\n\r\n{",
+		u.Path, u.Host, a.Username, a.Password)
+	if _, err := http.Get(b.api + "/health"); err != nil { // the server has taken our connection
+		t.Fatal(err)
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("still running 30 s after SIGTERM with a stalled client: %s", b.stderr.String())
+	}
+	if code := b.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d, want 0: %s", code, b.stderr.String())
+	}
+	logs := b.stderr.String()
+	for _, want := range []string{"still running at the deadline", "storage closed"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	// The stalled connection was closed without an answer.
+	_ = stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := stalled.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("stalled connection: read %d, %v; want it closed", n, err)
+	}
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var stored []string
+	if _, err := st.Snapshot(context.Background(), func(s storage.Subdomain) error {
+		if s.Name == a.Subdomain {
+			for _, r := range s.Records {
+				stored = append(stored, r.Value)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stored, []string{value(1)}) {
+		t.Errorf("stored values %v, want the acknowledged %s", stored, value(1))
 	}
 }
