@@ -120,10 +120,11 @@ level = "info"
 		sigOnce.Do(func() {
 			atSignal = inFlight.Load()
 			sigAt = time.Now()
+			// Closed first: an error the signal causes is seen after it.
+			close(signalled)
 			if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Errorf("SIGTERM: %v", err)
 			}
-			close(signalled)
 		})
 	}
 	client := &http.Client{Timeout: 20 * time.Second}
