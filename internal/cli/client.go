@@ -34,6 +34,7 @@ Usage:
   acmebroker client renew    [--all | -d CERTNAME] [--force] [--deploy-hook CMD]
   acmebroker client list
   acmebroker client revoke   -d CERTNAME
+  acmebroker client hook     certbot auth|cleanup | dehydrated OPERATION ...   (hooks for other ACME clients)
 
 Run "acmebroker client COMMAND -h" for the flags of each command.
 
@@ -93,6 +94,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		"renew":    clientRenew,
 		"list":     clientList,
 		"revoke":   clientRevoke,
+		"hook":     clientHook,
 	}, args, stdout, stderr)
 }
 
