@@ -53,14 +53,16 @@ func (h *hookFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&h.skipCNAME, "skip-cname-check", false, "do not check the _acme-challenge CNAMEs through recursive DNS first")
 }
 
-func (h *hookFlags) hook(stderr io.Writer) *client.Hook {
+// hook makes the client.Hook; its progress lines go to out (stdout: certbot
+// shows a hook's stderr as "error output").
+func (h *hookFlags) hook(out io.Writer) *client.Hook {
 	return &client.Hook{
 		State:              &client.State{Dir: h.common.stateDir},
 		Broker:             &client.BrokerClient{},
 		Checker:            h.common.checker(),
 		PropagationTimeout: h.timeout,
 		CheckCNAME:         !h.skipCNAME,
-		Log:                stderr,
+		Log:                out,
 	}
 }
 
@@ -74,9 +76,9 @@ func clientHook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	switch args[0] {
 	case "certbot":
-		return hookCertbot(ctx, args[1:], os.Getenv, stderr)
+		return hookCertbot(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "dehydrated":
-		return hookDehydrated(ctx, args[1:], stderr)
+		return hookDehydrated(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "unknown ACME client %q: the hooks are for certbot and dehydrated (lego and acme.sh speak the broker's API themselves)\n\n%s", args[0], hookUsage)
 	return errUsage
@@ -84,7 +86,7 @@ func clientHook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // hookCertbot: `hook certbot auth|cleanup [flags]` (flags before the
 // operation work too).
-func hookCertbot(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func hookCertbot(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var hf hookFlags
 	fs := newFlagSet("hook certbot", "acmebroker client hook certbot auth|cleanup: certbot's --manual-auth-hook and --manual-cleanup-hook for dns-01.",
 		"certbot certonly --manual --preferred-challenges dns --manual-auth-hook 'acmebroker client hook certbot auth' --manual-cleanup-hook 'acmebroker client hook certbot cleanup' -d example.org -d '*.example.org'", stderr)
@@ -121,12 +123,12 @@ func hookCertbot(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return usageErr(fs, "%v", err)
 	}
-	return hf.hook(stderr).Deploy(ctx, []client.Challenge{c})
+	return hf.hook(stdout).Deploy(ctx, []client.Challenge{c})
 }
 
 // hookDehydrated: `hook dehydrated [flags] OPERATION ARGS...`. Everything from
 // the operation on is dehydrated's; flags go before it.
-func hookDehydrated(ctx context.Context, args []string, stderr io.Writer) error {
+func hookDehydrated(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var hf hookFlags
 	fs := newFlagSet("hook dehydrated", "acmebroker client hook dehydrated: dehydrated's HOOK for CHALLENGETYPE=dns-01 (HOOK_CHAIN=yes or no). Flags go before the operation.",
 		"acmebroker client hook dehydrated deploy_challenge example.org TOKEN_FILENAME TOKEN_VALUE", stderr)
@@ -147,5 +149,5 @@ func hookDehydrated(ctx context.Context, args []string, stderr io.Writer) error 
 		// not ours: dehydrated wants unknown operations ignored, silently.
 		return nil
 	}
-	return hf.hook(stderr).Deploy(ctx, call.Challenges)
+	return hf.hook(stdout).Deploy(ctx, call.Challenges)
 }

@@ -150,8 +150,9 @@ func TestHooksSetValuesOnBroker(t *testing.T) {
 
 	t.Setenv("CERTBOT_DOMAIN", "example.test")
 	t.Setenv("CERTBOT_VALIDATION", hv1)
-	if _, errs, code := runHook(append([]string{"certbot", "auth"}, common...)...); code != 0 {
-		t.Fatalf("certbot auth: exit %d: %s", code, errs)
+	out, errs, code := runHook(append([]string{"certbot", "auth"}, common...)...)
+	if code != 0 || !strings.Contains(out, "served by every name server") {
+		t.Fatalf("certbot auth: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 	if got := servedTXT(t, b.DNS[0], acct.FullDomain); !slices.Contains(got, hv1) {
 		t.Fatalf("after certbot auth the broker serves %q, want %s among them", got, hv1)
