@@ -184,6 +184,7 @@ func checkIssued(t *testing.T, e *existingClientEnv, fullchainDir string, names 
 // TestCertbotThroughBroker: Debian's certbot, --manual with the certbot
 // hooks, issues example.test + *.example.test.
 func TestCertbotThroughBroker(t *testing.T) {
+	t.Parallel() // the clients mostly sleep between polls; run side by side
 	certbot := clientBinary(t, "certbot", "apt-get install -y certbot")
 	e := startExistingClientEnv(t, acmetest.Options{})
 	dir := t.TempDir()
@@ -209,6 +210,7 @@ func TestCertbotThroughBroker(t *testing.T) {
 // gets all three values in one call and the broker must serve all three at
 // once, which acme-dns (two values per account) cannot.
 func TestDehydratedThroughBroker(t *testing.T) {
+	t.Parallel() // the clients mostly sleep between polls; run side by side
 	dehydrated := clientBinary(t, "dehydrated", "apt-get install -y dehydrated")
 	// dehydrated 0.7.0 does not retry a badNonce error, which Pebble
 	// provokes on 5% of requests by default.
@@ -249,6 +251,7 @@ CURL_OPTS="--cacert %s --noproxy *"
 // accounts.json that `acmebroker client register` wrote (the same format),
 // so it registers nothing and asks for no CNAME.
 func TestLegoThroughBroker(t *testing.T) {
+	t.Parallel() // the clients mostly sleep between polls; run side by side
 	gopath := os.Getenv("GOPATH")
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
 		gopath = strings.TrimSpace(string(out))
