@@ -56,7 +56,8 @@ type Options struct {
 	// Env.Customer.
 	CustomerZone string
 	// NoBadNonce turns off Pebble's random rejection of 5% of nonces, for
-	// clients that do not retry a badNonce error (dehydrated 0.7.0).
+	// clients that do not retry a badNonce error (dehydrated 0.7.0) or retry
+	// it only once (certbot).
 	NoBadNonce bool
 }
 
