@@ -182,7 +182,7 @@ func checkIssued(t *testing.T, e *existingClientEnv, fullchainDir string, names 
 }
 
 // TestCertbotThroughBroker: Debian's certbot, --manual with the certbot
-// hooks, issues example.test + *.example.test.
+// hooks, issues example.test + *.example.test, and renews it.
 func TestCertbotThroughBroker(t *testing.T) {
 	t.Parallel() // the clients mostly sleep between polls; run side by side
 	certbot := clientBinary(t, "certbot", "apt-get install -y certbot")
@@ -204,7 +204,18 @@ func TestCertbotThroughBroker(t *testing.T) {
 	)
 	took := runClient(t, 3*time.Minute, env, dir, certbot, args...)
 	t.Logf("certbot: apex + wildcard issued in %s (certbot's own start-up included; ACME account registered before)", took.Round(time.Millisecond))
-	checkIssued(t, e, filepath.Join(dir, "config", "live", customerZone), customerZone, "*."+customerZone)
+	live := filepath.Join(dir, "config", "live", customerZone)
+	checkIssued(t, e, live, customerZone, "*."+customerZone)
+
+	// Renewal, as certbot's timer runs it: the hooks stored in the renewal
+	// configuration answer fresh challenges.
+	first, _ := loadChain(t, live)
+	runClient(t, 3*time.Minute, env, dir, certbot, "renew", "--force-renewal", "--non-interactive", "--no-random-sleep-on-renew",
+		"--config-dir", filepath.Join(dir, "config"), "--work-dir", filepath.Join(dir, "work"), "--logs-dir", filepath.Join(dir, "logs"))
+	checkIssued(t, e, live, customerZone, "*."+customerZone)
+	if renewed, _ := loadChain(t, live); renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatal("certbot renew --force-renewal kept the old certificate")
+	}
 }
 
 // TestDehydratedThroughBroker: Debian's dehydrated with the dehydrated hook
