@@ -25,6 +25,7 @@ Usage:
   acmebroker client COMMAND         get and renew certificates through a broker (see "acmebroker client help")
   acmebroker token COMMAND          registration tokens: create, list, revoke (see "acmebroker token help")
   acmebroker account create         an account with a chosen subdomain (see "acmebroker account help")
+  acmebroker import acme-dns        copy accounts and TXT values from acme-dns (see "acmebroker import help")
   acmebroker version                print the version
   acmebroker help                   show this help
 
@@ -49,6 +50,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "account":
 		return runAccount(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "acmebroker", Version())
 		return exitOK
