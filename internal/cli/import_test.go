@@ -2,12 +2,15 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,5 +164,121 @@ func TestRedactDSN(t *testing.T) {
 		if got := redactDSN(in); got != want {
 			t.Errorf("redactDSN(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to write from the serving goroutine
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var dnsLine = regexp.MustCompile(`(?m)^  DNS\s+(\S+) \(udp\+tcp\)$`)
+
+// TestServeAcmeDNSConfig is the migration as the README tells it: acme-dns's
+// config.cfg, unchanged, names the database to import from and is the
+// config acmebroker serves with; each key it cannot map is warned about
+// once at start-up, and the imported account answers in DNS.
+func TestServeAcmeDNSConfig(t *testing.T) {
+	dir := t.TempDir()
+	acmeDB := filepath.Join(dir, "acme-dns.db")
+	cfgPath := filepath.Join(dir, "config.cfg")
+	conf := `[general]
+listen = "127.0.0.1:0"
+protocol = "both"
+domain = "auth.example.test"
+nsname = "auth.example.test"
+nsadmin = "admin.example.test"
+records = [
+    "auth.example.test. A 127.0.0.1",
+    "auth.example.test. NS auth.example.test.",
+]
+debug = false
+
+[database]
+engine = "sqlite3"
+connection = "` + acmeDB + `"
+
+[api]
+ip = "127.0.0.1"
+disable_registration = false
+port = "0"
+tls = "letsencrypt"
+acme_cache_dir = "api-certs"
+notification_email = ""
+corsorigins = ["*"]
+use_header = false
+header_name = "X-Forwarded-For"
+
+[logconfig]
+loglevel = "info"
+logtype = "stdout"
+logformat = "text"
+`
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const val = "IMPORTEDIMPORTEDIMPORTEDIMPORTEDIMPORTED123"
+	a := acmednstest.Good()
+	a.Values = []acmednstest.Value{{Value: val, LastUpdate: time.Now().Unix()}, {Value: "", LastUpdate: 0}}
+	acmednstest.WriteSQLite(t, acmeDB, true, []acmednstest.Account{a}, nil)
+
+	if out, errs, code := run(t, "import", "acme-dns", "--from", acmeDB, "-config", cfgPath); code != 0 ||
+		!strings.Contains(out, "into sqlite "+filepath.Join(dir, "acmebroker.db")) {
+		t.Fatalf("import: %d\n%s\n%s", code, out, errs)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, &stdout, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	var m []string
+	for m == nil {
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("serve exited %d\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start within 30 s\n%s\n%s", stdout.String(), stderr.String())
+		}
+		m = dnsLine.FindStringSubmatch(stdout.String())
+		if m == nil {
+			time.Sleep(20 * time.Millisecond) // polling with a deadline
+		}
+	}
+	if !strings.Contains(stdout.String(), "(1 accounts)") {
+		t.Errorf("banner: %s", stdout.String())
+	}
+	if got := lookupTXT(t, m[1], a.Subdomain+".auth.example.test"); !slices.Equal(got, []string{val}) {
+		t.Errorf("TXT of the imported account: %v", got)
+	}
+	logs := stderr.String()
+	for key, n := range map[string]int{"key=api.tls": 1, "key=database.connection": 1, "key=api.acme_cache_dir": 1, "key=general": 0, "key=api.use_header": 0} {
+		if got := strings.Count(logs, key+" "); got != n {
+			t.Errorf("%d warnings with %s, want %d\n%s", got, key, n, logs)
+		}
+	}
+	if !strings.Contains(logs, `level=WARN msg="acme-dns config" key=api.tls`) {
+		t.Errorf("no start-up warning for tls = letsencrypt:\n%s", logs)
 	}
 }

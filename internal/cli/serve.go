@@ -18,7 +18,7 @@ import (
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path of the TOML config file (default: the embedded default: DNS 127.0.0.1:5353, API 127.0.0.1:8080, SQLite ./acmebroker.db)")
+	configPath := fs.String("config", "", "path of the config file: acmebroker's TOML, or acme-dns's config.cfg unchanged (default: the embedded default: DNS 127.0.0.1:5353, API 127.0.0.1:8080, SQLite ./acmebroker.db)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `acmebroker serve: run the authoritative DNS server and the HTTP API.
 
@@ -57,6 +57,9 @@ Examples:
 		return exitFailure
 	}
 	logger := newLogger(cfg.Log, stderr)
+	for _, n := range cfg.Notes { // an acme-dns config.cfg: what was not mapped
+		logger.Warn("acme-dns config", "key", n.Key, "detail", n.Text)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
