@@ -19,18 +19,23 @@ const importUsage = `acmebroker import: copy accounts from another server into t
 
 Usage:
   acmebroker import acme-dns --from FILE|DSN [-config FILE] [--dry-run]
+  acmebroker import acme-dns-config FILE
 
-acme-dns: every account (username, key hash, subdomain, allowfrom) and the
-current TXT values. Existing credentials and CNAMEs keep working. Running it
-again skips what is already there. Stop acme-dns first.
+acme-dns copies every account (username, key hash, subdomain, allowfrom) and
+the current TXT values: existing credentials and CNAMEs keep working. Running
+it again skips what is already there. Stop acme-dns first.
+acme-dns-config prints acme-dns's config.cfg as acmebroker's config.toml
+(serve also reads config.cfg as it is; this is for editing it further).
 
 Example:
-  acmebroker import acme-dns --from /var/lib/acme-dns/acme-dns.db -config /etc/acmebroker/config.toml --dry-run
+  acmebroker import acme-dns --from /var/lib/acme-dns/acme-dns.db -config /etc/acme-dns/config.cfg --dry-run
+  acmebroker import acme-dns-config /etc/acme-dns/config.cfg > /etc/acmebroker/config.toml
 `
 
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runGroup(ctx, "import", importUsage, map[string]subcommand{
-		"acme-dns": importAcmeDNS,
+		"acme-dns":        importAcmeDNS,
+		"acme-dns-config": importAcmeDNSConfig,
 	}, args, stdout, stderr)
 }
 
@@ -173,4 +178,39 @@ func redactDSN(dsn string) string {
 		return u.Redacted()
 	}
 	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+func importAcmeDNSConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("import acme-dns-config", `acmebroker import acme-dns-config: print acme-dns's config.cfg as acmebroker's config.toml.
+
+Usage:
+  acmebroker import acme-dns-config FILE
+
+Every key acme-dns has is mapped where acmebroker has an equivalent; those it
+has not are listed as comments at the top, with what to do.`,
+		"acmebroker import acme-dns-config /etc/acme-dns/config.cfg > /etc/acmebroker/config.toml", stderr)
+	path, rest := leadingArg(args)
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	if path == "" {
+		return usageErr(fs, "which file? give acme-dns's config.cfg")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !config.IsAcmeDNS(b) {
+		return fmt.Errorf("%s is not an acme-dns config.cfg (it has no [general], [database] or [logconfig] table)", path)
+	}
+	cfg, err := config.Parse(b)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# acmebroker config, mapped from acme-dns's %s by acmebroker import acme-dns-config.\n", path)
+	for _, n := range cfg.Notes {
+		fmt.Fprintf(stdout, "#\n# acme-dns %s: %s\n", n.Key, n.Text)
+	}
+	fmt.Fprintln(stdout)
+	return config.Encode(stdout, cfg)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -280,5 +281,38 @@ logformat = "text"
 	}
 	if !strings.Contains(logs, `level=WARN msg="acme-dns config" key=api.tls`) {
 		t.Errorf("no start-up warning for tls = letsencrypt:\n%s", logs)
+	}
+}
+
+// TestImportAcmeDNSConfig: the printed config.toml loads as the same
+// configuration serve builds from the acme-dns file, and lists what was
+// not mapped.
+func TestImportAcmeDNSConfig(t *testing.T) {
+	for _, name := range []string{"acme-dns-v1.cfg", "acme-dns-v2.cfg"} {
+		src := filepath.Join("..", "config", "testdata", name)
+		out, errs, code := run(t, "import", "acme-dns-config", src)
+		if code != 0 {
+			t.Fatalf("%s: %d %s", name, code, errs)
+		}
+		want, err := config.Load(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range want.Notes {
+			if !strings.Contains(out, "# acme-dns "+n.Key+": ") {
+				t.Errorf("%s: note for %s missing from the output", name, n.Key)
+			}
+		}
+		got, err := config.Parse([]byte(out))
+		if err != nil {
+			t.Fatalf("%s: the printed config does not load: %v\n%s", name, err, out)
+		}
+		want.Notes = nil
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: printed config loads as\n%+v\nwant\n%+v", name, got, want)
+		}
+	}
+	if _, errs, code := run(t, "import", "acme-dns-config", filepath.Join("..", "..", "config.toml")); code != exitFailure || !strings.Contains(errs, "not an acme-dns config.cfg") {
+		t.Errorf("a broker config: %d %s", code, errs)
 	}
 }

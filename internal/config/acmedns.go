@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"sort"
@@ -278,4 +279,17 @@ func renameKeys(err error) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Encode writes c as acmebroker's TOML config (Notes are not keys and are
+// left out).
+func Encode(w io.Writer, c Config) error {
+	c.Notes = nil
+	c.API.DisableRegistration = false // Registration says it
+	enc := toml.NewEncoder(w)
+	enc.Indent = ""
+	if err := enc.Encode(c); err != nil {
+		return fmt.Errorf("config: encode: %w", err)
+	}
+	return nil
 }
