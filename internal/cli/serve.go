@@ -30,8 +30,9 @@ Flags:
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, `
 Examples:
-  acmebroker serve                            # try it out on loopback with the embedded default
+  acmebroker serve                                    # try it out on loopback with the embedded default
   acmebroker serve -config /etc/acmebroker/config.toml
+  acmebroker serve -config /etc/acme-dns/config.cfg   # acme-dns's file, unchanged; unmapped keys are warned about
 `)
 	}
 	if err := fs.Parse(args); err != nil {
