@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,8 +84,12 @@ type Options struct {
 	Policy storage.TXTPolicy
 	// Now gives imported accounts their creation time (acme-dns keeps none).
 	Now func() time.Time
-	// Report is called once per row of the source (empty TXT rows aside).
+	// Report is called once per row of the source (empty TXT rows aside),
+	// from one goroutine at a time, in no fixed order.
 	Report func(Event)
+	// Workers write accounts concurrently, so that the store can commit
+	// many in one transaction (default 64).
+	Workers int
 }
 
 // owner is what Import knows of a subdomain: taken in the broker before the
@@ -113,6 +118,12 @@ func Import(ctx context.Context, src *Source, dst Store, opt Options) (Summary, 
 	if opt.Policy.Max < 1 {
 		opt.Policy = storage.DefaultTXTPolicy
 	}
+	if opt.Workers < 1 {
+		opt.Workers = 64
+	}
+	if opt.DryRun {
+		opt.Workers = 1 // nothing to wait for; keep the report in source order
+	}
 	im := &importer{src: src, dst: dst, opt: opt, subs: map[string]*owner{}}
 	if dst != nil {
 		if _, err := dst.Snapshot(ctx, func(s storage.Subdomain) error {
@@ -130,11 +141,14 @@ type importer struct {
 	src  *Source
 	dst  Store
 	opt  Options
-	subs map[string]*owner
+	subs map[string]*owner // the reading goroutine's only
+	mu   sync.Mutex        // guards sum and calls of Report
 	sum  Summary
 }
 
 func (im *importer) report(e Event) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
 	c := &im.sum.Accounts
 	if e.IsTXT() {
 		c = &im.sum.Values
@@ -150,8 +164,84 @@ func (im *importer) report(e Event) {
 	im.opt.Report(e)
 }
 
-// run merges the records and txt streams, both in byte order of subdomain.
+// job is the writing an account needs, decided by the reading goroutine.
+type job struct {
+	create *storage.Account // nil: the account is in the broker already
+	ev     Event            // the account's event, reported once it is created
+	r      Record
+	vals   []TXTRow
+}
+
+// run reads the source in one goroutine, which decides what to do with
+// each row, and writes with opt.Workers goroutines.
 func (im *importer) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		once sync.Once
+		werr error
+		wg   sync.WaitGroup
+	)
+	jobs := make(chan job)
+	for range im.opt.Workers {
+		wg.Go(func() {
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // a write failed: drain
+				}
+				if err := im.do(ctx, j); err != nil {
+					once.Do(func() { werr = err; cancel() })
+				}
+			}
+		})
+	}
+	err := im.read(ctx, func(j job) error {
+		select {
+		case jobs <- j:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// do creates an account (unless it is there) and sets its values.
+func (im *importer) do(ctx context.Context, j job) error {
+	if j.create != nil {
+		if !im.opt.DryRun {
+			if _, err := im.dst.CreateAccount(ctx, *j.create); err != nil {
+				if errors.Is(err, storage.ErrConflict) {
+					im.failAccount(j.ev, j.vals, "the broker already has an account with this username or subdomain")
+					return nil
+				}
+				return fmt.Errorf("acme-dns import: create account %s: %w", j.create.Username, err)
+			}
+		}
+		j.ev.Outcome = Imported
+		im.report(j.ev)
+	}
+	return im.values(ctx, j.r, strings.ToLower(strings.TrimSpace(j.r.Subdomain)), j.vals)
+}
+
+// failAccount reports an account and its values as not imported.
+func (im *importer) failAccount(ev Event, vals []TXTRow, why string) {
+	ev.Outcome, ev.Detail = Failed, why
+	im.report(ev)
+	for _, v := range vals {
+		im.report(Event{Outcome: Failed, Username: ev.Username, Subdomain: ev.Subdomain, Value: v.Value,
+			At: time.Unix(v.LastUpdate, 0), Detail: "its account was not imported"})
+	}
+}
+
+// read merges the records and txt streams, both in byte order of
+// subdomain, and hands the writing to write.
+func (im *importer) read(ctx context.Context, write func(job) error) error {
 	recs, err := im.src.records(ctx)
 	if err != nil {
 		return err
@@ -198,7 +288,7 @@ func (im *importer) run(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := im.account(ctx, r, vals); err != nil {
+		if err := im.account(ctx, r, vals, write); err != nil {
 			return err
 		}
 	}
@@ -214,30 +304,20 @@ func (im *importer) run(ctx context.Context) error {
 	return nil
 }
 
-// account imports one record and its values.
-func (im *importer) account(ctx context.Context, r Record, vals []TXTRow) error {
+// account decides what to do with one record and its values.
+func (im *importer) account(ctx context.Context, r Record, vals []TXTRow, write func(job) error) error {
 	ev := Event{Username: r.Username, Subdomain: r.Subdomain}
-	failVals := func(why string) {
-		for _, v := range vals {
-			im.report(Event{Outcome: Failed, Username: r.Username, Subdomain: r.Subdomain, Value: v.Value,
-				At: time.Unix(v.LastUpdate, 0), Detail: why})
-		}
-	}
-	fail := func(why string) error {
-		ev.Outcome, ev.Detail = Failed, why
-		im.report(ev)
-		failVals("its account was not imported")
-		return nil
-	}
 	a, why := convert(r)
 	if why != "" {
-		return fail(why)
+		im.failAccount(ev, vals, why)
+		return nil
 	}
 	a.CreatedAt = im.opt.Now()
 	ev.AllowFrom = a.AllowFrom
 
 	if o := im.subs[a.Subdomain]; o != nil && o.user != "" {
-		return fail(fmt.Sprintf("duplicate subdomain: the row of username %s has it too", o.user))
+		im.failAccount(ev, vals, fmt.Sprintf("duplicate subdomain: the row of username %s has it too", o.user))
+		return nil
 	}
 	// Already in the broker?
 	if im.dst != nil {
@@ -246,39 +326,32 @@ func (im *importer) account(ctx context.Context, r Record, vals []TXTRow) error 
 		case err == nil && have.Subdomain == a.Subdomain:
 			ev.Outcome, ev.Detail = Skipped, "already in the broker with this username and subdomain"
 			im.report(ev)
-			if o := im.subs[a.Subdomain]; o != nil && o.values > 0 {
-				for _, v := range vals {
-					e := Event{Outcome: Skipped, Username: r.Username, Subdomain: r.Subdomain, Value: v.Value,
-						At: time.Unix(v.LastUpdate, 0), Detail: "its account was imported before; the broker's values are kept"}
-					if !validTXT(v.Value) {
-						e.Outcome, e.Detail = Failed, badTXT
-					}
-					im.report(e)
-				}
-				return nil
+			if o := im.subs[a.Subdomain]; o == nil || o.values == 0 {
+				// An interrupted import: the account got in, its values not.
+				return write(job{r: r, vals: vals})
 			}
-			return im.values(ctx, r, a.Subdomain, vals)
+			for _, v := range vals {
+				e := Event{Outcome: Skipped, Username: r.Username, Subdomain: r.Subdomain, Value: v.Value,
+					At: time.Unix(v.LastUpdate, 0), Detail: "its account was imported before; the broker's values are kept"}
+				if !validTXT(v.Value) {
+					e.Outcome, e.Detail = Failed, badTXT
+				}
+				im.report(e)
+			}
+			return nil
 		case err == nil:
-			return fail(fmt.Sprintf("the broker has this username with another subdomain (%s); remove one of them, then import again", have.Subdomain))
+			im.failAccount(ev, vals, fmt.Sprintf("the broker has this username with another subdomain (%s); remove one of them, then import again", have.Subdomain))
+			return nil
 		case !errors.Is(err, storage.ErrNotFound):
 			return fmt.Errorf("acme-dns import: look up %s in the broker: %w", a.Username, err)
 		}
 	}
 	if o := im.subs[a.Subdomain]; o != nil {
-		return fail("the broker already has another account with this subdomain; remove one of them, then import again")
-	}
-	if !im.opt.DryRun {
-		if _, err := im.dst.CreateAccount(ctx, a); err != nil {
-			if errors.Is(err, storage.ErrConflict) {
-				return fail("the broker already has an account with this username or subdomain")
-			}
-			return fmt.Errorf("acme-dns import: create account %s: %w", a.Username, err)
-		}
+		im.failAccount(ev, vals, "the broker already has another account with this subdomain; remove one of them, then import again")
+		return nil
 	}
 	im.subs[a.Subdomain] = &owner{user: a.Username}
-	ev.Outcome = Imported
-	im.report(ev)
-	return im.values(ctx, r, a.Subdomain, vals)
+	return write(job{create: &a, ev: ev, r: r, vals: vals})
 }
 
 // values sets the TXT values of an imported account, oldest first, at the
@@ -295,9 +368,6 @@ func (im *importer) values(ctx context.Context, r Record, sub string, vals []TXT
 			if _, _, err := im.dst.SetTXT(ctx, sub, v.Value, ev.At, im.opt.Policy); err != nil {
 				return fmt.Errorf("acme-dns import: set a TXT value of %s: %w", sub, err)
 			}
-		}
-		if o := im.subs[sub]; o != nil {
-			o.values++
 		}
 		ev.Outcome = Imported
 		im.report(ev)

@@ -105,7 +105,9 @@ func newDataset() dataset {
 	return d
 }
 
-func openStore(t *testing.T, path string) *sqlite.Store {
+func openStoreB(t testing.TB, path string) *sqlite.Store { return openStore(t, path) }
+
+func openStore(t testing.TB, path string) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
