@@ -2,6 +2,7 @@ package acmedns_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net/netip"
 	"path/filepath"
@@ -354,6 +355,20 @@ func TestOpenRefuses(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := acmedns.Open(ctx, filepath.Join(dir, "missing.db")); err == nil || !strings.Contains(err.Error(), "config.cfg") {
 		t.Errorf("missing file: %v", err)
+	}
+	// acme-dns before v0.7 kept no db_version.
+	old := filepath.Join(dir, "old.db")
+	acmednstest.WriteSQLite(t, old, false, nil, nil)
+	db, err := sql.Open("sqlite3", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM acmedns`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := acmedns.Open(ctx, old); err == nil || !strings.Contains(err.Error(), "before v0.7") {
+		t.Errorf("no db_version: %v", err)
 	}
 	// The broker's own database is not an acme-dns one.
 	openStore(t, filepath.Join(dir, "broker.db"))

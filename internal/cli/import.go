@@ -18,7 +18,7 @@ import (
 const importUsage = `acmebroker import: copy accounts from another server into the broker's database.
 
 Usage:
-  acmebroker import acme-dns --from FILE|DSN [-config FILE] [--dry-run]
+  acmebroker import acme-dns --from FILE|DSN [-config FILE] [--dry-run] [--quiet]
   acmebroker import acme-dns-config FILE
 
 acme-dns copies every account (username, key hash, subdomain, allowfrom) and
@@ -43,7 +43,7 @@ func importAcmeDNS(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlagSet("import acme-dns", `acmebroker import acme-dns: copy every account and current TXT value of an acme-dns database into the broker's.
 
 Usage:
-  acmebroker import acme-dns --from FILE|DSN [-config FILE] [--dry-run]
+  acmebroker import acme-dns --from FILE|DSN [-config FILE] [--dry-run] [--quiet]
 
 The old credentials keep working against /update and the old CNAMEs keep
 resolving. Rows that cannot be imported are listed with the reason and make
@@ -54,6 +54,7 @@ run again after fixing them.`,
 	from := fs.String("from", "", "the acme-dns database (required): its SQLite file, or a PostgreSQL DSN such as postgres://user:pass@host/db")
 	configPath := fs.String("config", "", "the broker's config file, TOML or acme-dns's config.cfg (default: the embedded default, ./acmebroker.db)")
 	dryRun := fs.Bool("dry-run", false, "print what would be imported; write nothing")
+	quiet := fs.Bool("quiet", false, "print only the rows that are not imported, and the summary")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -96,7 +97,11 @@ run again after fixing them.`,
 	sum, err := acmedns.Import(ctx, src, dst, acmedns.Options{
 		DryRun: *dryRun,
 		Policy: storage.TXTPolicy{Always: 2, Window: cfg.DNS.TXTWindow.Duration, Max: cfg.DNS.TXTMax},
-		Report: func(e acmedns.Event) { printEvent(stdout, verb[e.Outcome], e) },
+		Report: func(e acmedns.Event) {
+			if !*quiet || e.Outcome == acmedns.Failed {
+				printEvent(stdout, verb[e.Outcome], e)
+			}
+		},
 	})
 	if err != nil {
 		return err
