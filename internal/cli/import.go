@@ -62,6 +62,13 @@ run again after fixing them.`,
 		return usageErr(fs, "--from is required: the acme-dns database file (connection in its config.cfg) or a postgres:// DSN")
 	}
 
+	if *configPath != "" {
+		// A bad config is a usage error; say what is wrong before any work.
+		if _, err := config.Load(*configPath); err != nil {
+			fmt.Fprintf(stderr, "acmebroker import acme-dns: %v\n", err)
+			return errUsage
+		}
+	}
 	src, err := acmedns.Open(ctx, *from)
 	if err != nil {
 		return err
@@ -73,7 +80,7 @@ run again after fixing them.`,
 	if *dryRun {
 		st, c, err := openForDryRun(ctx, *configPath, stderr)
 		if err != nil {
-			return showUsageErr(stderr, err)
+			return err
 		}
 		cfg = c
 		if st != nil {
@@ -83,7 +90,7 @@ run again after fixing them.`,
 	} else {
 		st, err := openAdminStore(ctx, *configPath, false, stderr)
 		if err != nil {
-			return showUsageErr(stderr, err)
+			return err
 		}
 		defer st.Close()
 		dst, cfg = st, st.cfg
@@ -148,7 +155,7 @@ func openForDryRun(ctx context.Context, path string, stderr io.Writer) (*adminSt
 	if path != "" {
 		var err error
 		if cfg, err = config.Load(path); err != nil {
-			return nil, cfg, fmt.Errorf("%w (%v)", errUsage, err)
+			return nil, cfg, err
 		}
 	}
 	if cfg.Storage.Engine == "sqlite" {
@@ -161,15 +168,6 @@ func openForDryRun(ctx context.Context, path string, stderr io.Writer) (*adminSt
 		return nil, cfg, err
 	}
 	return st, st.cfg, nil
-}
-
-// showUsageErr prints the message of a usage error that carries one (such
-// as a bad config file), which runGroup would only turn into an exit code.
-func showUsageErr(stderr io.Writer, err error) error {
-	if errors.Is(err, errUsage) && err != errUsage {
-		fmt.Fprintf(stderr, "acmebroker import acme-dns: %v\n", err)
-	}
-	return err
 }
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)

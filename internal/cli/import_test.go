@@ -152,6 +152,13 @@ func TestImportUsage(t *testing.T) {
 	if _, errs, code := run(t, "import", "acme-dns", "--from", filepath.Join(t.TempDir(), "nope.db")); code != exitFailure || !strings.Contains(errs, "config.cfg") {
 		t.Errorf("missing file: %d %s", code, errs)
 	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("[dns]\nzone = \"not a name\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "import", "acme-dns", "--from", "x.db", "-config", bad); code != exitUsage || !strings.Contains(errs, "dns.zone") {
+		t.Errorf("bad config: %d %s", code, errs)
+	}
 	if out, _, code := run(t, "import", "help"); code != exitOK || !strings.Contains(out, "acme-dns") {
 		t.Errorf("import help: %d %s", code, out)
 	}
