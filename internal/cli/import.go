@@ -122,6 +122,8 @@ run again after fixing them.`,
 		sum.Accounts.Imported, sum.Accounts.Skipped, sum.Accounts.Failed, sum.Values.Imported, sum.Values.Skipped, sum.Values.Failed)
 	if *dryRun {
 		fmt.Fprintln(stdout, "dry run: nothing was written")
+	} else if t.Imported > 0 {
+		fmt.Fprintln(stdout, "start acmebroker serve with the same -config now (restart it if it runs: DNS loads the accounts at start-up)")
 	}
 	if t.Failed > 0 {
 		rows := "rows were"
