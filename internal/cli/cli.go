@@ -22,10 +22,10 @@ const usage = `acmebroker: an ACME DNS-01 challenge broker (acme-dns compatible)
 
 Usage:
   acmebroker serve [-config FILE]   run the DNS server and the HTTP API (config.toml, or acme-dns's config.cfg)
+  acmebroker import acme-dns        copy accounts and TXT values from acme-dns (see "acmebroker import help")
   acmebroker client COMMAND         get and renew certificates through a broker (see "acmebroker client help")
   acmebroker token COMMAND          registration tokens: create, list, revoke (see "acmebroker token help")
   acmebroker account create         an account with a chosen subdomain (see "acmebroker account help")
-  acmebroker import acme-dns        copy accounts and TXT values from acme-dns (see "acmebroker import help")
   acmebroker version                print the version
   acmebroker help                   show this help
 

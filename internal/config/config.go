@@ -19,14 +19,14 @@ import (
 
 // Config is the whole configuration of `acmebroker serve`.
 type Config struct {
+	// Notes are warnings from loading an acme-dns config.cfg: keys with no
+	// equivalent, or mapped with a change (see acmedns.go). Not a key.
+	Notes []Note `toml:"-"`
+
 	DNS     DNS     `toml:"dns"`
 	API     API     `toml:"api"`
 	Storage Storage `toml:"storage"`
 	Log     Log     `toml:"log"`
-
-	// Notes are warnings from loading an acme-dns config.cfg: keys with no
-	// equivalent, or mapped with a change (see acmedns.go). Not a key.
-	Notes []Note `toml:"-"`
 }
 
 // DNS configures the authoritative server.
