@@ -61,7 +61,7 @@ func TestHelpTexts(t *testing.T) {
 			if !strings.Contains(text, "\nUsage:\n  acmebroker") {
 				t.Errorf("no Usage section:\n%s", text)
 			}
-			if !regexp.MustCompile(`\nExamples?( \([^)]*\))?:\n(  #[^\n]*\n)*  acmebroker `).MatchString(text) {
+			if !regexp.MustCompile(`\nExamples?( \([^)]*\))?:\n(  #[^\n]*\n)*  [a-z]\S* `).MatchString(text) {
 				t.Errorf("no example:\n%s", text)
 			}
 			if strings.Contains(text, "\n  -") && !strings.Contains(text, "\nFlags:\n") {
