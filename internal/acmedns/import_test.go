@@ -262,16 +262,26 @@ func checkSecond(t *testing.T, d dataset, r result, before uint32, st storage.St
 }
 
 func TestImportSQLite(t *testing.T) {
-	for _, v2 := range []bool{false, true} {
-		name := "v1"
-		if v2 {
-			name = "v2"
-		}
+	for _, name := range []string{"v1", "v2", "upgraded from v0"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			d := newDataset()
 			src := filepath.Join(dir, "acme-dns.db")
-			acmednstest.WriteSQLite(t, src, v2, d.accounts, d.orphans)
+			acmednstest.WriteSQLite(t, src, name == "v2", d.accounts, d.orphans)
+			if name == "upgraded from v0" {
+				// acme-dns cannot drop the v0 columns of records in SQLite
+				// when it upgrades; they stay, empty.
+				db, err := sql.Open("sqlite3", src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, q := range []string{`ALTER TABLE records ADD COLUMN Value TEXT`, `ALTER TABLE records ADD COLUMN LastActive INT`} {
+					if _, err := db.Exec(q); err != nil {
+						t.Fatal(err)
+					}
+				}
+				db.Close()
+			}
 			st := openStore(t, filepath.Join(dir, "broker.db"))
 
 			r := runImport(t, src, st, false)
