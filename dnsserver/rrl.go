@@ -70,9 +70,10 @@ func (c RRLConfig) Check() error {
 	return nil
 }
 
-// RRLStats counts what the limiter did with UDP responses.
+// RRLStats counts what the limiter did with UDP responses. Answers sent
+// are not counted: that would cost every answer a shared atomic.
 type RRLStats struct {
-	Sent, Dropped, Slipped uint64
+	Dropped, Slipped uint64
 	// Entries is the number of buckets held; EvictedActive counts buckets
 	// reused while they may still have been limiting (raise table_size if
 	// this grows).
@@ -89,10 +90,11 @@ type RRL struct {
 	epoch   time.Time
 	logger  *slog.Logger
 	writers sync.Pool
+	clock   func() int64 // ns since epoch
 
-	sent, dropped, slipped atomic.Uint64
-	nextLog                atomic.Int64 // ns since epoch before which episodes are not logged
-	unlogged               atomic.Uint64
+	dropped, slipped atomic.Uint64
+	nextLog          atomic.Int64 // ns since epoch before which episodes are not logged
+	unlogged         atomic.Uint64
 }
 
 // NewRRL checks cfg and returns a limiter. now is the clock (time.Now in
@@ -115,13 +117,14 @@ func NewRRL(cfg RRLConfig, now func() time.Time, logger *slog.Logger) (*RRL, err
 		catLarge:    float64(cfg.LargePerSecond),
 	}
 	r.writers.New = func() any { return &rrlWriter{r: r} }
+	r.clock = func() int64 { return int64(r.now().Sub(r.epoch)) }
 	return r, nil
 }
 
 // Stats returns the counters so far.
 func (r *RRL) Stats() RRLStats {
 	return RRLStats{
-		Sent: r.sent.Load(), Dropped: r.dropped.Load(), Slipped: r.slipped.Load(),
+		Dropped: r.dropped.Load(), Slipped: r.slipped.Load(),
 		Entries: r.table.len(), EvictedActive: r.table.evictedActive(),
 	}
 }
@@ -178,41 +181,40 @@ func (r *RRL) decide(remote net.Addr, b []byte) verdict {
 	cat := classify(b, r.cfg.LargeSize)
 	rate := r.rates[cat]
 	if rate == 0 {
-		r.sent.Add(1)
 		return send
 	}
 	ua, ok := remote.(*net.UDPAddr)
 	if !ok {
-		r.sent.Add(1)
 		return send
 	}
 	addr, ok := netip.AddrFromSlice(ua.IP)
 	if !ok {
-		r.sent.Add(1)
 		return send
 	}
-	addr = addr.Unmap()
-	for _, p := range r.cfg.Exempt {
-		if p.Contains(addr) {
-			r.sent.Add(1)
-			return send
-		}
+	if len(r.cfg.Exempt) > 0 && r.exempt(addr.Unmap()) {
+		return send
 	}
-	now := int64(r.now().Sub(r.epoch))
 	k := prefixKey(addr, r.cfg.IPv4Prefix, r.cfg.IPv6Prefix, cat)
-	v, started := r.table.account(k, rate, now)
+	v, started := r.table.account(k, rate, r.clock)
 	switch v {
-	case send:
-		r.sent.Add(1)
 	case drop:
 		r.dropped.Add(1)
 	case slip:
 		r.slipped.Add(1)
 	}
 	if started {
-		r.logEpisode(k, addr, cat, now)
+		r.logEpisode(k, addr, cat, r.clock())
 	}
 	return v
+}
+
+func (r *RRL) exempt(addr netip.Addr) bool {
+	for _, p := range r.cfg.Exempt {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // logEpisode logs a source that has just become limited, at most one line
@@ -228,7 +230,7 @@ func (r *RRL) logEpisode(k rrlKey, addr netip.Addr, cat rrlCategory, now int64) 
 	if k.v4 {
 		bits = r.cfg.IPv4Prefix
 	}
-	p, _ := addr.Prefix(bits)
+	p, _ := addr.Unmap().Prefix(bits)
 	r.logger.Info("dns rate limit: limiting udp answers", "remote", p.String(), "kind", cat.String(),
 		"per_second", r.rates[cat], "slip", r.cfg.Slip, "other_sources_since_last_line", r.unlogged.Swap(0))
 }

@@ -49,7 +49,7 @@ type rrlKey struct {
 type rrlEntry struct {
 	key        rrlKey
 	balance    float64
-	last       int64 // ns since the table's epoch
+	last       int64 // ns since the table's epoch, of the last refill
 	slips      uint32
 	limited    bool  // the previous response was not sent (for logging episodes)
 	prev, next int32 // LRU list, most recent at head; -1 ends
@@ -97,16 +97,23 @@ func (t *rrlTable) shardOf(k *rrlKey) *rrlShard {
 	return &t.shards[h&(rrlShards-1)]
 }
 
-// account counts one response for k at now (ns) under a limit of rate per
-// second and says what to do with it. started reports that k has just
-// become limited (a new episode, worth one log line).
-func (t *rrlTable) account(k rrlKey, rate float64, now int64) (v verdict, started bool) {
+// account counts one response for k under a limit of rate per second and
+// says what to do with it. started reports that k has just become limited
+// (a new episode, worth one log line). now (ns) is read only when needed:
+// a bucket with a token to spare spends it without looking at the clock,
+// and the refill is worked out the next time it runs dry. Reading the
+// clock is the dearest part of an answer that is not limited, so this
+// keeps RRL cheap on the hot path; the cost is that a source quiet for a
+// while can get up to two bursts before it is limited.
+func (t *rrlTable) account(k rrlKey, rate float64, now func() int64) (v verdict, started bool) {
 	s := t.shardOf(&k)
 	s.mu.Lock()
-	e := s.get(k, rate, now, now-int64((t.window+1)*1e9))
-	if dt := now - e.last; dt > 0 {
-		e.balance = min(rate, e.balance+float64(dt)/1e9*rate)
-		e.last = now
+	e := s.get(k, rate, now, t.window)
+	if e.balance < 1 {
+		if ts := now(); ts > e.last {
+			e.balance = min(rate, e.balance+float64(ts-e.last)/1e9*rate)
+			e.last = ts
+		}
 	}
 	if e.balance >= 1 {
 		e.balance--
@@ -127,14 +134,15 @@ func (t *rrlTable) account(k rrlKey, rate float64, now int64) (v verdict, starte
 }
 
 // get returns k's entry, moved to the head of the LRU list, creating it
-// (full bucket) in a free or the least recently used slot.
-// An entry last used after recent may still be limiting its source;
-// reusing it is counted (the table is too small for the traffic).
-func (s *rrlShard) get(k rrlKey, rate float64, now, recent int64) *rrlEntry {
+// (full bucket) in a free or the least recently used slot. Reusing a slot
+// whose bucket was last refilled within window (+1 s) of now is counted:
+// it may still have been limiting its source.
+func (s *rrlShard) get(k rrlKey, rate float64, now func() int64, window float64) *rrlEntry {
 	if i, ok := s.index[k]; ok {
 		s.touch(i)
 		return &s.entries[i]
 	}
+	ts := now()
 	var i int32
 	if len(s.entries) < cap(s.entries) {
 		i = int32(len(s.entries))
@@ -142,13 +150,13 @@ func (s *rrlShard) get(k rrlKey, rate float64, now, recent int64) *rrlEntry {
 	} else {
 		i = s.tail
 		old := &s.entries[i]
-		if old.last > recent {
+		if old.limited || old.last > ts-int64((window+1)*1e9) {
 			s.evicted++
 		}
 		delete(s.index, old.key)
 		s.unlink(i)
 	}
-	s.entries[i] = rrlEntry{key: k, balance: rate, last: now, prev: -1, next: -1}
+	s.entries[i] = rrlEntry{key: k, balance: rate, last: ts, prev: -1, next: -1}
 	s.index[k] = i
 	s.pushHead(i)
 	return &s.entries[i]
@@ -215,15 +223,20 @@ func (t *rrlTable) evictedActive() uint64 {
 // prefixKey masks addr to its family's prefix length. IPv4-mapped IPv6
 // addresses (a dual-stack socket) count as IPv4.
 func prefixKey(addr netip.Addr, bits4, bits6 int, cat rrlCategory) rrlKey {
-	addr = addr.Unmap()
-	k := rrlKey{cat: cat}
-	if addr.Is4() {
+	k := rrlKey{addr: addr.As16(), cat: cat}
+	bits := bits6
+	if addr.Is4() || addr.Is4In6() {
 		k.v4 = true
-		p, _ := addr.Prefix(bits4)
-		k.addr = p.Addr().As16()
-		return k
+		bits = 96 + bits4
+		k.addr[10], k.addr[11] = 0xff, 0xff
 	}
-	p, _ := addr.Prefix(bits6)
-	k.addr = p.Addr().As16()
+	// Clear every bit after the prefix.
+	for i := bits / 8; i < 16; i++ {
+		if i == bits/8 {
+			k.addr[i] &= ^byte(0xff >> (bits % 8))
+		} else {
+			k.addr[i] = 0
+		}
+	}
 	return k
 }
