@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"time"
@@ -66,7 +67,10 @@ type rrlShard struct {
 	evicted    uint64 // entries reused while they may still be limiting
 }
 
-const rrlShards = 16 // a power of two
+const (
+	rrlShardBits = 4
+	rrlShards    = 1 << rrlShardBits
+)
 
 // rrlTable holds the buckets of every recently seen source prefix.
 type rrlTable struct {
@@ -87,14 +91,11 @@ func newRRLTable(size int, window time.Duration, slip int) *rrlTable {
 	return t
 }
 
-// shardOf spreads keys over the shards (FNV-1a over the prefix bytes).
+// shardOf spreads keys over the shards: one multiply of the folded
+// prefix (Fibonacci hashing), the top bits picking the shard.
 func (t *rrlTable) shardOf(k *rrlKey) *rrlShard {
-	h := uint32(2166136261)
-	for _, b := range k.addr {
-		h = (h ^ uint32(b)) * 16777619
-	}
-	h = (h ^ uint32(k.cat)) * 16777619
-	return &t.shards[h&(rrlShards-1)]
+	h := binary.LittleEndian.Uint64(k.addr[:8]) ^ binary.LittleEndian.Uint64(k.addr[8:]) ^ uint64(k.cat)
+	return &t.shards[(h*0x9E3779B97F4A7C15)>>(64-rrlShardBits)]
 }
 
 // account counts one response for k under a limit of rate per second and
