@@ -2,8 +2,10 @@ package dnsserver
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -391,5 +393,40 @@ func TestRRLConfigCheck(t *testing.T) {
 	}
 	if err := testRRLConfig().Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRRLLogsEpisodesSparingly(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	clk := newFakeClock()
+	r, err := NewRRL(testRRLConfig(), clk.Now, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Wrap(newTestHandler(t, testSource()))
+	nx := query("nope."+zone+".", dns.TypeTXT)
+	flood := func(ip string) {
+		w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
+		for range 20 {
+			h.ServeDNS(w, nx)
+		}
+	}
+	// Three prefixes start being limited within one second: one line.
+	flood("192.0.2.1")
+	flood("198.51.100.1")
+	flood("203.0.113.1")
+	if n := strings.Count(buf.String(), "dns rate limit"); n != 1 {
+		t.Fatalf("%d log lines in one second, want 1:\n%s", n, &buf)
+	}
+	if !strings.Contains(buf.String(), "remote=192.0.2.0/24") || !strings.Contains(buf.String(), "kind=negative") {
+		t.Fatalf("log line lacks the prefix or the kind: %s", &buf)
+	}
+	// A second later the next episode is logged, counting the two unlogged.
+	clk.Advance(time.Second)
+	flood("192.0.2.200") // same /24, still limited: not a new episode
+	flood("100.64.0.1")
+	if n := strings.Count(buf.String(), "dns rate limit"); n != 2 || !strings.Contains(buf.String(), "other_sources_since_last_line=2") {
+		t.Fatalf("second line missing or miscounted:\n%s", &buf)
 	}
 }
