@@ -122,6 +122,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	defer dnsSrv.Close()
+	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, logger) // dnslimits.go
+	if err != nil {
+		return &ConfigError{err}
+	}
 	apiLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
@@ -142,7 +146,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	dnsDone := make(chan struct{})
 	go func() {
 		defer close(dnsDone)
-		if err := dnsSrv.Serve(dnsCtx, ins.dns(dnsHandler)); err != nil {
+		// Metrics outside the rate limiter: they count what was really sent.
+		if err := dnsSrv.Serve(dnsCtx, ins.dns(dnsServed)); err != nil {
 			errc <- fmt.Errorf("dns: %w", err)
 		}
 	}()

@@ -52,6 +52,44 @@ type DNS struct {
 	TXTMax int `toml:"txt_max"`
 	// MaxUDPSize is the largest UDP answer sent to EDNS clients, bytes.
 	MaxUDPSize uint16 `toml:"max_udp_size"`
+	// TCP limits: connections open at once per source address and in all
+	// (per listen address; 0: no limit), how long a connection may sit idle
+	// after an answer, and how many queries one connection may carry.
+	TCPPerSource      int      `toml:"tcp_per_source"`
+	TCPMaxConnections int      `toml:"tcp_max_connections"`
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
+	TCPMaxQueries     int      `toml:"tcp_max_queries"`
+	// RRL is response rate limiting of UDP answers ([dns.rrl]).
+	RRL RRL `toml:"rrl"`
+}
+
+// RRL configures response rate limiting of UDP answers per source prefix:
+// a spoofed source cannot use the server as an amplifier. Over a limit,
+// answers are dropped except every slip-th, which goes out as a bare
+// truncated answer so a real resolver retries over TCP (never limited).
+type RRL struct {
+	// Enabled turns RRL on.
+	Enabled bool `toml:"enabled"`
+	// Limits per second per source prefix, by kind of answer (0: no limit):
+	// ordinary answers (challenge TXT, SOA...), NXDOMAIN and NODATA, errors
+	// (REFUSED, FORMERR, SERVFAIL...), and answers over LargeSize bytes or
+	// truncated.
+	ResponsesPerSecond int `toml:"responses_per_second"`
+	NXDomainPerSecond  int `toml:"nxdomain_per_second"`
+	ErrorsPerSecond    int `toml:"errors_per_second"`
+	LargeSize          int `toml:"large_size"`
+	LargePerSecond     int `toml:"large_per_second"`
+	// Slip: every slip-th limited answer is sent truncated (TC, no records); 0: drop all.
+	Slip int `toml:"slip"`
+	// Window: a source that floods stays limited until this long after it stops.
+	Window Duration `toml:"window"`
+	// IPv4Prefix and IPv6Prefix: sources are counted per prefix of this length.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// TableSize bounds the (prefix, kind) buckets held in memory (LRU).
+	TableSize int `toml:"table_size"`
+	// Exempt lists CIDRs never limited (your own monitoring or resolvers).
+	Exempt []string `toml:"exempt"`
 }
 
 // API configures the HTTP API.
@@ -131,11 +169,20 @@ func Default() Config {
 				"auth.example.org. NS ns1.auth.example.org.",
 				"ns1.auth.example.org. A 127.0.0.1",
 			},
-			TXTTTL:      1,
-			NegativeTTL: 1,
-			TXTWindow:   Duration{10 * time.Minute},
-			TXTMax:      16,
-			MaxUDPSize:  1232,
+			TXTTTL:       1,
+			NegativeTTL:  1,
+			TXTWindow:    Duration{10 * time.Minute},
+			TXTMax:       16,
+			MaxUDPSize:   1232,
+			TCPPerSource: 16, TCPMaxConnections: 512, TCPIdleTimeout: Duration{8 * time.Second}, TCPMaxQueries: 256,
+			RRL: RRL{
+				Enabled:            true,
+				ResponsesPerSecond: 100, NXDomainPerSecond: 10, ErrorsPerSecond: 10,
+				LargeSize: 512, LargePerSecond: 20,
+				Slip: 2, Window: Duration{5 * time.Second},
+				IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536,
+				Exempt: []string{},
+			},
 		},
 		API: API{
 			Listen:        "127.0.0.1:8080",
@@ -231,6 +278,50 @@ func (c *Config) Validate() error {
 	}
 	if c.DNS.MaxUDPSize != 0 && c.DNS.MaxUDPSize < 512 {
 		bad("dns.max_udp_size", "%d is below the DNS minimum of 512", c.DNS.MaxUDPSize)
+	}
+
+	if c.DNS.TCPPerSource < 0 {
+		bad("dns.tcp_per_source", "must be 0 (no limit) or a number of connections")
+	}
+	if c.DNS.TCPMaxConnections < 0 {
+		bad("dns.tcp_max_connections", "must be 0 (no limit) or a number of connections")
+	}
+	if d := c.DNS.TCPIdleTimeout.Duration; d < 100*time.Millisecond || d > time.Hour {
+		bad("dns.tcp_idle_timeout", "%s is out of range: 100ms to 1h", d)
+	}
+	if q := c.DNS.TCPMaxQueries; q < 1 || q > 65535 {
+		bad("dns.tcp_max_queries", "%d is out of range: 1 to 65535", q)
+	}
+	if r := c.DNS.RRL; r.Enabled {
+		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
+			"errors_per_second": r.ErrorsPerSecond, "large_per_second": r.LargePerSecond} {
+			if v < 0 {
+				bad("dns.rrl."+key, "must be 0 (no limit) or a number per second")
+			}
+		}
+		if r.LargeSize < 1 || r.LargeSize > 65535 {
+			bad("dns.rrl.large_size", "%d is out of range: 1 to 65535 bytes", r.LargeSize)
+		}
+		if r.Slip < 0 || r.Slip > 10 {
+			bad("dns.rrl.slip", "%d is out of range: 0 (drop every limited answer) to 10", r.Slip)
+		}
+		if d := r.Window.Duration; d < time.Second || d > time.Hour {
+			bad("dns.rrl.window", "%s is out of range: 1s to 1h", d)
+		}
+		if r.IPv4Prefix < 8 || r.IPv4Prefix > 32 {
+			bad("dns.rrl.ipv4_prefix", "%d is out of range: 8 to 32", r.IPv4Prefix)
+		}
+		if r.IPv6Prefix < 16 || r.IPv6Prefix > 128 {
+			bad("dns.rrl.ipv6_prefix", "%d is out of range: 16 to 128", r.IPv6Prefix)
+		}
+		if r.TableSize < 16 || r.TableSize > 1<<24 {
+			bad("dns.rrl.table_size", "%d is out of range: 16 to 16777216 entries", r.TableSize)
+		}
+		for i, p := range r.Exempt {
+			if _, err := ParsePrefix(p); err != nil {
+				bad(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err)
+			}
+		}
 	}
 
 	if err := checkHostPort(c.API.Listen); err != nil {
