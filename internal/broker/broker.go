@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	defer dnsSrv.Close()
-	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, logger) // dnslimits.go
+	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
 	if err != nil {
 		return &ConfigError{err}
 	}

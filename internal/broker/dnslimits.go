@@ -13,8 +13,8 @@ import (
 
 // dnsLimits applies the abuse limits of c to the DNS server: TCP
 // connection limits on srv, and response rate limiting around h (the
-// handler to serve is returned).
-func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, logger *slog.Logger) (dns.Handler, error) {
+// handler to serve is returned; the limiter's counters go to ins).
+func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, ins *instruments, logger *slog.Logger) (dns.Handler, error) {
 	if err := srv.LimitTCP(dnsserver.TCPLimits{
 		PerSource:      c.TCPPerSource,
 		MaxConnections: c.TCPMaxConnections,
@@ -42,6 +42,11 @@ func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, logger *slog.
 	}, time.Now, logger)
 	if err != nil {
 		return nil, fmt.Errorf("dns.rrl: %w", err)
+	}
+	if ins != nil {
+		if err := ins.m.WatchRRL(rrl); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
 	}
 	return rrl.Wrap(h), nil
 }

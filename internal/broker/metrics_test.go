@@ -179,11 +179,17 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"acmebroker_dns_zone_serial", nil, float64(serial)},
 		{"acmebroker_dns_zone_transfers_total", map[string]string{"qtype": "AXFR", "result": "ok"}, 0},
 		{"acmebroker_dns_notifies_total", map[string]string{"result": "failed"}, 0},
+		{"acmebroker_dns_rrl_dropped_total", nil, 0},
+		{"acmebroker_dns_rrl_slipped_total", nil, 0},
 	} {
 		got, ok := value(mfs, c.name, c.labels)
 		if !ok || got != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
+	}
+	// The UDP queries above each charged a rate-limit bucket.
+	if got, ok := value(mfs, "acmebroker_dns_rrl_buckets", nil); !ok || got < 1 {
+		t.Errorf("acmebroker_dns_rrl_buckets = %v (present %v), want at least 1 after UDP queries", got, ok)
 	}
 	// One query in 16 is timed.
 	if got, ok := value(mfs, "acmebroker_dns_request_duration_seconds", nil); !ok || got > 8 {
