@@ -115,6 +115,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}()
 	defer func() { stopPrune(); <-pruneDone }() // before storage closes
 
+	// Other nodes' changes (shared PostgreSQL): stopped before storage closes.
+	if w := nodeSync(st, idx, cfg.Storage, logger); w != nil {
+		syncCtx, stopSync := context.WithCancel(context.Background())
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); w.Run(syncCtx) }()
+		defer func() { stopSync(); <-syncDone }()
+	}
+
 	errc := make(chan error, 2)
 	dnsCtx, cancelDNS := context.WithCancel(context.Background())
 	defer cancelDNS()
