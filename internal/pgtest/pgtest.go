@@ -39,9 +39,9 @@ func Schema(t testing.TB) string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	name := "acmebroker_t_" + hex.EncodeToString(b)
-	exec(t, base, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize())
+	execSQL(t, base, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize())
 	t.Cleanup(func() {
-		exec(t, base, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+		execSQL(t, base, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE")
 	})
 	return WithSearchPath(t, base, name)
 }
@@ -62,7 +62,7 @@ func WithSearchPath(t testing.TB, dsn, schema string) string {
 	return dsn + " search_path=" + schema
 }
 
-func exec(t testing.TB, dsn, sql string) {
+func execSQL(t testing.TB, dsn, sql string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
