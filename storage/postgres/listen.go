@@ -39,6 +39,9 @@ func (s *Store) Listen(ctx context.Context) (*Listener, error) {
 	}
 	if _, err := conn.Exec(octx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
+		if c := pgCode(err); c == "0A000" || c == "42601" { // feature_not_supported; syntax_error: no LISTEN at all
+			return nil, fmt.Errorf("postgres: %s: %w (%v)", op, ErrNoNotify, err)
+		}
 		return nil, s.wrapErr(ctx, op, err)
 	}
 	return &Listener{conn: conn}, nil
