@@ -14,8 +14,11 @@
 // avoids, on purpose:
 //   - sequences and SERIAL (CockroachDB's are slow and not gap-free either;
 //     the zone serial is one row updated in the writing transaction);
-//   - COLLATE clauses and reliance on the collation for ordering values
-//     (CockroachDB computes collation keys at a cost; ties are ordered in Go);
+//   - COLLATE on columns and reliance on the collation for ordering values
+//     (CockroachDB has no column collation "C" and computes collation keys
+//     at a cost; ties between values are ordered in Go). The one ordering
+//     that must be bytewise, Accounts (an admin listing, not a hot path),
+//     uses an expression COLLATE "C", which CockroachDB 22.2+ accepts;
 //   - timestamptz arithmetic and now() (times are bigint Unix nanoseconds
 //     given by the caller, so nodes never mix server and client clocks);
 //   - PL/pgSQL functions and triggers (CockroachDB and older YugabyteDB lack

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -323,6 +324,22 @@ func TestAccountsAndDisabled(t *testing.T) {
 	stop := errors.New("stop")
 	if err := st.Accounts(ctx, func(storage.AccountInfo) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("Accounts does not pass fn's error on: %v", err)
+	}
+	// Bytewise order: "-" (0x2d) sorts before letters, which a linguistic
+	// collation would ignore.
+	for i, sub := range []string{"x-c", "xb"} {
+		x := acct(10 + i)
+		x.Subdomain = sub
+		if _, err := st.CreateAccount(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var subs []string
+	if err := st.Accounts(ctx, func(i storage.AccountInfo) error { subs = append(subs, i.Subdomain); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(subs) {
+		t.Fatalf("Accounts not in bytewise subdomain order: %v", subs)
 	}
 }
 

@@ -6,8 +6,8 @@
 -- PostgreSQL-compatible distributed databases (CockroachDB, YugabyteDB).
 -- Times are bigint Unix nanoseconds (UTC), as in the SQLite engine: no time
 -- zone settings to get wrong, and full precision. Columns use the database's
--- default collation; the engine never relies on it to order values (ties are
--- ordered in Go, bytewise).
+-- default collation (CockroachDB has no column collation "C"); the engine
+-- orders values in Go and lists accounts with an expression COLLATE "C".
 
 -- accounts is keyed by username (the X-Api-User header). allow_from is a
 -- JSON array of CIDR strings ('[]' = anywhere), the format acme-dns uses.
