@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	name := acct.Fulldomain
 	if _, err := waitFor(ctx, rb.DNS[0], name, "", *timeout); err != nil {
-		return fmt.Errorf("B never saw the account registered on A: %w", err)
+		return fmt.Errorf("node B never saw the account registered on node A: %w", err)
 	}
 
 	var delays, posts []time.Duration
@@ -273,4 +273,6 @@ func pctDur(sorted []time.Duration, p int) time.Duration {
 	return s[max(0, min(len(s)-1, i-1))]
 }
 
-func pct(sorted []time.Duration, p int) string { return pctDur(sorted, p).Round(10 * time.Microsecond).String() }
+func pct(sorted []time.Duration, p int) string {
+	return pctDur(sorted, p).Round(10 * time.Microsecond).String()
+}
