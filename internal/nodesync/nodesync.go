@@ -71,8 +71,13 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts, which doubles from MinBackoff. Defaults 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
-	// Timeout bounds one re-read of a subdomain. Default 5s.
+	// Timeout bounds one re-read of a subdomain (and a ping of the
+	// notification connection). Default 5s.
 	Timeout time.Duration
+	// ResyncTimeout bounds one full resync, so a database that stops
+	// answering without closing the connection cannot hold the Watcher.
+	// Default 5m (a million accounts take seconds).
+	ResyncTimeout time.Duration
 	Logger  *slog.Logger
 }
 
@@ -103,6 +108,9 @@ func New(cfg Config, st Store, notifier Notifier, idx Index) *Watcher {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.ResyncTimeout <= 0 {
+		cfg.ResyncTimeout = 5 * time.Minute
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -252,6 +260,8 @@ func (w *Watcher) apply(ctx context.Context, name string) error {
 
 func (w *Watcher) resync(ctx context.Context) error {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.ResyncTimeout)
+	defer cancel()
 	stats, err := w.index.Resync(ctx, w.store)
 	if err != nil {
 		return err
