@@ -74,6 +74,7 @@ const (
 	defaultOpTimeout      = 10 * time.Second
 	defaultConnectTimeout = 5 * time.Second
 	maxAttempts           = 5 // of a transaction that hit a retryable error
+	migrateTimeout        = 5 * time.Minute
 )
 
 // Store is a storage.Store on PostgreSQL. Open returns one; it is safe for
@@ -141,11 +142,17 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err := s.pool.Ping(octx); err != nil {
 		return fail("connect to "+where, err)
 	}
-	version, err := s.migrate(octx, ms)
+	// Migrating (or waiting for another node to finish) may take longer
+	// than one call.
+	mctx, mcancel := context.WithTimeout(ctx, migrateTimeout)
+	version, err := s.migrate(mctx, ms)
+	mcancel()
 	if err != nil {
 		return fail("migrate schema", err)
 	}
-	if s.notify, err = s.probeNotify(octx); err != nil {
+	pctx, pcancel := s.opCtx(ctx)
+	defer pcancel()
+	if s.notify, err = s.probeNotify(pctx); err != nil {
 		return fail("probe pg_notify", err)
 	}
 	if !s.notify {
