@@ -172,3 +172,39 @@ func snapshotOf(t *testing.T, st Snapshotter) (map[string][]storage.TXTRecord, u
 	}
 	return m, serial
 }
+
+// BenchmarkResync reconciles an index of 100k accounts (two values each)
+// with a snapshot that differs in 1% of them: the in-memory side of a
+// periodic resync, without the database.
+func BenchmarkResync(b *testing.B) {
+	const n = 100_000
+	now := time.Now()
+	x := New(storage.DefaultTXTPolicy, func() time.Time { return now })
+	subs := make([]storage.Subdomain, n)
+	for i := range subs {
+		recs := []storage.TXTRecord{
+			{Value: fmt.Sprintf("%043d", i), UpdatedAt: now.Add(-time.Hour)},
+			{Value: fmt.Sprintf("%043d", i+1), UpdatedAt: now.Add(-2 * time.Hour)},
+		}
+		subs[i] = storage.Subdomain{Name: uuid.NewString(), Records: recs}
+		x.Set(subs[i].Name, recs, 1)
+	}
+	serial := uint32(2)
+	snap := snapshotFunc(func(fn func(storage.Subdomain) error) (uint32, error) {
+		for i, s := range subs {
+			if i%100 == int(serial%100) {
+				s.Records = []storage.TXTRecord{{Value: fmt.Sprint(serial), UpdatedAt: now}}
+			}
+			if err := fn(s); err != nil {
+				return 0, err
+			}
+		}
+		return serial, nil
+	})
+	for b.Loop() {
+		serial++
+		if _, err := x.Resync(context.Background(), snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
