@@ -95,8 +95,9 @@ var errClosed = fmt.Errorf("store is closed: %w", storage.ErrUnavailable)
 
 // Open connects to the database at dsn (a postgres:// URL or a key=value
 // string, as libpq takes), brings its schema up to date and returns the
-// store. The database must exist; the schema (search_path) is created by
-// the migrations if empty.
+// store. The database and the schema must exist; the tables are created in
+// the first schema of the search_path ("public" unless the DSN sets
+// search_path) by the first node to start.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
