@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	dsn := fs.String("dsn", os.Getenv("ACMEBROKER_TEST_POSTGRES"), "PostgreSQL database to create a throw-away schema in (default $ACMEBROKER_TEST_POSTGRES)")
 	n := fs.Int("n", 200, "updates to measure (at least 200 for a meaningful p99)")
 	timeout := fs.Duration("timeout", 5*time.Second, "longest wait for one value to show on B")
+	conc := fs.Int("c", 1, "concurrent clients (each with its own account); the floor is for 1")
 	floor := fs.Duration("floor", 100*time.Millisecond, "p99 floor to report against")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,8 +62,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *dsn == "" {
 		return errors.New("no database: pass -dsn postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	}
-	if *n < 1 {
-		return errors.New("-n must be positive")
+	if *n < 1 || *conc < 1 {
+		return errors.New("-n and -c must be positive")
 	}
 
 	schemaDSN, drop, err := freshSchema(ctx, *dsn)
@@ -91,35 +93,61 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer func() { cancel(); <-errA; <-errB }()
 
 	client := &http.Client{Timeout: 10 * time.Second}
-	acct, err := register(ctx, client, ra.API)
-	if err != nil {
-		return err
-	}
-	name := acct.Fulldomain
-	if _, err := waitFor(ctx, rb.DNS[0], name, "", *timeout); err != nil {
-		return fmt.Errorf("node B never saw the account registered on node A: %w", err)
-	}
-
-	var delays, posts []time.Duration
-	for i := range *n {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		value := fmt.Sprintf("multinode-%06d-%s", i, strings.Repeat("x", 26))
-		start := time.Now()
-		if err := update(ctx, client, ra.API, acct, value); err != nil {
-			return fmt.Errorf("update %d on A: %w", i, err)
-		}
-		acked := time.Now()
-		d, err := waitFor(ctx, rb.DNS[0], name, value, *timeout)
+	var (
+		mu            sync.Mutex
+		delays, posts []time.Duration
+		next          int
+	)
+	// Each worker has its own account, so its values are its own; the
+	// updates are shared out until n are done.
+	worker := func(w int) error {
+		acct, err := register(ctx, client, ra.API)
 		if err != nil {
-			return fmt.Errorf("update %d: %w", i, err)
+			return err
 		}
-		posts = append(posts, acked.Sub(start))
-		delays = append(delays, d)
+		name := acct.Fulldomain
+		if _, err := waitFor(ctx, rb.DNS[0], name, "", *timeout); err != nil {
+			return fmt.Errorf("node B never saw the account registered on node A: %w", err)
+		}
+		for {
+			mu.Lock()
+			i := next
+			next++
+			mu.Unlock()
+			if i >= *n || ctx.Err() != nil {
+				return ctx.Err()
+			}
+			value := fmt.Sprintf("multinode-%02d-%06d-%s", w, i, strings.Repeat("x", 23))
+			start := time.Now()
+			if err := update(ctx, client, ra.API, acct, value); err != nil {
+				return fmt.Errorf("update %d on A: %w", i, err)
+			}
+			acked := time.Now()
+			d, err := waitFor(ctx, rb.DNS[0], name, value, *timeout)
+			if err != nil {
+				return fmt.Errorf("update %d: %w", i, err)
+			}
+			mu.Lock()
+			posts = append(posts, acked.Sub(start))
+			delays = append(delays, d)
+			mu.Unlock()
+		}
+	}
+	errs := make(chan error, *conc)
+	for w := range *conc {
+		go func() { errs <- worker(w) }()
+	}
+	for range *conc {
+		if err := <-errs; err != nil {
+			return err
+		}
 	}
 
-	fmt.Fprintf(out, "two nodes, one PostgreSQL (%s), %d updates posted to A one after another\n\n", redact(*dsn), *n)
+	how := "one after another"
+	if *conc > 1 {
+		how = fmt.Sprintf("by %d clients at once, each waiting for B before its next", *conc)
+	}
+	fmt.Fprintf(out, "two nodes, one PostgreSQL (%s), %d updates posted to A %s\n\n", redact(*dsn), *n, how)
 	fmt.Fprintf(out, "| measure | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n")
 	row := func(what string, ds []time.Duration) {
 		slices.Sort(ds)
