@@ -187,11 +187,14 @@ func TestDatabaseRestartUnderTwoNodes(t *testing.T) {
 		return err == nil && status == http.StatusOK, fmt.Sprintf("%d %s %v", status, body, err)
 	})
 	eventually(t, "A to serve the value set on B after recovery", serves(a, acct, value(3)))
+	// Health: back to ok once storage answers and the watcher listens
+	// again (it retries with backoff, up to 5s apart).
 	for name, n := range map[string]*broker{"A": a, "B": b} {
-		status, body, err := call(http.MethodGet, n.api+"/health", nil, "")
-		if err != nil || status != http.StatusOK || strings.TrimSpace(body) != `{"status":"ok","storage":"ok"}` {
-			t.Errorf("%s's health after recovery: %d %s %v", name, status, body, err)
-		}
+		eventually(t, name+"'s health to be ok again", func() (bool, string) {
+			status, body, err := call(http.MethodGet, n.api+"/health", nil, "")
+			return err == nil && status == http.StatusOK && strings.TrimSpace(body) == `{"status":"ok","storage":"ok"}`,
+				fmt.Sprintf("%d %s %v", status, body, err)
+		})
 	}
 	// And notifications flow both ways again.
 	if status, body, err := updateOn(a, acct, value(4)); err != nil || status != http.StatusOK {

@@ -74,6 +74,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
+	// Keeps idx current with other nodes' changes (shared PostgreSQL); nil
+	// for SQLite. Started below, stopped before storage closes.
+	watcher := nodeSync(st, idx, cfg.Storage, logger)
+	var syncStatus api.SyncStatus
+	if watcher != nil {
+		syncStatus = watcher
+	}
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -85,7 +92,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: st, Index: idx, Logger: logger, Now: time.Now})
+	}, api.Deps{Store: st, Index: idx, Logger: logger, Now: time.Now, Sync: syncStatus})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -115,11 +122,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}()
 	defer func() { stopPrune(); <-pruneDone }() // before storage closes
 
-	// Other nodes' changes (shared PostgreSQL): stopped before storage closes.
-	if w := nodeSync(st, idx, cfg.Storage, logger); w != nil {
+	if watcher != nil {
 		syncCtx, stopSync := context.WithCancel(context.Background())
 		syncDone := make(chan struct{})
-		go func() { defer close(syncDone); w.Run(syncCtx) }()
+		go func() { defer close(syncDone); watcher.Run(syncCtx) }()
 		defer func() { stopSync(); <-syncDone }()
 	}
 

@@ -90,6 +90,7 @@ type Watcher struct {
 	log      *slog.Logger
 
 	listening atomic.Bool
+	down      atomic.Bool // lost the database; reconnecting
 	resyncs   atomic.Int64
 	applied   atomic.Int64
 }
@@ -122,6 +123,15 @@ func New(cfg Config, st Store, notifier Notifier, idx Index) *Watcher {
 // Listening reports whether the Watcher currently receives notifications.
 func (w *Watcher) Listening() bool { return w.listening.Load() }
 
+// SyncProblem says what keeps other nodes' changes from arriving ("" when
+// nothing does): the Watcher lost the database and is reconnecting.
+func (w *Watcher) SyncProblem() string {
+	if w.down.Load() {
+		return "reconnecting to the database"
+	}
+	return ""
+}
+
 // Resyncs is the number of full resyncs done so far.
 func (w *Watcher) Resyncs() int64 { return w.resyncs.Load() }
 
@@ -133,6 +143,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	backoff := w.cfg.MinBackoff
 	down := false // an outage is being reported; log its end once
 	fail := func(msg string, err error) {
+		w.down.Store(true)
 		if !down {
 			w.log.Warn(msg+"; DNS answers from memory until it is back", "err", err)
 			down = true
@@ -181,6 +192,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.log.Info("node sync: database reachable again; records resynced")
 			down = false
 		}
+		w.down.Store(false)
 		backoff = w.cfg.MinBackoff
 		err := w.follow(ctx, sub)
 		if sub != nil {

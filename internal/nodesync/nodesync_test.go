@@ -170,6 +170,7 @@ func TestListenerReconnects(t *testing.T) {
 		return slices.Contains(v, "while-away")
 	})
 	waitFor(t, "B listening again", b.w.Listening)
+	waitFor(t, "B's sync problem to clear", func() bool { return b.w.SyncProblem() == "" })
 	if b.w.Resyncs() < 2 {
 		t.Errorf("B resynced %d times, want a resync after reconnecting", b.w.Resyncs())
 	}
