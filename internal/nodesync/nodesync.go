@@ -78,7 +78,7 @@ type Config struct {
 	// answering without closing the connection cannot hold the Watcher.
 	// Default 5m (a million accounts take seconds).
 	ResyncTimeout time.Duration
-	Logger  *slog.Logger
+	Logger        *slog.Logger
 }
 
 // Watcher runs the sync loop; see the package comment.
