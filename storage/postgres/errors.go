@@ -42,6 +42,10 @@ func (s *Store) wrapErr(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("postgres: %s: %w (%v)", op, ctx.Err(), err)
 	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
 		return fmt.Errorf("postgres: %s: %w: the database did not answer within %s", op, storage.ErrUnavailable, s.opTimeout)
+	case pgCode(err) == "57014":
+		// Cancelled, but not by the caller: by the store's OpTimeout (or a
+		// statement_timeout set on the server).
+		return fmt.Errorf("postgres: %s: %w: the database did not answer in time (%v)", op, storage.ErrUnavailable, err)
 	}
 	if kind == nil || errors.Is(err, kind) {
 		return fmt.Errorf("postgres: %s: %w", op, err)

@@ -46,6 +46,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/acmebroker/acmebroker/storage"
@@ -121,8 +122,18 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	listenCfg := cfg.ConnConfig.Copy()
+	// A call that gives up (its ctx ends) asks the server to cancel the
+	// statement, so the server stops working for nobody (and releases the
+	// locks it waits on), and the connection stays usable; the socket
+	// deadline follows only if the server does not answer. The LISTEN
+	// connection keeps pgx's default (a deadline only): its waits time out
+	// routinely and there is no statement to cancel.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 2 * time.Second}
+	}
 	s := &Store{
-		connCfg:   cfg.ConnConfig.Copy(),
+		connCfg:   listenCfg,
 		log:       log,
 		opTimeout: opts.OpTimeout,
 	}

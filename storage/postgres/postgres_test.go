@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/acmebroker/acmebroker/internal/pgtest"
 	"github.com/acmebroker/acmebroker/storage"
@@ -396,5 +399,82 @@ func TestNotifyOnCommitOnly(t *testing.T) {
 	}
 	if sub, err := next(); err != nil || sub != b.Subdomain {
 		t.Fatalf("after a timed-out wait: %q %v", sub, err)
+	}
+}
+
+// TestTimeoutIsUnavailable: a statement stuck behind a lock past the
+// store's OpTimeout fails with ErrUnavailable (the database is not
+// answering in time); past the caller's own deadline it fails with the
+// caller's context error.
+func TestTimeoutIsUnavailable(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	st, err := Open(context.Background(), dsn, Options{OpTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	a := acct(1)
+	if _, err := st.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// Another session holds the account row.
+	other, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE subdomain = $1 FOR UPDATE`, a.Subdomain); err != nil {
+		t.Fatal(err)
+	}
+
+	_, _, err = st.SetTXT(ctx, a.Subdomain, "v", t0, storage.DefaultTXTPolicy)
+	if !errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SetTXT past OpTimeout: %v, want ErrUnavailable", err)
+	}
+	t.Log(err)
+
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, _, err = st.SetTXT(cctx, a.Subdomain, "v", t0, storage.DefaultTXTPolicy)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SetTXT past the caller's deadline: %v, want context.DeadlineExceeded", err)
+	}
+	// Once the lock goes, the store works.
+	tx.Rollback(ctx)
+	if _, _, err := st.SetTXT(ctx, a.Subdomain, "v", t0, storage.DefaultTXTPolicy); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for code, want := range map[string]error{
+		"23505": storage.ErrConflict,
+		"23503": storage.ErrNotFound,
+		"57P01": storage.ErrUnavailable, // admin_shutdown
+		"57P02": storage.ErrUnavailable, // crash_shutdown
+		"57P03": storage.ErrUnavailable, // cannot_connect_now (starting up)
+		"08006": storage.ErrUnavailable, // connection_failure
+		"53300": storage.ErrUnavailable, // too_many_connections
+		"53100": storage.ErrUnavailable, // disk_full
+		"25006": storage.ErrUnavailable, // read_only_sql_transaction (a standby)
+		"40001": storage.ErrUnavailable, // serialization_failure, after the retries
+		"42601": nil,                    // syntax_error: a bug, not an outage
+		"42P01": errCorrupt,             // undefined_table
+	} {
+		err := fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code, Message: "m"})
+		if got := classify(err); got != want {
+			t.Errorf("classify(%s) = %v, want %v", code, got, want)
+		}
+	}
+	for _, err := range []error{io.EOF, io.ErrUnexpectedEOF, &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, errors.New("closed pool")} {
+		if got := classify(err); got != storage.ErrUnavailable {
+			t.Errorf("classify(%v) = %v, want ErrUnavailable", err, got)
+		}
 	}
 }
