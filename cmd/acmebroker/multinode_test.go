@@ -65,6 +65,22 @@ func lookupTXT(server, name string) ([]string, int, error) {
 	return out, r.Rcode, nil
 }
 
+func soaSerial(server string) (uint32, error) {
+	c := &dns.Client{Net: "udp", Timeout: time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion("auth.example.test.", dns.TypeSOA)
+	r, _, err := c.Exchange(m, server)
+	if err != nil {
+		return 0, err
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial, nil
+		}
+	}
+	return 0, fmt.Errorf("no SOA in the answer (rcode %d)", r.Rcode)
+}
+
 // eventually polls cond every few milliseconds until it holds or 30s pass.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -127,6 +143,13 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 		}
 		eventually(t, "B to serve "+v, serves(b, acct, v))
 	}
+
+	// Both nodes give the same, database-wide SOA serial.
+	eventually(t, "A and B to give the same SOA serial", func() (bool, string) {
+		sa, errA := soaSerial(a.dns)
+		sb, errB := soaSerial(b.dns)
+		return errA == nil && errB == nil && sa == sb && sa != 0, fmt.Sprintf("A %d (%v), B %d (%v)", sa, errA, sb, errB)
+	})
 
 	if status, body, err := call(http.MethodDelete, b.api+"/account", &acct, ""); err != nil || status != http.StatusOK {
 		t.Fatalf("delete on B: %d %s %v", status, body, err)
