@@ -42,7 +42,7 @@ func (s *Store) insertAccount(ctx context.Context, tx pgx.Tx, a storage.Account,
 		a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano(), a.Disabled); err != nil {
 		return 0, err
 	}
-	return s.bumpSerial(ctx, tx, a.Subdomain, a.CreatedAt)
+	return s.bumpSerial(ctx, tx, a.Subdomain, a.CreatedAt, nil)
 }
 
 // DeleteAccount removes the account; its TXT values go with it (ON DELETE
@@ -56,7 +56,7 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, err
 			return err
 		}
 		var err error
-		serial, err = s.bumpSerial(ctx, tx, sub, time.Now())
+		serial, err = s.bumpSerial(ctx, tx, sub, time.Now(), nil)
 		return err
 	})
 	if err != nil {

@@ -258,10 +258,14 @@ func execOne(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
 
 // bumpSerial advances the zone serial for a change made at time at (see
 // nextSerial, which this statement mirrors) and announces the change of
-// subdomain. It runs last in the writing transaction: the zone_meta row lock
-// it takes is held only until the commit.
-func (s *Store) bumpSerial(ctx context.Context, tx pgx.Tx, subdomain string, at time.Time) (uint32, error) {
+// subdomain, in one round trip; SetTXT adds the deletion of the values its
+// policy dropped (drop). It runs last in the writing transaction: the
+// zone_meta row lock it takes is held only until the commit.
+func (s *Store) bumpSerial(ctx context.Context, tx pgx.Tx, subdomain string, at time.Time, drop []string) (uint32, error) {
 	b := &pgx.Batch{}
+	if len(drop) > 0 {
+		b.Queue(deleteValues, subdomain, drop)
+	}
 	var serial int64
 	b.Queue(`UPDATE zone_meta SET serial = CASE
 			WHEN serial >= 4294967295 THEN 1

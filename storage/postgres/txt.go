@@ -36,20 +36,37 @@ func (s *Store) SetTXT(ctx context.Context, subdomain, value string, at time.Tim
 		serial uint32
 	)
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockSubdomain(ctx, tx, subdomain); err != nil {
+		// One round trip: lock the account row (or find there is none),
+		// upsert the value, read the subdomain's values back. The server
+		// runs them in order, so the read sees every value committed
+		// before the lock was granted.
+		var recs []storage.TXTRecord
+		b := &pgx.Batch{}
+		b.Queue(`SELECT 1 FROM accounts WHERE subdomain = $1 FOR UPDATE`, subdomain).QueryRow(func(row pgx.Row) error {
+			var one int
+			err := row.Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("no account has this subdomain: %w", storage.ErrNotFound)
+			}
 			return err
-		}
-		if _, err := tx.Exec(ctx,
-			`INSERT INTO txt_records (subdomain, value, updated_at) VALUES ($1, $2, $3)
+		})
+		b.Queue(`INSERT INTO txt_records (subdomain, value, updated_at) VALUES ($1, $2, $3)
 			 ON CONFLICT (subdomain, value) DO UPDATE SET updated_at = excluded.updated_at`,
-			subdomain, value, at.UnixNano()); err != nil {
+			subdomain, value, at.UnixNano())
+		b.Queue(`SELECT value, updated_at FROM txt_records WHERE subdomain = $1`, subdomain).Query(func(rows pgx.Rows) error {
+			var err error
+			recs, err = pgx.CollectRows(rows, scanRecord)
+			return err
+		})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
+		sortRecords(recs)
+		kept = slices.Clip(policy.Keep(recs, at))
+		// And one more: drop what the policy no longer keeps, advance the
+		// serial, announce the change.
 		var err error
-		if kept, _, err = trimTXT(ctx, tx, subdomain, at, policy); err != nil {
-			return err
-		}
-		serial, err = s.bumpSerial(ctx, tx, subdomain, at)
+		serial, err = s.bumpSerial(ctx, tx, subdomain, at, dropped(recs[len(kept):]))
 		return err
 	})
 	if err != nil {
@@ -76,28 +93,40 @@ func trimTXT(ctx context.Context, tx pgx.Tx, sub string, at time.Time, policy st
 	if err != nil {
 		return nil, 0, err
 	}
-	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.TXTRecord, error) {
-		var r storage.TXTRecord
-		var ns int64
-		err := row.Scan(&r.Value, &ns)
-		r.UpdatedAt = fromNanos(ns)
-		return r, err
-	})
+	recs, err := pgx.CollectRows(rows, scanRecord)
 	if err != nil {
 		return nil, 0, err
 	}
 	sortRecords(recs)
 	kept := policy.Keep(recs, at)
-	if drop := recs[len(kept):]; len(drop) > 0 {
-		vals := make([]string, len(drop))
-		for i, r := range drop {
-			vals[i] = r.Value
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM txt_records WHERE subdomain = $1 AND value = ANY($2)`, sub, vals); err != nil {
+	if drop := dropped(recs[len(kept):]); len(drop) > 0 {
+		if _, err := tx.Exec(ctx, deleteValues, sub, drop); err != nil {
 			return nil, 0, err
 		}
 	}
 	return slices.Clip(kept), len(recs) - len(kept), nil
+}
+
+const deleteValues = `DELETE FROM txt_records WHERE subdomain = $1 AND value = ANY($2)`
+
+func scanRecord(row pgx.CollectableRow) (storage.TXTRecord, error) {
+	var r storage.TXTRecord
+	var ns int64
+	err := row.Scan(&r.Value, &ns)
+	r.UpdatedAt = fromNanos(ns)
+	return r, err
+}
+
+// dropped returns the values of recs (nil if none).
+func dropped(recs []storage.TXTRecord) []string {
+	if len(recs) == 0 {
+		return nil
+	}
+	vals := make([]string, len(recs))
+	for i, r := range recs {
+		vals[i] = r.Value
+	}
+	return vals
 }
 
 // sortRecords orders recs newest first, ties by value bytewise: the order
