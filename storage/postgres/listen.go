@@ -14,14 +14,14 @@ import (
 // nodes' changes are seen by periodic resyncs only.
 var ErrNoNotify = errors.New("the database has no LISTEN/NOTIFY")
 
-// Listener receives the changes announced on Channel over a connection of
+// Listener receives the changes announced on the store's channel over a connection of
 // its own (outside the pool: LISTEN is per session). It is used by one
 // goroutine at a time and must be closed.
 type Listener struct {
 	conn *pgx.Conn
 }
 
-// Listen opens a connection and LISTENs on Channel. Changes committed
+// Listen opens a connection and LISTENs on the store's channel. Changes committed
 // after it returns are all delivered by Next, in commit order.
 func (s *Store) Listen(ctx context.Context) (*Listener, error) {
 	const op = "listen"
@@ -37,7 +37,7 @@ func (s *Store) Listen(ctx context.Context) (*Listener, error) {
 	if err != nil {
 		return nil, s.wrapErr(ctx, op, err)
 	}
-	if _, err := conn.Exec(octx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(octx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
 		if c := pgCode(err); c == "0A000" || c == "42601" { // feature_not_supported; syntax_error: no LISTEN at all
 			return nil, fmt.Errorf("postgres: %s: %w (%v)", op, ErrNoNotify, err)

@@ -76,24 +76,23 @@ func errSchemaTooNew(have, known int) error {
 // row in schema_migrations, so where advisory locks do not exist (some
 // distributed databases) the primary key still lets only one node apply it:
 // the other's transaction fails and it re-reads the version.
-func (s *Store) migrate(ctx context.Context, ms []migration) (int, error) {
+func (s *Store) migrate(ctx context.Context, ms []migration) (version int, schema string, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer conn.Release()
-	var schema string
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if schema == "" {
-		return 0, errors.New("no schema to create tables in: the search_path names none that exists (create it, or fix search_path in storage.dsn)")
+		return 0, "", errors.New("no schema to create tables in: the search_path names none that exists (create it, or fix search_path in storage.dsn)")
 	}
 	key := lockKey(schema)
 	locked := true
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
 		if c := pgCode(err); c != "42883" && c != "0A000" {
-			return 0, fmt.Errorf("take the migration lock: %w", err)
+			return 0, "", fmt.Errorf("take the migration lock: %w", err)
 		}
 		locked = false
 		s.log.Warn("postgres: no advisory locks in this database; migrations rely on schema_migrations' primary key")
@@ -117,18 +116,18 @@ func (s *Store) migrate(ctx context.Context, ms []migration) (int, error) {
 		applied_at bigint  NOT NULL
 	)`); err != nil && pgCode(err) != "23505" && pgCode(err) != "42P07" {
 		// 23505/42P07: another node created it at the same moment (no lock).
-		return 0, fmt.Errorf("create schema_migrations: %w", err)
+		return 0, "", fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
 		v, err := schemaVersion(ctx, conn)
 		if err != nil {
-			return 0, fmt.Errorf("read schema version: %w", err)
+			return 0, "", fmt.Errorf("read schema version: %w", err)
 		}
 		if v > known {
-			return v, errSchemaTooNew(v, known)
+			return v, schema, errSchemaTooNew(v, known)
 		}
 		if v == known {
-			return v, nil
+			return v, schema, nil
 		}
 		m := ms[v] // the next one
 		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -145,7 +144,7 @@ func (s *Store) migrate(ctx context.Context, ms []migration) (int, error) {
 		case (pgCode(err) == "23505" || retryable(err)) && attempt < 3*known:
 			// Another node applied it meanwhile: read the version again.
 		default:
-			return v, fmt.Errorf("apply migration %s: %w", m.Name, err)
+			return v, schema, fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
 	}
 }

@@ -3,7 +3,7 @@
 //
 // Every change of the zone runs in one transaction that also advances the
 // serial in zone_meta and, where the database has it, sends pg_notify on
-// Channel with the changed subdomain as payload. PostgreSQL delivers the
+// Channel (ChannelFor the schema) with the changed subdomain as payload. PostgreSQL delivers the
 // notification when (and only if) the transaction commits, so a node that
 // listens (Store.Listen) hears of every change another node made and can
 // re-read that subdomain (Store.Subdomain).
@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -53,8 +54,25 @@ import (
 )
 
 // Channel is the LISTEN/NOTIFY channel on which every change of the zone
-// is announced; the payload is the changed subdomain.
+// is announced when the tables are in the schema "public"; the payload is
+// the changed subdomain. Brokers whose tables are in another schema of the
+// same database (a staging and a production broker, tests running side by
+// side) use ChannelFor(schema), so they do not hear each other.
 const Channel = "acmebroker_changes"
+
+// ChannelFor is the channel of the broker whose tables are in schema.
+func ChannelFor(schema string) string {
+	if schema == "public" {
+		return Channel
+	}
+	c := Channel + "_" + schema
+	if len(c) > 63 { // PostgreSQL's identifier limit
+		h := fnv.New64a()
+		h.Write([]byte(schema))
+		c = fmt.Sprintf("%s_%016x", Channel, h.Sum64())
+	}
+	return c
+}
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
@@ -85,7 +103,8 @@ type Store struct {
 	connCfg   *pgx.ConnConfig // for Listen's dedicated connection
 	log       *slog.Logger
 	opTimeout time.Duration
-	notify    bool // the database has pg_notify
+	notify    bool   // the database has pg_notify
+	channel   string // ChannelFor the schema
 	closed    atomic.Bool
 }
 
@@ -157,11 +176,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// Migrating (or waiting for another node to finish) may take longer
 	// than one call.
 	mctx, mcancel := context.WithTimeout(ctx, migrateTimeout)
-	version, err := s.migrate(mctx, ms)
+	version, schema, err := s.migrate(mctx, ms)
 	mcancel()
 	if err != nil {
 		return fail("migrate schema", err)
 	}
+	s.channel = ChannelFor(schema)
 	pctx, pcancel := s.opCtx(ctx)
 	defer pcancel()
 	if s.notify, err = s.probeNotify(pctx); err != nil {
@@ -170,7 +190,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if !s.notify {
 		log.Warn("postgres: the database has no pg_notify (CockroachDB?): other nodes see changes only at their periodic resync (storage.resync_interval)")
 	}
-	log.Info("postgres storage opened", "database", where, "schema_version", version, "notify", s.notify)
+	log.Info("postgres storage opened", "database", where, "schema", schema, "schema_version", version, "notify", s.notify, "channel", s.channel)
 	return s, nil
 }
 
@@ -186,7 +206,8 @@ func (s *Store) probeNotify(ctx context.Context) (bool, error) {
 	return false, err
 }
 
-// Notifies reports whether writes announce themselves on Channel.
+// Notifies reports whether writes announce themselves (on ChannelFor the
+// schema).
 func (s *Store) Notifies() bool { return s.notify }
 
 // opCtx bounds a call by OpTimeout unless ctx ends earlier.
@@ -275,7 +296,7 @@ func (s *Store) bumpSerial(ctx context.Context, tx pgx.Tx, subdomain string, at 
 		return row.Scan(&serial)
 	})
 	if s.notify {
-		b.Queue(`SELECT pg_notify($1, $2)`, Channel, subdomain)
+		b.Queue(`SELECT pg_notify($1, $2)`, s.channel, subdomain)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -478,3 +478,46 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestChannelFor(t *testing.T) {
+	long := strings.Repeat("s", 63)
+	for schema, want := range map[string]string{
+		"public":     "acmebroker_changes",
+		"staging":    "acmebroker_changes_staging",
+		long:         "",
+		long + "x":   "",
+		"Mixed Case": "acmebroker_changes_Mixed Case",
+	} {
+		got := ChannelFor(schema)
+		if want != "" && got != want || len(got) > 63 {
+			t.Errorf("ChannelFor(%q) = %q", schema, got)
+		}
+	}
+	if ChannelFor(long) == ChannelFor(long+"x") {
+		t.Error("two long schemas share a channel")
+	}
+}
+
+// TestSchemasDoNotHearEachOther: brokers in two schemas of one database
+// keep their notifications apart.
+func TestSchemasDoNotHearEachOther(t *testing.T) {
+	st1, _ := fresh(t)
+	st2, _ := fresh(t)
+	ctx := context.Background()
+	l, err := st1.Listen(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := st2.CreateAccount(ctx, acct(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st1.CreateAccount(ctx, acct(1)); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if sub, err := l.Next(c); err != nil || sub != acct(1).Subdomain {
+		t.Fatalf("first notification %q %v, want only the own schema's %q", sub, err, acct(1).Subdomain)
+	}
+}
