@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,6 +99,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		mu            sync.Mutex
 		delays, posts []time.Duration
 		next          int
+		lost          atomic.Int64 // DNS polls unanswered within 100 ms
 	)
 	// Each worker has its own account, so its values are its own; the
 	// updates are shared out until n are done.
@@ -106,7 +109,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		name := acct.Fulldomain
-		if _, err := waitFor(ctx, rb.DNS[0], name, "", *timeout); err != nil {
+		if _, err := waitFor(ctx, rb.DNS[0], name, "", *timeout, &lost); err != nil {
 			return fmt.Errorf("node B never saw the account registered on node A: %w", err)
 		}
 		for {
@@ -123,7 +126,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				return fmt.Errorf("update %d on A: %w", i, err)
 			}
 			acked := time.Now()
-			d, err := waitFor(ctx, rb.DNS[0], name, value, *timeout)
+			d, err := waitFor(ctx, rb.DNS[0], name, value, *timeout, &lost)
 			if err != nil {
 				return fmt.Errorf("update %d: %w", i, err)
 			}
@@ -155,6 +158,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	row("A: POST /update until 200", posts)
 	row("A's 200 until B's DNS answers the value", delays)
+	fmt.Fprintf(out, "\nDNS polls of B unanswered within 100 ms (asked again): %d\n", lost.Load())
 	verdict := "ok"
 	if p99 := pctDur(delays, 99); p99 >= *floor {
 		verdict = "BELOW FLOOR"
@@ -190,13 +194,21 @@ func startNode(ctx context.Context, dsn string) (chan broker.Ready, chan error) 
 
 // waitFor queries server until it serves value at name (value "": until
 // the name exists) and returns how long that took.
-func waitFor(ctx context.Context, server, name, value string, timeout time.Duration) (time.Duration, error) {
+//
+// Polls are 0.25 ms apart. A query unanswered within 100 ms is asked again (as a resolver would) and
+// counted in lost, so a lost datagram shows as such rather than as a
+// second of delay.
+func waitFor(ctx context.Context, server, name, value string, timeout time.Duration, lost *atomic.Int64) (time.Duration, error) {
 	start := time.Now()
-	c := &dns.Client{Net: "udp", Timeout: time.Second}
+	c := &dns.Client{Net: "udp", Timeout: 100 * time.Millisecond}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
 	for {
 		r, _, err := c.ExchangeContext(ctx, m, server)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			lost.Add(1)
+		}
 		if err == nil && r.Rcode == dns.RcodeSuccess {
 			if value == "" {
 				return time.Since(start), nil
@@ -213,6 +225,10 @@ func waitFor(ctx context.Context, server, name, value string, timeout time.Durat
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
+		// A short pause between polls: a busy loop would take a core from
+		// the nodes and the database it is timing (the machine has two),
+		// for a resolution gain of a quarter millisecond.
+		time.Sleep(250 * time.Microsecond)
 	}
 }
 
