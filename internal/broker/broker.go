@@ -95,6 +95,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
+	// Keeps idx current with other nodes' changes (shared PostgreSQL); nil
+	// for SQLite. Started below, stopped before storage closes.
+	watcher := nodeSync(st, idx, cfg.Storage, logger)
+	var syncStatus api.SyncStatus
+	if watcher != nil {
+		syncStatus = watcher
+	}
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -106,7 +113,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: used, Index: idx, Logger: logger, Now: time.Now})
+	}, api.Deps{Store: used, Index: idx, Logger: logger, Now: time.Now, Sync: syncStatus})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -139,6 +146,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		idx.PruneEvery(pruneCtx, pruneInterval(policy.Window), used, logger)
 	}()
 	defer func() { stopPrune(); <-pruneDone }() // before storage closes
+
+	if watcher != nil {
+		syncCtx, stopSync := context.WithCancel(context.Background())
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); watcher.Run(syncCtx) }()
+		defer func() { stopSync(); <-syncDone }()
+	}
 
 	errc := make(chan error, 3)
 	dnsCtx, cancelDNS := context.WithCancel(context.Background())

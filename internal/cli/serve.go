@@ -91,7 +91,7 @@ func printBanner(w io.Writer, cfg config.Config, r broker.Ready, embedded bool) 
 		fmt.Fprintf(w, "  metrics  %s\n", r.Metrics)
 	}
 	fmt.Fprintf(w, "  API      %s\n", r.API)
-	fmt.Fprintf(w, "  storage  %s %s (%d accounts)\n", cfg.Storage.Engine, cfg.Storage.DSN, r.Accounts)
+	fmt.Fprintf(w, "  storage  %s %s (%d accounts)\n", cfg.Storage.Engine, cfg.Storage.RedactedDSN(), r.Accounts)
 	if embedded {
 		fmt.Fprintln(w, "  config   embedded default (run with -config config.toml for your own)")
 	}

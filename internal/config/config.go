@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -121,10 +122,18 @@ type API struct {
 
 // Storage selects the database.
 type Storage struct {
-	// Engine: "sqlite".
+	// Engine: "sqlite" (one node) or "postgres" (one or several nodes
+	// sharing one database).
 	Engine string `toml:"engine"`
-	// DSN: for sqlite, the database file path.
+	// DSN: for sqlite, the database file path; for postgres, a URL such as
+	// "postgres://acmebroker:secret@db.example.org:5432/acmebroker?sslmode=verify-full"
+	// (or a libpq key=value string). The PostgreSQL database must exist; the
+	// broker creates its tables in the first schema of the search_path.
 	DSN string `toml:"dsn"`
+	// ResyncInterval (postgres only): how often a node reloads the whole
+	// zone from the database, in case it missed a change notification from
+	// another node (or the database has no LISTEN/NOTIFY). Default 1m.
+	ResyncInterval Duration `toml:"resync_interval"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -192,7 +201,7 @@ func Default() Config {
 			CORSOrigins:    []string{},
 			TrustedProxies: []string{},
 		},
-		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db"},
+		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db", ResyncInterval: Duration{time.Minute}},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -373,8 +382,15 @@ func (c *Config) Validate() error {
 		if c.Storage.DSN == "" {
 			bad("storage.dsn", "the SQLite database file is required, e.g. \"/var/lib/acmebroker/acmebroker.db\"")
 		}
+	case "postgres":
+		if err := checkPostgresDSN(c.Storage.DSN); err != nil {
+			bad("storage.dsn", "%v", err)
+		}
 	default:
-		bad("storage.engine", "%q is not supported (use \"sqlite\")", c.Storage.Engine)
+		bad("storage.engine", "%q is not supported (use \"sqlite\" or \"postgres\")", c.Storage.Engine)
+	}
+	if ri := c.Storage.ResyncInterval.Duration; ri < time.Second || ri > 24*time.Hour {
+		bad("storage.resync_interval", "%s is out of range: 1s to 24h (e.g. \"1m\")", ri)
 	}
 
 	if c.Metrics.Listen != "" {
@@ -394,6 +410,42 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// checkPostgresDSN checks the shape of a PostgreSQL DSN; the driver checks
+// the rest when connecting. The DSN is never quoted back: it may hold a
+// password.
+func checkPostgresDSN(dsn string) error {
+	switch {
+	case dsn == "":
+		return errors.New("required with engine = \"postgres\", e.g. \"postgres://acmebroker@db.example.org:5432/acmebroker\"")
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if _, err := url.Parse(dsn); err != nil {
+			return errors.New("is not a valid URL (percent-encode special characters in the password)")
+		}
+		return nil
+	case strings.Contains(dsn, "="):
+		return nil // key=value form
+	}
+	return errors.New("must be a postgres:// URL (e.g. \"postgres://acmebroker@db.example.org:5432/acmebroker\") or a key=value string (\"host=db.example.org dbname=acmebroker\")")
+}
+
+// RedactedDSN is the DSN fit to print or log: a PostgreSQL password is
+// replaced by "xxxxx".
+func (s Storage) RedactedDSN() string {
+	if s.Engine != "postgres" {
+		return s.DSN
+	}
+	if u, err := url.Parse(s.DSN); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	fields := strings.Fields(s.DSN)
+	for i, f := range fields {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "password" {
+			fields[i] = "password=xxxxx"
+		}
+	}
+	return strings.Join(fields, " ")
 }
 
 // ParsePrefix parses a CIDR such as "192.0.2.0/24" or "2001:db8::/32".
