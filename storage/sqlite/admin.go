@@ -86,7 +86,8 @@ func (s *Store) SetDisabled(ctx context.Context, username string, disabled bool)
 }
 
 // Subdomain returns one registered subdomain with its values, newest first,
-// and the zone serial, read in one transaction so they match.
+// and the zone serial, read in one transaction so they match. ErrNotFound
+// comes with the serial too.
 func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
 	op := "subdomain " + name
 	if err := s.readable(ctx); err != nil {
@@ -106,7 +107,9 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 	}
 	var one int
 	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE subdomain = ?`, name).Scan(&one); err != nil {
-		return storage.Subdomain{}, 0, wrapErr(ctx, op, err) // ErrNoRows -> ErrNotFound
+		// ErrNoRows -> ErrNotFound, with the serial: a node removing the
+		// subdomain applies it at that serial (internal/nodesync).
+		return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, err)
 	}
 	rows, err := tx.QueryContext(ctx,
 		`SELECT value, updated_at FROM txt_records WHERE subdomain = ? ORDER BY updated_at DESC, value`, name)
