@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,13 +54,22 @@ func parseLine(origin, line string) (dns.RR, error) {
 	// update's delete) without error; such a record does not read back
 	// from its own text. Refuse it here rather than serve it (found by
 	// FuzzParseRecords).
-	if _, err := dns.NewRR(rr.String()); err != nil {
+	again, err := dns.NewRR(rr.String())
+	if err != nil || again == nil { // nil: the text was no record at all
 		return nil, fmt.Errorf("incomplete record data: %v", err)
 	}
 	// Nor does it check that generic data (RFC 3597 "\# 2 00zz") is hex:
 	// such a record would only fail when packed into an answer.
-	if _, err := dns.PackRR(rr, make([]byte, dns.MaxMsgSize), 0, nil, false); err != nil {
+	buf := make([]byte, 2*dns.MaxMsgSize)
+	n, err := dns.PackRR(rr, buf, 0, nil, false)
+	if err != nil {
 		return nil, fmt.Errorf("record data cannot be encoded: %v", err)
+	}
+	// And it keeps data its own text form does not give back (a CAA tag
+	// with a space): what is served would not be what the line says.
+	m, err := dns.PackRR(again, buf[n:], 0, nil, false)
+	if err != nil || !bytes.Equal(buf[:n], buf[n:n+m]) {
+		return nil, fmt.Errorf("ambiguous record data: it reads back as %q", again.String())
 	}
 	h := rr.Header()
 	if h.Class != dns.ClassINET {
@@ -69,7 +79,7 @@ func parseLine(origin, line string) (dns.RR, error) {
 	if !dns.IsSubDomain(origin, h.Name) {
 		return nil, fmt.Errorf("owner %s is outside the zone %s", h.Name, origin)
 	}
-	if strings.HasPrefix(h.Name, "*.") || strings.Contains(h.Name, ".*.") {
+	if hasWildcardLabel(h.Name) {
 		return nil, errors.New("wildcard owners are not supported; list each name")
 	}
 	switch h.Rrtype {
@@ -83,6 +93,18 @@ func parseLine(origin, line string) (dns.RR, error) {
 		rr.(*dns.NS).Ns = lowerASCII(rr.(*dns.NS).Ns)
 	}
 	return rr, nil
+}
+
+// hasWildcardLabel reports a label that is the single byte '*' (written
+// *, \* or \042). Matching ".*." in the text was fooled by escapes: the
+// one label \.\* (two bytes) is not a wildcard (found by FuzzParseRecords).
+func hasWildcardLabel(name string) bool {
+	for _, l := range dns.SplitDomainName(name) {
+		if l == "*" || l == `\*` || l == `\042` {
+			return true
+		}
+	}
+	return false
 }
 
 // lowerASCII lower-cases A-Z only, as DNS compares names. strings.ToLower
