@@ -48,6 +48,7 @@ type Handler struct {
 	src    RecordSource
 	logger *slog.Logger
 	bufs   sync.Pool
+	xfr    *transfer // nil: no zone transfers (transfer.go)
 }
 
 // NewHandler checks cfg and returns a handler answering from src.
@@ -111,6 +112,10 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(h.failure(r, dns.RcodeServerFailure))
 		}
 	}()
+	if h.xfr != nil && h.xfr.takes(r) {
+		h.xfr.serve(w, r)
+		return
+	}
 	m := h.Answer(r, isTCP(w))
 	bp := h.bufs.Get().(*[]byte)
 	out, err := m.PackBuffer((*bp)[:cap(*bp)])

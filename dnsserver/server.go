@@ -29,6 +29,7 @@ type Server struct {
 	pcs   []net.PacketConn
 	lns   []net.Listener
 	addrs []string
+	tsig  map[string]string // TSIG secrets by key name (SetTSIG)
 }
 
 // Listen binds UDP and TCP on each address (the same port for both; port 0
@@ -97,7 +98,7 @@ func (s *Server) Addrs() []string { return append([]string(nil), s.addrs...) }
 func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
 	var srvs []*dns.Server
 	for _, pc := range s.pcs {
-		srvs = append(srvs, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg})
+		srvs = append(srvs, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg, TsigSecret: s.tsig})
 	}
 	for _, ln := range s.lns {
 		srvs = append(srvs, &dns.Server{
@@ -105,6 +106,7 @@ func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
 			ReadTimeout: tcpReadTimeout, WriteTimeout: tcpWriteTimeout,
 			IdleTimeout:   func() time.Duration { return tcpIdleTimeout },
 			MaxTCPQueries: tcpMaxQueries,
+			TsigSecret:    s.tsig,
 		})
 	}
 	type exit struct {
