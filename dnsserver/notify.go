@@ -101,12 +101,13 @@ type sender struct {
 	wake   chan struct{}
 
 	mu      sync.Mutex
-	pending uint32 // newest serial not yet acknowledged; 0: none
+	pending uint32 // newest serial not yet sent
+	has     bool   // pending is set
 }
 
 func (s *sender) offer(serial uint32) {
 	s.mu.Lock()
-	s.pending = serial
+	s.pending, s.has = serial, true
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -114,28 +115,28 @@ func (s *sender) offer(serial uint32) {
 	}
 }
 
-// take returns the pending serial (0 if none).
-func (s *sender) take() uint32 {
+// take returns the pending serial, if any.
+func (s *sender) take() (uint32, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.pending
-	s.pending = 0
-	return p
+	p, ok := s.pending, s.has
+	s.has = false
+	return p, ok
 }
 
 func (s *sender) run(ctx context.Context) {
 	var serial uint32
+	busy := false // serial is to be sent
 	delay := s.n.cfg.MinRetry
 	failures := 0
 	for {
-		if serial == 0 {
+		if !busy {
 			select {
 			case <-ctx.Done():
 				return
 			case <-s.wake:
 			}
-			serial = s.take()
-			if serial == 0 {
+			if serial, busy = s.take(); !busy {
 				continue
 			}
 			delay, failures = s.n.cfg.MinRetry, 0
@@ -155,9 +156,10 @@ func (s *sender) run(ctx context.Context) {
 			if failures > 0 {
 				s.n.logger.Info("dns notify acknowledged after retries", "secondary", s.target.Addr, "serial", serial, "attempts", failures+1)
 			}
-			serial = 0
-			if next := s.take(); next != 0 { // changed while we were waiting
-				serial, delay, failures = next, s.n.cfg.MinRetry, 0
+			acked := serial
+			if serial, busy = s.take(); busy { // changed while we were waiting
+				busy = serial != acked
+				delay, failures = s.n.cfg.MinRetry, 0
 			}
 			continue
 		}
@@ -174,7 +176,7 @@ func (s *sender) run(ctx context.Context) {
 			delay = min(delay*2, s.n.cfg.MaxRetry)
 		case <-s.wake:
 			t.Stop()
-			if next := s.take(); next != 0 { // a newer serial supersedes this one
+			if next, ok := s.take(); ok { // a newer serial supersedes this one
 				serial, delay, failures = next, s.n.cfg.MinRetry, 0
 			}
 		}

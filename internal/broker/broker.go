@@ -101,6 +101,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	defer dnsSrv.Close()
+	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, nil)
+	if err != nil {
+		return err
+	}
 	apiLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
@@ -136,6 +140,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			errc <- fmt.Errorf("api: %w", err)
 		}
 	}()
+
+	stopNotify := startNotify()
+	defer stopNotify()
 
 	scheme := "http"
 	if tlsCert != "" {
