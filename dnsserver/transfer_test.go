@@ -40,6 +40,7 @@ func (c *counts) add(k string) {
 	}
 	c.m[k]++
 }
+
 // get returns the count of k once it reaches want (the observer is told
 // after the answer is written, so the client may see it first), or what it
 // is after 5 s.
