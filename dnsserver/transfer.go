@@ -15,15 +15,13 @@ import (
 // queries need. internal/records.Index implements it.
 type ZoneSource interface {
 	RecordSource
-	// Walk starts a pass over every registered subdomain. The zone is
-	// labelled with the walker's Serial; a subdomain changed during the
-	// walk may come out newer than that serial (the change is in Diff from
-	// it, so the next incremental transfer puts it right).
+	// Walk starts a pass over every registered subdomain with the values
+	// published at the walker's Serial.
 	Walk() ZoneWalker
 	// Diff returns what changed since serial from: for each changed
-	// subdomain the values to delete (all it may have held, none it serves
-	// now) and the values it serves now, with the serial they make. ok is
-	// false when the history no longer reaches back to from (or never
+	// subdomain the values it had at from and has no more (Del) and the
+	// values it has now and had not then (Add), with the serial they make.
+	// ok is false when the history no longer reaches back to from (or never
 	// had it): the caller sends the whole zone.
 	Diff(from uint32) (serial uint32, diffs []ZoneDiff, ok bool)
 	// Changed receives after the serial has moved; several moves may show
@@ -36,6 +34,8 @@ type ZoneWalker interface {
 	Serial() uint32
 	// Next appends the next chunk to dst and reports whether more remain.
 	Next(dst []ZoneEntry) ([]ZoneEntry, bool)
+	// Err says why Next stopped early (nil: it did not).
+	Err() error
 }
 
 // ZoneEntry is one registered subdomain with the values it serves.
@@ -352,6 +352,9 @@ func (t *transfer) axfr(w dns.ResponseWriter, r *dns.Msg, ts *dns.TSIG) (int, ui
 		for _, e := range chunk {
 			t.txt(b, e.Name, e.Values)
 		}
+	}
+	if err := walk.Err(); err != nil {
+		return b.n, serial, err // the client sees the transfer cut short and retries
 	}
 	b.add(soa)
 	b.flush()

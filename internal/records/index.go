@@ -133,7 +133,7 @@ func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force b
 	if ok && !force && !serialLE(e.serial, serial) {
 		return
 	}
-	x.note(sub, i, ok, serial)
+	x.note(sub, i, ok, recs, serial, force)
 	e.serial = serial
 	if x.fits(recs) {
 		e.n = int8(len(recs))
@@ -207,7 +207,7 @@ func (x *Index) Remove(sub string, serial uint32) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
 	if i, ok := x.find(sub); ok {
-		x.note(sub, i, true, serial)
+		x.noteRemove(sub, i, serial)
 		if k, isUUID := uuidKey(sub); isUUID {
 			delete(x.uuids, k)
 		} else {

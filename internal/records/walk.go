@@ -2,28 +2,36 @@ package records
 
 import (
 	"encoding/hex"
+	"errors"
 	"slices"
+	"sort"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // What zone transfers need from the index: the whole zone (Walk), what
 // changed since a serial (Diff) and a signal when the serial moves (Changed).
 //
+// Secondaries must hold, at each serial, exactly what the primary would send
+// for it, or an incremental transfer does not apply (NSD then falls back to
+// a full one). What DNS serves moves without the serial (values age out of
+// the window; pruning drops them), so transfers use a published view
+// instead: each subdomain's values as served when its last serial-moving
+// change was made. It changes only with the serial. Values that age out stay
+// published, and on the secondaries, until the subdomain's next change.
+//
 // Walk copies only the names under the read lock, then the values in
 // chunks, releasing the lock between chunks: a million accounts never hold
 // writers (and the queries queued behind a waiting writer) for long. A
-// subdomain changed during a walk is served as it is when its chunk is read,
-// newer than the serial the walk is labelled with; every such change is in
-// the journal with a version at or above that serial, so the incremental
-// transfer a secondary asks for next (the serial has moved, NOTIFY says so)
-// puts it right.
+// subdomain changed during a walk is sent as it was when the walk began,
+// taken from the journal, so the zone sent is exactly the one of the
+// walk's serial.
 //
-// The journal remembers, for each change, the subdomain and every value it
-// held before (served or aged out but not yet pruned): a secondary may have
-// any of them, so an incremental transfer deletes them all and adds what is
-// served now. It is written under the index's write lock, by the same code
-// that changes an entry, so it is always in step with the data.
+// The journal remembers, for each serial-moving change, the subdomain and
+// its published values before the change. It is written under the index's
+// write lock by the code that changes an entry, so it is always in step
+// with the data.
 
 var _ dnsserver.ZoneSource = (*Index)(nil)
 
@@ -34,23 +42,28 @@ const walkChunk = 2048
 type journalRecord struct {
 	version uint32   // zone serial once the change is applied
 	name    string   // subdomain
-	held    []string // values held before the change
+	before  []string // published values before the change
 }
 
-// journal is a bounded ring of recent changes. Guarded by Index.mu.
+// journal is a bounded log of recent changes, oldest first, versions
+// never decreasing. Guarded by Index.mu.
 type journal struct {
 	max     int
-	recs    []journalRecord // oldest first
-	base    uint32          // serial when the journal started
-	version uint32          // version of the newest change
-	dropped bool            // some record has been dropped
-	lost    uint32          // version of the newest dropped record
+	recs    []journalRecord
+	base    uint32 // serial when the journal started
+	version uint32 // version of the newest change
+	dropped bool   // some record has been dropped
+	lost    uint32 // version of the newest dropped record
 }
 
 // zoneState is what the transfer side adds to an Index.
 type zoneState struct {
 	changed chan struct{} // poked, without blocking, when the serial moves
-	j       *journal      // nil until EnableJournal
+	j       *journal      // nil until EnableJournal; nothing below is kept before
+	// pub holds the published values of entries where they differ from
+	// the values held (aged-out values still published, or published
+	// values since pruned). Guarded by Index.mu.
+	pub map[int32][]string
 }
 
 func newZoneState() *zoneState { return &zoneState{changed: make(chan struct{}, 1)} }
@@ -66,41 +79,95 @@ func (x *Index) poke() {
 	}
 }
 
-// EnableJournal starts remembering up to n changes for incremental zone
-// transfers (IXFR). Call it after Load; a secondary whose serial is older
-// than the serial at that time gets a full transfer.
+// EnableJournal starts keeping the published view and up to n changes for
+// incremental zone transfers (IXFR). Call it after Load; a secondary whose
+// serial is older than the serial at that time gets a full transfer.
 func (x *Index) EnableJournal(n int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.zone.j = &journal{max: max(n, 1), base: x.serial.Load()}
 	x.zone.j.version = x.zone.j.base
+	x.zone.pub = map[int32][]string{}
 }
 
-// note records, before entry i of sub is changed by a write with the given
-// serial, the values it holds. Called with mu held for writing.
-func (x *Index) note(sub string, i int32, exists bool, serial uint32) {
-	j := x.zone.j
+// note is called by put before entry i of sub (exists: it held values
+// already) takes recs from a write with the given serial (force: a reload
+// or a prune, which do not move the serial). Called with mu held for
+// writing.
+func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord, serial uint32, force bool) {
+	z := x.zone
+	j := z.j
 	if j == nil {
 		return
 	}
-	v := j.version
-	if cur := x.serial.Load(); serialLT(v, cur) {
-		v = cur
+	if force {
+		// The published values stay what they were.
+		if _, ok := z.pub[i]; !ok && exists {
+			z.pub[i] = x.heldValues(nil, i)
+		}
+		return
 	}
-	if serialLT(v, serial) {
-		v = serial
-	}
-	r := journalRecord{version: v, name: sub}
+	r := journalRecord{version: j.version, name: sub}
 	if exists {
-		r.held = x.heldValues(nil, i)
+		r.before = x.published(nil, i)
 	}
+	if cur := x.serial.Load(); serialLT(r.version, cur) {
+		r.version = cur
+	}
+	if serialLT(r.version, serial) {
+		r.version = serial
+	}
+	j.add(r)
+	if kept := x.policy.Keep(recs, x.now()); len(kept) < len(recs) {
+		vals := make([]string, len(kept))
+		for k, rec := range kept {
+			vals[k] = rec.Value
+		}
+		z.pub[i] = vals
+	} else {
+		delete(z.pub, i)
+	}
+}
+
+// noteRemove is called before entry i of sub is removed by a write with
+// the given serial. Called with mu held for writing.
+func (x *Index) noteRemove(sub string, i int32, serial uint32) {
+	x.note(sub, i, true, nil, serial, false)
+	if x.zone.j != nil {
+		delete(x.zone.pub, i)
+	}
+}
+
+func (j *journal) add(r journalRecord) {
 	if len(j.recs) >= j.max {
 		n := max(1, j.max/8) // drop in batches: fewer copies
 		j.dropped, j.lost = true, j.recs[n-1].version
 		j.recs = slices.Delete(j.recs, 0, n)
 	}
 	j.recs = append(j.recs, r)
-	j.version = v
+	j.version = r.version
+}
+
+// after returns the index of the first record with a version above s.
+func (j *journal) after(s uint32) int {
+	return sort.Search(len(j.recs), func(k int) bool { return serialLT(s, j.recs[k].version) })
+}
+
+// covers reports whether every change after serial s is still in the
+// journal, and s is a serial the zone had while journalling.
+func (j *journal) covers(s uint32) bool {
+	if serialLT(s, j.base) || (j.dropped && serialLT(s, j.lost)) {
+		return false
+	}
+	if s == j.base {
+		return true
+	}
+	for _, r := range j.recs {
+		if r.version == s {
+			return true
+		}
+	}
+	return false
 }
 
 // heldValues appends every value entry i holds, served or not. Called with
@@ -120,17 +187,12 @@ func (x *Index) heldValues(dst []string, i int32) []string {
 	return dst
 }
 
-// servedValues appends the values entry i serves now. Called with mu held
-// for reading.
-func (x *Index) servedValues(dst []string, i int32) []string {
-	e := x.at(i)
-	if e.n >= 0 {
-		return x.heldValues(dst, i)
+// published appends the published values of entry i. Called with mu held.
+func (x *Index) published(dst []string, i int32) []string {
+	if p, ok := x.zone.pub[i]; ok {
+		return append(dst, p...)
 	}
-	for _, r := range x.policy.Keep(x.spill[i].recs, x.now()) {
-		dst = append(dst, r.Value)
-	}
-	return dst
+	return x.heldValues(dst, i)
 }
 
 // zoneSerial is the serial that matches the data as it is now: the
@@ -165,29 +227,70 @@ type walker struct {
 	serial uint32
 	uuids  [][16]byte
 	names  []string
+	err    error
 }
 
 func (w *walker) Serial() uint32 { return w.serial }
+func (w *walker) Err() error     { return w.err }
 
 func (w *walker) Next(dst []dnsserver.ZoneEntry) ([]dnsserver.ZoneEntry, bool) {
 	x := w.x
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	for n := 0; n < walkChunk && len(w.uuids) > 0; n++ {
-		k := w.uuids[len(w.uuids)-1]
-		w.uuids = w.uuids[:len(w.uuids)-1]
-		if i, ok := x.uuids[k]; ok { // else removed since the walk began
-			dst = append(dst, dnsserver.ZoneEntry{Name: uuidString(k), Values: x.servedValues(nil, i)})
+	var before map[string][]string // values at the walk's serial of names changed since
+	for n := 0; n < walkChunk && w.err == nil && len(w.uuids)+len(w.names) > 0; n++ {
+		var name string
+		var i int32
+		var ok bool
+		if k := len(w.uuids); k > 0 {
+			key := w.uuids[k-1]
+			w.uuids = w.uuids[:k-1]
+			name = uuidString(key)
+			i, ok = x.uuids[key]
+		} else {
+			name = w.names[len(w.names)-1]
+			w.names = w.names[:len(w.names)-1]
+			i, ok = x.names[name]
+		}
+		if x.zone.j == nil { // not journalling: as it is now
+			if ok {
+				dst = append(dst, dnsserver.ZoneEntry{Name: name, Values: x.published(nil, i)})
+			}
+			continue
+		}
+		if ok && !serialLT(w.serial, x.at(i).serial) {
+			dst = append(dst, dnsserver.ZoneEntry{Name: name, Values: x.published(nil, i)})
+			continue
+		}
+		// Removed or changed since the walk began: as it was then.
+		if before == nil {
+			if before, w.err = w.changedSince(); w.err != nil {
+				break
+			}
+		}
+		if v, had := before[name]; had {
+			dst = append(dst, dnsserver.ZoneEntry{Name: name, Values: v})
+		} else if ok { // changed without a journal record (a reload): as it is
+			dst = append(dst, dnsserver.ZoneEntry{Name: name, Values: x.published(nil, i)})
 		}
 	}
-	for n := 0; n < walkChunk && len(w.names) > 0; n++ {
-		name := w.names[len(w.names)-1]
-		w.names = w.names[:len(w.names)-1]
-		if i, ok := x.names[name]; ok {
-			dst = append(dst, dnsserver.ZoneEntry{Name: name, Values: x.servedValues(nil, i)})
+	return dst, w.err == nil && len(w.uuids)+len(w.names) > 0
+}
+
+// changedSince maps each subdomain changed after the walk's serial to its
+// published values at that serial. Called with mu held.
+func (w *walker) changedSince() (map[string][]string, error) {
+	j := w.x.zone.j
+	if j == nil || (j.dropped && serialLT(w.serial, j.lost)) {
+		return nil, errors.New("records: too many changes during the zone walk; try again")
+	}
+	m := map[string][]string{}
+	for _, r := range j.recs[j.after(w.serial):] {
+		if _, seen := m[r.name]; !seen {
+			m[r.name] = r.before
 		}
 	}
-	return dst, len(w.uuids)+len(w.names) > 0
+	return m, nil
 }
 
 // uuidString is the canonical text of a UUID key (the inverse of uuidKey).
@@ -205,52 +308,38 @@ func uuidString(k [16]byte) string {
 	return string(b[:])
 }
 
-// Diff implements dnsserver.ZoneSource.
+// Diff implements dnsserver.ZoneSource: for each subdomain changed after
+// from, the values it had then that it has no more, and the values it has
+// now that it had not then. Nothing deleted is missing on a secondary at
+// from, nothing added is there already.
 func (x *Index) Diff(from uint32) (uint32, []dnsserver.ZoneDiff, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	serial := x.zoneSerial()
 	j := x.zone.j
-	if j == nil || from == 0 || serialLT(serial, from) || serialLT(from, j.base) || (j.dropped && !serialLT(j.lost, from)) {
+	if j == nil || serialLT(serial, from) || !j.covers(from) {
 		return serial, nil, false
-	}
-	start := -1
-	known := from == j.base
-	for k, r := range j.recs {
-		if r.version == from {
-			known = true
-		}
-		if start < 0 && !serialLT(r.version, from) {
-			start = k
-		}
-	}
-	if !known {
-		return serial, nil, false // a serial this zone never had
-	}
-	if start < 0 {
-		return serial, nil, true
 	}
 	byName := map[string]int{}
 	var diffs []dnsserver.ZoneDiff
-	for _, r := range j.recs[start:] {
-		k, ok := byName[r.name]
-		if !ok {
-			k = len(diffs)
-			byName[r.name] = k
-			diffs = append(diffs, dnsserver.ZoneDiff{Name: r.name})
+	for _, r := range j.recs[j.after(from):] {
+		if _, ok := byName[r.name]; ok {
+			continue // the first change after from has the values at from
 		}
-		diffs[k].Del = append(diffs[k].Del, r.held...)
+		byName[r.name] = len(diffs)
+		diffs = append(diffs, dnsserver.ZoneDiff{Name: r.name, Del: slices.Clone(r.before)})
 	}
-	for k := range diffs {
-		d := &diffs[k]
+	out := diffs[:0]
+	for _, d := range diffs {
 		if i, ok := x.find(d.Name); ok {
-			d.Add = x.servedValues(nil, i)
+			d.Add = x.published(nil, i)
 		}
-		// A value both held before and served now stays: no need to delete
-		// and add it again. Duplicates in Del go too.
-		slices.Sort(d.Del)
-		d.Del = slices.Compact(d.Del)
+		then := slices.Clone(d.Del)
 		d.Del = slices.DeleteFunc(d.Del, func(v string) bool { return slices.Contains(d.Add, v) })
+		d.Add = slices.DeleteFunc(d.Add, func(v string) bool { return slices.Contains(then, v) })
+		if len(d.Del)+len(d.Add) > 0 {
+			out = append(out, d)
+		}
 	}
-	return serial, diffs, true
+	return serial, out, true
 }

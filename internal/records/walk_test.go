@@ -31,6 +31,7 @@ func walkAll(x *Index) (uint32, map[string][]string) {
 func TestWalk(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	x := New(storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}, func() time.Time { return now })
+	x.EnableJournal(100)
 	const n = 3*walkChunk + 7 // several chunks
 	for i := range n {
 		name := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
@@ -58,17 +59,18 @@ func TestWalk(t *testing.T) {
 		t.Fatalf("aged-out value walked: %v", v)
 	}
 
-	// Removed during a walk: not returned.
+	// Too many changes while walking: the walk stops with an error
+	// rather than send a zone that matches no serial.
 	w := x.Walk()
-	x.Remove("web0", n+3)
+	for i := range 200 {
+		x.Set("web0", vals(now, fmt.Sprint(i)), uint32(n+3+i))
+	}
 	var all []dnsserver.ZoneEntry
 	for more := true; more; {
 		all, more = w.Next(all)
 	}
-	for _, e := range all {
-		if e.Name == "web0" {
-			t.Fatal("a subdomain removed during the walk was returned")
-		}
+	if w.Err() == nil {
+		t.Fatal("walk outran by the journal did not fail")
 	}
 }
 
@@ -100,17 +102,26 @@ func diffMap(diffs []dnsserver.ZoneDiff) map[string]string {
 	m := map[string]string{}
 	for _, d := range diffs {
 		sort.Strings(d.Add)
+		sort.Strings(d.Del)
 		m[d.Name] = fmt.Sprint(d.Del, d.Add)
 	}
 	return m
+}
+
+func vals(now time.Time, vs ...string) []storage.TXTRecord {
+	out := make([]storage.TXTRecord, len(vs))
+	for i, v := range vs {
+		out[i] = storage.TXTRecord{Value: v, UpdatedAt: now.Add(-time.Duration(i) * time.Second)}
+	}
+	return out
 }
 
 func TestDiff(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	clk := func() time.Time { return now }
 	x := New(storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}, clk)
-	x.Set("keep", recs(now, 0), 10)
-	x.Set("gone", recs(now, 0), 11)
+	x.Set("keep", vals(now, "a"), 10)
+	x.Set("gone", vals(now, "a"), 11)
 	if _, _, ok := x.Diff(11); ok {
 		t.Fatal("Diff without a journal")
 	}
@@ -119,39 +130,88 @@ func TestDiff(t *testing.T) {
 	if s, d, ok := x.Diff(11); !ok || s != 11 || len(d) != 0 {
 		t.Fatalf("current: %d %v %v", s, d, ok)
 	}
-	x.Set("keep", []storage.TXTRecord{{Value: "new", UpdatedAt: now}, {Value: "a", UpdatedAt: now.Add(-time.Second)}}, 12)
+	x.Set("keep", vals(now, "new", "a"), 12)
 	x.Remove("gone", 13)
 	x.Add("fresh", 14)
-	x.Set("fresh", []storage.TXTRecord{{Value: "f1", UpdatedAt: now}}, 15)
+	x.Set("fresh", vals(now, "f1"), 15)
 
 	s, d, ok := x.Diff(11)
-	want := map[string]string{"keep": "[] [a new]", "gone": "[a] []", "fresh": "[] [f1]"}
+	// Only what differs: "a" stays on the secondary, nothing is deleted
+	// that it lacks or added that it has.
+	want := map[string]string{"keep": "[] [new]", "gone": "[a] []", "fresh": "[] [f1]"}
 	if !ok || s != 15 || fmt.Sprint(diffMap(d)) != fmt.Sprint(want) {
 		t.Fatalf("Diff(11) = %d %v %v; want 15 %v", s, diffMap(d), ok, want)
 	}
 	s, d, ok = x.Diff(13)
-	// Changes at the client's own serial are sent too (harmless if it has them).
-	want = map[string]string{"gone": "[a] []", "fresh": "[] [f1]"}
+	want = map[string]string{"fresh": "[] [f1]"}
 	if !ok || s != 15 || fmt.Sprint(diffMap(d)) != fmt.Sprint(want) {
 		t.Fatalf("Diff(13) = %d %v %v; want 15 %v", s, diffMap(d), ok, want)
 	}
 	for _, from := range []uint32{10, 0, 12345, 16} { // before the journal, none, never seen, ahead
-		if _, _, ok := x.Diff(from); ok && from != 16 {
+		if _, _, ok := x.Diff(from); ok {
 			t.Fatalf("Diff(%d) claims to cover it", from)
 		}
 	}
 
-	// Values pruned after aging out are deleted from secondaries at the
-	// next change: a secondary may still hold them.
+	// Aging and pruning do not change what is published (the serial does
+	// not move); the next change deletes what had been published.
 	x.Set("busy", []storage.TXTRecord{{Value: "v3", UpdatedAt: now}, {Value: "v2", UpdatedAt: now.Add(-time.Minute)}, {Value: "v1", UpdatedAt: now.Add(-2 * time.Minute)}}, 16)
-	base := x.Serial()
 	now = now.Add(time.Hour)
 	if _, _, err := x.Prune(t.Context(), nopPruner{}); err != nil {
 		t.Fatal(err)
 	}
-	_, d, ok = x.Diff(base)
-	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"busy": "[v1] [v2 v3]"}) {
-		t.Fatalf("after prune: %v %v", diffMap(d), ok)
+	if v, _ := x.TXT(nil, "busy"); len(v) != 2 {
+		t.Fatalf("served after pruning: %v", v)
+	}
+	if _, zone := walkAll(x); fmt.Sprint(zone["busy"]) != "[v3 v2 v1]" {
+		t.Fatalf("published after pruning: %v", zone["busy"])
+	}
+	if _, d, ok := x.Diff(16); !ok || len(d) != 0 {
+		t.Fatalf("pruning made a diff: %v %v", diffMap(d), ok)
+	}
+	x.Set("busy", []storage.TXTRecord{{Value: "v4", UpdatedAt: now}, {Value: "v3", UpdatedAt: now.Add(-time.Hour)}}, 17)
+	_, d, ok = x.Diff(16)
+	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"busy": "[v1 v2] [v4]"}) {
+		t.Fatalf("after prune and change: %v %v", diffMap(d), ok)
+	}
+}
+
+// TestWalkDuringChanges: a walk returns the zone of its serial even when
+// subdomains change, go and come while it runs.
+func TestWalkDuringChanges(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.DefaultTXTPolicy, func() time.Time { return now })
+	for i := range 2*walkChunk + 10 {
+		x.Set(fmt.Sprintf("n%d", i), vals(now, fmt.Sprint("v", i)), uint32(i+1))
+	}
+	x.EnableJournal(10000)
+	_, want := walkAll(x)
+	w := x.Walk()
+	first, more := w.Next(nil)
+	if !more {
+		t.Fatal("one chunk")
+	}
+	serial := x.Serial()
+	for i := range 2*walkChunk + 10 { // every name, walked or not
+		x.Set(fmt.Sprintf("n%d", i), vals(now, "changed"), serial+uint32(3*i+1))
+		if i%3 == 0 {
+			x.Remove(fmt.Sprintf("n%d", i), serial+uint32(3*i+2))
+		}
+	}
+	x.Set("newcomer", vals(now, "x"), serial+100000)
+	got := map[string][]string{}
+	all := first
+	for more {
+		all, more = w.Next(all)
+	}
+	if err := w.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all {
+		got[e.Name] = e.Values
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("walk during changes differs from the zone at its serial (%d names vs %d)", len(got), len(want))
 	}
 }
 
@@ -166,7 +226,7 @@ func TestJournalBounded(t *testing.T) {
 	x.Set("a", recs(time.Now(), 0), 1)
 	x.EnableJournal(16)
 	for i := uint32(2); i < 100; i++ {
-		x.Set("a", recs(time.Now(), 0), i)
+		x.Set("a", vals(time.Now(), fmt.Sprint(i)), i)
 	}
 	if len(x.zone.j.recs) > 16 {
 		t.Fatalf("journal holds %d records, max 16", len(x.zone.j.recs))
@@ -174,7 +234,7 @@ func TestJournalBounded(t *testing.T) {
 	if _, _, ok := x.Diff(1); ok {
 		t.Fatal("Diff from a serial whose changes were dropped")
 	}
-	if _, d, ok := x.Diff(95); !ok || len(d) != 1 {
-		t.Fatalf("Diff(95): %v %v", d, ok)
+	if _, d, ok := x.Diff(95); !ok || fmt.Sprint(diffMap(d)) != "map[a:[95] [99]]" {
+		t.Fatalf("Diff(95): %v %v", diffMap(d), ok)
 	}
 }
