@@ -23,6 +23,9 @@ type NSDOptions struct {
 	Port int
 	// Key signs transfers and NOTIFY when Name is set.
 	KeyName, KeyAlgorithm, KeySecret string
+	// ServerExtra are more lines for the server: clause, e.g.
+	// "xfrd-reload-timeout: 0".
+	ServerExtra []string
 }
 
 // NSD is a real NSD (from the Debian package) running as a secondary in
@@ -67,10 +70,12 @@ func NSDConfig(dir string, port int, o NSDOptions) string {
 	server-count: 1
 	reuseport: no
 	hide-version: yes
-remote-control:
-	control-enable: no
 `, port, dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "xfrd.state"), filepath.Join(dir, "zone.list"),
 		dir, filepath.Join(dir, "nsd.log"))
+	for _, l := range o.ServerExtra {
+		fmt.Fprintf(&b, "\t%s\n", l)
+	}
+	b.WriteString("remote-control:\n\tcontrol-enable: no\n")
 	key := "NOKEY"
 	if o.KeyName != "" {
 		key = o.KeyName
