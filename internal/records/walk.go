@@ -17,8 +17,9 @@ import (
 // for it, or an incremental transfer does not apply (NSD then falls back to
 // a full one). What DNS serves moves without the serial (values age out of
 // the window; pruning drops them), so transfers use a published view
-// instead: each subdomain's values as served when its last serial-moving
-// change was made. It changes only with the serial. Values that age out stay
+// instead: each subdomain's values as served when its newest value was set
+// (its last serial-moving change). It changes only with the serial, and it
+// follows from the stored data alone, so it survives a restart. Values that age out stay
 // published, and on the secondaries, until the subdomain's next change.
 //
 // Walk copies only the names under the read lock, then the values in
@@ -88,6 +89,31 @@ func (x *Index) EnableJournal(n int) {
 	x.zone.j = &journal{max: max(n, 1), base: x.serial.Load()}
 	x.zone.j.version = x.zone.j.base
 	x.zone.pub = map[int32][]string{}
+	// What was published at the last change follows from the data alone,
+	// so a restarted broker (or another node) publishes what the
+	// secondaries already have.
+	for i, sp := range x.spill {
+		x.publish(i, sp.recs)
+	}
+}
+
+// publish sets the published values of entry i holding recs: those the
+// policy kept when the newest of them was set. Called with mu held.
+func (x *Index) publish(i int32, recs []storage.TXTRecord) {
+	if len(recs) == 0 {
+		delete(x.zone.pub, i)
+		return
+	}
+	kept := x.policy.Keep(recs, recs[0].UpdatedAt)
+	if len(kept) == len(recs) {
+		delete(x.zone.pub, i)
+		return
+	}
+	vals := make([]string, len(kept))
+	for k, rec := range kept {
+		vals[k] = rec.Value
+	}
+	x.zone.pub[i] = vals
 }
 
 // note is called by put before entry i of sub (exists: it held values
@@ -118,15 +144,7 @@ func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord,
 		r.version = serial
 	}
 	j.add(r)
-	if kept := x.policy.Keep(recs, x.now()); len(kept) < len(recs) {
-		vals := make([]string, len(kept))
-		for k, rec := range kept {
-			vals[k] = rec.Value
-		}
-		z.pub[i] = vals
-	} else {
-		delete(z.pub, i)
-	}
+	x.publish(i, recs)
 }
 
 // noteRemove is called before entry i of sub is removed by a write with

@@ -238,3 +238,30 @@ func TestJournalBounded(t *testing.T) {
 		t.Fatalf("Diff(95): %v %v", diffMap(d), ok)
 	}
 }
+
+// TestPublishedSurvivesReload: a restarted broker publishes what the
+// running one did (values aged out when the newest was set are not
+// published), so its IXFR applies to what the secondaries hold.
+func TestPublishedSurvivesReload(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	p := storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}
+	stored := []storage.TXTRecord{{Value: "v4", UpdatedAt: t0}, {Value: "v3", UpdatedAt: t0.Add(-time.Minute)},
+		{Value: "v2", UpdatedAt: t0.Add(-2 * time.Minute)}, {Value: "v1", UpdatedAt: t0.Add(-20 * time.Minute)}}
+	live := New(p, func() time.Time { return t0 })
+	live.EnableJournal(10)
+	live.Set("s", stored, 5)
+
+	later := t0.Add(9 * time.Minute) // v2 has aged out too by now
+	reloaded := New(p, func() time.Time { return later })
+	reloaded.mu.Lock()
+	reloaded.put("s", stored, 0, true) // as Load does
+	reloaded.mu.Unlock()
+	reloaded.bumpSerial(5)
+	reloaded.EnableJournal(10)
+
+	_, a := walkAll(live)
+	_, b := walkAll(reloaded)
+	if fmt.Sprint(a["s"]) != "[v4 v3 v2]" || fmt.Sprint(b["s"]) != fmt.Sprint(a["s"]) {
+		t.Fatalf("published live %v, after reload %v; want both [v4 v3 v2]", a["s"], b["s"])
+	}
+}
