@@ -20,8 +20,6 @@ type notifySink struct {
 	mu     sync.Mutex
 	refuse int
 	seen   int
-	acked  []uint32
-	signed bool
 	got    chan uint32
 }
 

@@ -1,8 +1,10 @@
 package dnsserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -223,7 +225,11 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 		t.h.logger.Warn("dns transfer failed", "qtype", name, "remote", w.RemoteAddr().String(), "err", err)
 		return
 	}
-	t.h.logger.Info("dns transfer served", "qtype", name, "form", form, "remote", w.RemoteAddr().String(),
+	level := slog.LevelDebug // one per change and secondary
+	if form == "AXFR" {
+		level = slog.LevelInfo
+	}
+	t.h.logger.Log(context.Background(), level, "dns transfer served", "qtype", name, "form", form, "remote", w.RemoteAddr().String(),
 		"serial", serial, "records", n, "took", time.Since(start).Round(time.Millisecond))
 }
 
