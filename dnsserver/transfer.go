@@ -179,7 +179,7 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 		// An ordinary query (a secondary's SOA check) signed with a key:
 		// answered as usual, signed back.
 		if !good {
-			t.h.logger.Info("dns refused a query with a bad signature", "remote", w.RemoteAddr().String())
+			t.h.logger.Log(context.Background(), t.refusedLevel(w), "dns refused a query with a bad signature", "remote", w.RemoteAddr().String())
 			_ = w.WriteMsg(t.h.failure(r, dns.RcodeRefused))
 			return
 		}
@@ -197,7 +197,7 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}()
 	if why := t.refuse(w, r, ts, good); why != "" {
 		result = "refused"
-		t.h.logger.Info("dns transfer refused", "qtype", name, "remote", w.RemoteAddr().String(), "reason", why)
+		t.h.logger.Log(context.Background(), t.refusedLevel(w), "dns transfer refused", "qtype", name, "remote", w.RemoteAddr().String(), "reason", why)
 		_ = w.WriteMsg(t.h.failure(r, dns.RcodeRefused))
 		return
 	}
@@ -231,6 +231,16 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	t.h.logger.Log(context.Background(), level, "dns transfer served", "qtype", name, "form", form, "remote", w.RemoteAddr().String(),
 		"serial", serial, "records", n, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// refusedLevel: a refusal over TCP is logged (the source is real: a
+// misconfigured secondary shows up); over UDP anyone can forge the
+// source and flood the log, so only at debug level.
+func (t *transfer) refusedLevel(w dns.ResponseWriter) slog.Level {
+	if isTCP(w) {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 // refuse says why a transfer request may not be served ("" if it may).
