@@ -116,19 +116,21 @@ func (x *Index) publish(i int32, recs []storage.TXTRecord) {
 	x.zone.pub[i] = vals
 }
 
-// note is called by put before entry i of sub (exists: it held values
-// already) takes recs from a write with the given serial (force: a reload
-// or a prune, which do not move the serial). Called with mu held for
-// writing.
+// note is called by put before entry i of sub (exists: it was there
+// already) takes recs from a write with the given serial (force: a reload,
+// a prune or a resync, applied whatever the entry's serial). Called with mu
+// held for writing.
 func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord, serial uint32, force bool) {
 	z := x.zone
 	j := z.j
 	if j == nil {
 		return
 	}
-	if force {
-		// The published values stay what they were.
-		if _, ok := z.pub[i]; !ok && exists {
+	if force && exists && !serialLT(x.at(i).serial, serial) {
+		// A prune (or reload) of what that write made: the published
+		// values stay what they were. A forced write with a newer serial
+		// (a resync from the database) is a change like any other.
+		if _, ok := z.pub[i]; !ok {
 			z.pub[i] = x.heldValues(nil, i)
 		}
 		return

@@ -174,6 +174,16 @@ func TestDiff(t *testing.T) {
 	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"busy": "[v1 v2] [v4]"}) {
 		t.Fatalf("after prune and change: %v %v", diffMap(d), ok)
 	}
+
+	// A forced write with a newer serial (a resync from the database) is
+	// a change like any other.
+	x.mu.Lock()
+	x.put("keep", vals(now, "resynced"), 18, true)
+	x.mu.Unlock()
+	x.bumpSerial(18)
+	if _, d, ok := x.Diff(17); !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"keep": "[a new] [resynced]"}) {
+		t.Fatalf("after a forced newer write: %v %v", diffMap(d), ok)
+	}
 }
 
 // TestWalkDuringChanges: a walk returns the zone of its serial even when
