@@ -25,6 +25,10 @@ type NotifyConfig struct {
 	// MinRetry and MaxRetry bound the backoff between attempts; defaults
 	// 1 s and 60 s.
 	MinRetry, MaxRetry time.Duration
+	// Settle is how long after a change the NOTIFY waits, so that a burst
+	// of updates, and concurrent updates applied in another order than
+	// their serials, go out as one; default 5 ms, negative: none.
+	Settle time.Duration
 	// Observer, if not nil, is told the outcome of every attempt.
 	Observer TransferObserver
 }
@@ -49,6 +53,9 @@ func (h *Handler) NewNotifier(cfg NotifyConfig) (*Notifier, error) {
 	}
 	if cfg.MinRetry <= 0 {
 		cfg.MinRetry = time.Second
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 5 * time.Millisecond
 	}
 	if cfg.MaxRetry < cfg.MinRetry {
 		cfg.MaxRetry = max(cfg.MinRetry, 60*time.Second)
@@ -83,12 +90,24 @@ func (n *Notifier) Run(ctx context.Context) {
 		}
 	}
 	offer() // the serial may have moved while the broker was down
+	settle := time.NewTimer(time.Hour)
+	settle.Stop() // started by the first change
+	settling := false
 	for {
 		select {
 		case <-ctx.Done():
+			settle.Stop()
 			wg.Wait()
 			return
 		case <-n.src.Changed():
+			if n.cfg.Settle <= 0 {
+				offer()
+			} else if !settling {
+				settling = true
+				settle.Reset(n.cfg.Settle)
+			}
+		case <-settle.C:
+			settling = false
 			offer()
 		}
 	}
