@@ -171,3 +171,9 @@ func (n *NSD) Serial(ctx context.Context, zone string) (uint32, error) {
 
 // Log returns the end of NSD's log, for a failure message.
 func (n *NSD) Log() string { return tailFile(n.log, 60) }
+
+// LogContains reports whether NSD's log so far contains s.
+func (n *NSD) LogContains(s string) bool {
+	b, err := os.ReadFile(n.log)
+	return err == nil && strings.Contains(string(b), s)
+}

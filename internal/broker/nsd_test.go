@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/broker"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/storage"
+	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
 const (
@@ -92,6 +95,42 @@ func waitNSD(t *testing.T, nsd *acmetest.NSD, name, want string) {
 	t.Fatalf("NSD does not serve %q at %s after 20 s: %v %v\nnsd.log:\n%s", want, name, last, err, nsd.Log())
 }
 
+// seed stores n accounts bulk-0... with two values each, from several
+// goroutines (the store batches concurrent writes into one commit).
+func seed(t *testing.T, db string, n int) {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				sub := fmt.Sprintf("bulk-%d", i)
+				if _, err := st.CreateAccount(t.Context(), storage.Account{Username: sub + "-user", KeyHash: "h", Subdomain: sub, CreatedAt: now}); err != nil {
+					errs <- err
+					return
+				}
+				for _, v := range []string{fmt.Sprintf("%043d", i+1), fmt.Sprintf("%043d", i)} {
+					if _, _, err := st.SetTXT(t.Context(), sub, v, now, storage.DefaultTXTPolicy); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
 func soaSerial(t *testing.T, addr, zone string) uint32 {
 	t.Helper()
 	q := new(dns.Msg)
@@ -114,11 +153,17 @@ func TestNSDSecondary(t *testing.T) {
 	nsdPort := acmetest.FreePort(t)
 	nsdAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(nsdPort))
 	db := filepath.Join(t.TempDir(), "broker.db")
+	// Enough data that the first transfer takes several messages, each
+	// signed (NSD checks the chained MACs).
+	const bulk = 600
+	seed(t, db, bulk)
 	cfg := hiddenPrimary(t, db, nsdAddr)
 	rd, stop := runBroker(t, cfg)
 	zone := cfg.DNS.Zone
 	nsd := acmetest.StartNSD(t, acmetest.NSDOptions{Zone: zone, Primary: rd.DNS[0], Port: nsdPort,
 		KeyName: xfrKeyName, KeyAlgorithm: "hmac-sha256", KeySecret: xfrKeySecret})
+
+	waitNSD(t, nsd, fmt.Sprintf("bulk-%d.%s", bulk-1, zone), fmt.Sprintf("%043d", bulk-1))
 
 	api := &client.BrokerClient{}
 	acct, err := api.Register(t.Context(), rd.API, nil)
@@ -133,6 +178,11 @@ func TestNSDSecondary(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitNSD(t, nsd, acct.FullDomain, "second-value-000000000000000000000000000000")
+	// Every transfer was signed, and every incremental one applied as sent
+	// (NSD falls back to AXFR, and says so, when an IXFR does not fit).
+	if !nsd.LogContains("TSIG verified with key " + xfrKeyName) || nsd.LogContains("Failed to apply IXFR") {
+		t.Fatalf("NSD did not take signed, clean transfers:\n%s", nsd.Log())
+	}
 
 	t.Run("strangers refused", func(t *testing.T) {
 		axfr := func() *dns.Msg { q := new(dns.Msg); q.SetAxfr(dns.Fqdn(zone)); return q }
@@ -192,4 +242,7 @@ func TestNSDSecondary(t *testing.T) {
 		t.Fatalf("serial after restart and update %d, before %d", after, before)
 	}
 	waitNSD(t, nsd, acct.FullDomain, "after-restart-00000000000000000000000000000")
+	if nsd.LogContains("Failed to apply IXFR") {
+		t.Fatalf("an IXFR after the restart did not apply:\n%s", nsd.Log())
+	}
 }
