@@ -180,7 +180,7 @@ func TestNSDSecondary(t *testing.T) {
 	waitNSD(t, nsd, acct.FullDomain, "second-value-000000000000000000000000000000")
 	// Every transfer was signed, and every incremental one applied as sent
 	// (NSD falls back to AXFR, and says so, when an IXFR does not fit).
-	if !nsd.LogContains("TSIG verified with key " + xfrKeyName) || nsd.LogContains("Failed to apply IXFR") {
+	if !nsd.LogContains("TSIG verified with key "+xfrKeyName) || nsd.LogContains("Failed to apply IXFR") {
 		t.Fatalf("NSD did not take signed, clean transfers:\n%s", nsd.Log())
 	}
 
