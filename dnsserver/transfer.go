@@ -103,6 +103,12 @@ type TransferConfig struct {
 	Keys []TSIGKey
 	// RequireTSIG refuses unsigned transfers.
 	RequireTSIG bool
+	// Quiesce, if not nil, waits (at most the given time) until every
+	// write the database has accepted has reached the record source. A
+	// transfer calls it first, so that a secondary never gets a serial
+	// without an update that was given an older serial but reached memory
+	// later (concurrent updates).
+	Quiesce func(max time.Duration)
 	// Observer, if not nil, is told every transfer's outcome.
 	Observer TransferObserver
 }
@@ -119,6 +125,11 @@ type transfer struct {
 // transfer message: well inside the 64 KiB a TCP message may have, large
 // enough that a million subdomains take a few thousand messages.
 const maxXfrMsgBytes = 32 * 1024
+
+// quiesceMax bounds how long a transfer waits for writes in flight: under
+// unbroken load it goes ahead (the next change's transfer carries anything
+// missed).
+const quiesceMax = 250 * time.Millisecond
 
 // EnableTransfer lets the zone be transferred as cfg says. The handler's
 // record source must be a ZoneSource. Call it before serving.
@@ -202,6 +213,9 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	start := time.Now()
+	if t.cfg.Quiesce != nil {
+		t.cfg.Quiesce(quiesceMax)
+	}
 	var (
 		n      int
 		serial uint32

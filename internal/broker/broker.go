@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
+	zoneWrites := newInflight() // zone transfers wait for writes between database and index
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -85,7 +86,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: st, Index: idx, Logger: logger, Now: time.Now})
+	}, api.Deps{Store: inflightStore{st, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -101,7 +102,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	defer dnsSrv.Close()
-	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, nil)
+	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, zoneWrites.wait, nil)
 	if err != nil {
 		return err
 	}

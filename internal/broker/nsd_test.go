@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,6 +132,26 @@ func seed(t *testing.T, db string, n int) {
 	}
 }
 
+// brokerTXT returns the TXT values the broker serves for name, sorted.
+func brokerTXT(t *testing.T, addr, name string) []string {
+	t.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
+	q.SetEdns0(dns.DefaultMsgSize, false)
+	r, err := dns.Exchange(q, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if txt, ok := rr.(*dns.TXT); ok {
+			out = append(out, strings.Join(txt.Txt, ""))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func soaSerial(t *testing.T, addr, zone string) uint32 {
 	t.Helper()
 	q := new(dns.Msg)
@@ -223,6 +244,52 @@ func TestNSDSecondary(t *testing.T) {
 		}
 		if len(rrs) != 1 || rrs[0].(*dns.SOA).Serial != serial {
 			t.Fatalf("IXFR from the current serial: %v", rrs)
+		}
+	})
+
+	t.Run("concurrent updates all reach NSD", func(t *testing.T) {
+		const workers, each = 6, 8
+		accts := make([]client.BrokerAccount, workers)
+		for i := range accts {
+			if accts[i], err = api.Register(t.Context(), rd.API, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for w, a := range accts {
+			wg.Go(func() {
+				for k := range each {
+					if err := api.Update(t.Context(), a, fmt.Sprintf("w%d-%040d", w, k)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		// NSD ends up with exactly what the broker serves, name by name.
+		for _, a := range accts {
+			want := brokerTXT(t, rd.DNS[0], a.FullDomain)
+			if len(want) != each {
+				t.Fatalf("broker serves %d values at %s, want %d", len(want), a.FullDomain, each)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				got, err := nsd.TXT(t.Context(), a.FullDomain)
+				slices.Sort(got)
+				if err == nil && slices.Equal(got, want) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("NSD serves %v at %s, the broker %v\n%s", got, a.FullDomain, want, nsd.Log())
+				}
+				time.Sleep(20 * time.Millisecond) // polling with a deadline
+			}
 		}
 	})
 

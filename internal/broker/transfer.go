@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
@@ -16,7 +17,7 @@ const journalSize = 16384
 // setupTransfer enables zone transfers and NOTIFY as [dns.transfer] says.
 // It returns a function that starts the notifier and returns its stop
 // (which waits for it); both are no-ops when nothing is to be notified.
-func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, srv *dnsserver.Server, obs dnsserver.TransferObserver) (func() func(), error) {
+func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, srv *dnsserver.Server, quiesce func(time.Duration), obs dnsserver.TransferObserver) (func() func(), error) {
 	keys := make([]dnsserver.TSIGKey, len(c.Keys))
 	byName := map[string]*dnsserver.TSIGKey{}
 	for i, k := range c.Keys {
@@ -29,7 +30,7 @@ func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, 
 	}
 	if len(c.AllowFrom) > 0 {
 		if err := h.EnableTransfer(dnsserver.TransferConfig{
-			AllowFrom: prefixes(c.AllowFrom), Keys: keys, RequireTSIG: c.TSIGRequired(), Observer: obs,
+			AllowFrom: prefixes(c.AllowFrom), Keys: keys, RequireTSIG: c.TSIGRequired(), Quiesce: quiesce, Observer: obs,
 		}); err != nil {
 			return nil, &ConfigError{fmt.Errorf("dns.transfer: %w", err)}
 		}

@@ -44,10 +44,6 @@ type journalRecord struct {
 	version uint32   // zone serial once the change is applied
 	name    string   // subdomain
 	before  []string // published values before the change
-	// late: the write's serial was not above the zone's (two updates
-	// applied in the other order than the database gave their serials),
-	// so a secondary may have this version with or without the change.
-	late bool
 }
 
 // journal is a bounded log of recent changes, oldest first, versions
@@ -148,9 +144,12 @@ func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord,
 	}
 	if serialLT(r.version, serial) {
 		r.version = serial
-	} else {
-		r.late = true
 	}
+	// Else a late change: two updates applied in the other order than the
+	// database gave their serials. It joins the current version; the
+	// broker holds transfers until writes in flight have been applied
+	// (TransferConfig.Quiesce), so no secondary gets this version without
+	// it.
 	j.add(r)
 	x.publish(i, recs)
 }
@@ -346,17 +345,9 @@ func (x *Index) Diff(from uint32) (uint32, []dnsserver.ZoneDiff, bool) {
 	if j == nil || serialLT(serial, from) || !j.covers(from) {
 		return serial, nil, false
 	}
-	// Late changes at from itself are included: a secondary that got from
-	// before one was applied lacks it. (One that got it after has it, the
-	// difference then does not apply, and the secondary falls back to a
-	// full transfer.)
-	start := j.after(from)
-	for start > 0 && j.recs[start-1].version == from && j.recs[start-1].late {
-		start--
-	}
 	byName := map[string]int{}
 	var diffs []dnsserver.ZoneDiff
-	for _, r := range j.recs[start:] {
+	for _, r := range j.recs[j.after(from):] {
 		if _, ok := byName[r.name]; ok {
 			continue // the first change after from has the values at from
 		}
