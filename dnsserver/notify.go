@@ -26,8 +26,8 @@ type NotifyConfig struct {
 	// 1 s and 60 s.
 	MinRetry, MaxRetry time.Duration
 	// Settle is how long after a change the NOTIFY waits, so that a burst
-	// of updates, and concurrent updates applied in another order than
-	// their serials, go out as one; default 5 ms, negative: none.
+	// of updates goes out as one; 0: at once (a NOTIFY still unanswered
+	// already folds the changes after it into the next one).
 	Settle time.Duration
 	// Observer, if not nil, is told the outcome of every attempt.
 	Observer TransferObserver
@@ -53,9 +53,6 @@ func (h *Handler) NewNotifier(cfg NotifyConfig) (*Notifier, error) {
 	}
 	if cfg.MinRetry <= 0 {
 		cfg.MinRetry = time.Second
-	}
-	if cfg.Settle == 0 {
-		cfg.Settle = 5 * time.Millisecond
 	}
 	if cfg.MaxRetry < cfg.MinRetry {
 		cfg.MaxRetry = max(cfg.MinRetry, 60*time.Second)

@@ -123,3 +123,31 @@ func TestNotifierStopsWhileRetrying(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// TestNotifierSettleCoalesces: with a settle time, a burst of changes goes
+// out as few NOTIFYs, the last for the newest serial.
+func TestNotifierSettleCoalesces(t *testing.T) {
+	s := startXfr(t, "127.0.0.1/32", true, map[string][]string{"web1": {"v1"}})
+	sink, addr := startSink(t, 0)
+	key := testKey
+	n, err := s.h.NewNotifier(dnsserver.NotifyConfig{Targets: []dnsserver.NotifyTarget{{Addr: addr, Key: &key}},
+		Settle: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitSerial(t, sink, 100)
+	for i := uint32(101); i <= 200; i++ {
+		s.idx.Set("web1", []storage.TXTRecord{{Value: "v", UpdatedAt: time.Now()}}, i)
+	}
+	waitSerial(t, sink, 200)
+	sink.mu.Lock()
+	seen := sink.seen
+	sink.mu.Unlock()
+	if seen > 50 {
+		t.Fatalf("%d NOTIFYs for a burst of 100 changes", seen)
+	}
+}
