@@ -416,6 +416,9 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 			bad(fmt.Sprintf("dns.transfer.notify[%d]", i), "%q has no port; write the secondary's host:port, e.g. \"192.0.2.53:53\"", a)
 		}
 	}
+	if len(t.Notify) > 0 && len(t.AllowFrom) == 0 {
+		bad("dns.transfer.notify", "secondaries are notified but none may transfer the zone; add their addresses to dns.transfer.allow_from")
+	}
 	if t.NotifyKey != "" {
 		t.NotifyKey = normName(t.NotifyKey)
 		if !names[t.NotifyKey] {
