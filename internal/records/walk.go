@@ -19,8 +19,9 @@ import (
 // the window; pruning drops them), so transfers use a published view
 // instead: each subdomain's values as served when its newest value was set
 // (its last serial-moving change). It changes only with the serial, and it
-// follows from the stored data alone, so it survives a restart. Values that age out stay
-// published, and on the secondaries, until the subdomain's next change.
+// follows from the stored data alone, so it survives a restart. Values that
+// age out stay published, and on the secondaries, until the subdomain's
+// next change.
 //
 // Walk copies only the names under the read lock, then the values in
 // chunks, releasing the lock between chunks: a million accounts never hold
