@@ -40,7 +40,8 @@ type ZoneWalker interface {
 	Err() error
 }
 
-// ZoneEntry is one registered subdomain with the values it serves.
+// ZoneEntry is one registered subdomain with the values it publishes to
+// secondaries.
 type ZoneEntry struct {
 	Name   string // single lower-case label
 	Values []string
