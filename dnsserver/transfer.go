@@ -66,6 +66,9 @@ type TSIGKey struct {
 	Secret    string // base64
 }
 
+// String leaves the secret out, so a key printed by mistake shows none.
+func (k TSIGKey) String() string { return k.Name + " (" + k.Algorithm + ")" }
+
 // fqdnName is the key's name as TSIG records carry it.
 func (k TSIGKey) fqdnName() string { return dns.Fqdn(strings.ToLower(k.Name)) }
 

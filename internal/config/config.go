@@ -76,6 +76,9 @@ type TSIGKey struct {
 	Secret string `toml:"secret"`
 }
 
+// String leaves the secret out, so a key printed by mistake shows none.
+func (k TSIGKey) String() string { return k.Name + " (" + k.Algorithm + ")" }
+
 // TSIGRequired says whether transfers must be signed.
 func (t Transfer) TSIGRequired() bool {
 	if t.RequireTSIG != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,9 @@ func TestTransferConfig(t *testing.T) {
 			check: func(t *testing.T, tr Transfer) {
 				if !tr.TSIGRequired() || tr.Keys[0].Name != "xfr-key" || tr.Keys[0].Algorithm != "hmac-sha256" {
 					t.Errorf("%+v", tr)
+				}
+				if s := fmt.Sprintf("%v %+v %s", tr, tr.Keys, tr.Keys[0]); strings.Contains(s, secret) {
+					t.Errorf("printing the config shows the secret: %s", s)
 				}
 			}},
 		{name: "TSIG can be made optional", toml: "[dns.transfer]\nrequire_tsig = false\n" + key, check: func(t *testing.T, tr Transfer) {
