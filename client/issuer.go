@@ -291,6 +291,12 @@ func (is *Issuer) waitServed(ctx context.Context, todo []pending, timeout time.D
 	for _, p := range todo {
 		byName[p.acct.FullDomain] = append(byName[p.acct.FullDomain], p.value)
 	}
+	return waitServedAll(ctx, is.Checker, byName, timeout)
+}
+
+// waitServedAll waits, for every name at once, until the broker's name
+// servers serve all of its values.
+func waitServedAll(ctx context.Context, ck *Checker, byName map[string][]string, timeout time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 0, len(byName))
 	var mu sync.Mutex
@@ -298,7 +304,7 @@ func (is *Issuer) waitServed(ctx context.Context, todo []pending, timeout time.D
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := is.Checker.WaitServed(ctx, name, values, timeout); err != nil {
+			if err := ck.WaitServed(ctx, name, values, timeout); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

@@ -30,10 +30,17 @@ type State struct {
 }
 
 // ErrNoAccount: no broker account covers a domain.
-type ErrNoAccount struct{ Domain string }
+type ErrNoAccount struct {
+	Domain string
+	Dir    string // the state directory searched
+}
 
 func (e *ErrNoAccount) Error() string {
-	return fmt.Sprintf("no broker account covers %s: run `acmebroker client register --api <broker URL> --domain %s` first (or pass --state-dir if it was registered elsewhere)", e.Domain, baseDomain(e.Domain))
+	where := ""
+	if e.Dir != "" {
+		where = " in " + filepath.Join(e.Dir, "accounts.json")
+	}
+	return fmt.Sprintf("no broker account covers %s%s: run `acmebroker client register --api <broker URL> --domain %s` first (or pass --state-dir if it was registered elsewhere)", e.Domain, where, baseDomain(e.Domain))
 }
 
 func (s *State) accountsPath() string { return filepath.Join(s.Dir, "accounts.json") }
@@ -86,7 +93,7 @@ func (s *State) AccountFor(name string) (domain string, acct BrokerAccount, err 
 		}
 		cur = cur[i+1:]
 	}
-	return "", BrokerAccount{}, &ErrNoAccount{Domain: d}
+	return "", BrokerAccount{}, &ErrNoAccount{Domain: d, Dir: s.Dir}
 }
 
 func normDomain(d string) string {

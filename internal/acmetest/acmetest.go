@@ -55,6 +55,10 @@ type Options struct {
 	// CustomerZone is the customer's zone, e.g. "example.test", served by
 	// Env.Customer.
 	CustomerZone string
+	// NoBadNonce turns off Pebble's random rejection of 5% of nonces, for
+	// clients that do not retry a badNonce error (dehydrated 0.7.0) or retry
+	// it only once (certbot).
+	NoBadNonce bool
 }
 
 // Env is a running environment. Everything in it is stopped by the cleanups
@@ -125,7 +129,7 @@ func Start(tb testing.TB, o Options) *Env {
 		}
 	})
 
-	pb, err := startPebble(tb, tl, dir, ub.addr, roots)
+	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o.NoBadNonce)
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}

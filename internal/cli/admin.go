@@ -217,7 +217,7 @@ func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("token revoke", "acmebroker token revoke: stop a token from registering more accounts (accounts it made stay).",
+	fs := newFlagSet("token revoke", "acmebroker token revoke: stop a token from registering more accounts (accounts it made stay).\n\nUsage:\n  acmebroker token revoke [-config FILE] ID",
 		"acmebroker token revoke -config /etc/acmebroker/config.toml 3f9c0a1b2c4d", stderr)
 	configPath := fs.String("config", "", "the broker's config file (default: the embedded default, ./acmebroker.db)")
 	id, rest := leadingArg(args)

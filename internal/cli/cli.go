@@ -21,17 +21,19 @@ const (
 const usage = `acmebroker: an ACME DNS-01 challenge broker (acme-dns compatible).
 
 Usage:
-  acmebroker serve [-config FILE]   run the DNS server and the HTTP API
+  acmebroker serve [-config FILE]   run the DNS server and the HTTP API (config.toml, or acme-dns's config.cfg)
+  acmebroker import acme-dns        copy accounts and TXT values from acme-dns (see "acmebroker import help")
   acmebroker client COMMAND         get and renew certificates through a broker (see "acmebroker client help")
   acmebroker token COMMAND          registration tokens: create, list, revoke (see "acmebroker token help")
   acmebroker account create         an account with a chosen subdomain (see "acmebroker account help")
   acmebroker version                print the version
   acmebroker help                   show this help
 
-Run "acmebroker serve -h" for the flags of serve.
+Run "acmebroker COMMAND -h" for the flags of a command and their defaults.
 
-Example:
+Examples:
   acmebroker serve -config /etc/acmebroker/config.toml
+  acmebroker import acme-dns --from /var/lib/acme-dns/acme-dns.db -config /etc/acme-dns/config.cfg --dry-run
 `
 
 // Run runs the command line args (without the program name).
@@ -49,9 +51,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "account":
 		return runAccount(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "acmebroker", Version())
-		return exitOK
+		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

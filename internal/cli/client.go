@@ -34,6 +34,7 @@ Usage:
   acmebroker client renew    [--all | -d CERTNAME] [--force] [--deploy-hook CMD]
   acmebroker client list
   acmebroker client revoke   -d CERTNAME
+  acmebroker client hook     certbot auth|cleanup | dehydrated OPERATION ...   (hooks for other ACME clients)
 
 Run "acmebroker client COMMAND -h" for the flags of each command.
 
@@ -93,6 +94,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		"renew":    clientRenew,
 		"list":     clientList,
 		"revoke":   clientRevoke,
+		"hook":     clientHook,
 	}, args, stdout, stderr)
 }
 
@@ -102,8 +104,17 @@ func newFlagSet(name, synopsis, example string, stderr io.Writer) *flag.FlagSet 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "%s\n", synopsis)
+		if !strings.Contains(synopsis, "\nUsage:") { // the command and its flags, from the synopsis "acmebroker X Y: ..."
+			cmd, _, _ := strings.Cut(synopsis, ":")
+			fmt.Fprintf(stderr, "\nUsage:\n  %s [flags]\n", cmd)
+		}
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprint(stderr, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
 		fmt.Fprintf(stderr, "\nExample:\n  %s\n", example)
 	}
 	return fs
@@ -411,7 +422,7 @@ func clientRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("revoke", "acmebroker client revoke: revoke a stored certificate with the CA.",
 		"acmebroker client revoke -d example.org --reason 4", stderr)
 	common.add(fs, os.Getenv)
-	name := fs.String("d", "", "certificate name (see `acmebroker client list`) (required)")
+	name := fs.String("d", "", "certificate name, as acmebroker client list shows it (required)")
 	reason := fs.Int("reason", 0, "RFC 5280 reason code: 0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation")
 	fs.StringVar(&common.caRoot, "ca-root", "", "PEM file of a root to trust for the CA's TLS (default: the one used at obtain)")
 	if err := parse(fs, args); err != nil {

@@ -18,7 +18,7 @@ import (
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path of the TOML config file (default: the embedded default: DNS 127.0.0.1:5353, API 127.0.0.1:8080, SQLite ./acmebroker.db)")
+	configPath := fs.String("config", "", "path of the config file: acmebroker's TOML, or acme-dns's config.cfg unchanged (default: the embedded default: DNS 127.0.0.1:5353, API 127.0.0.1:8080, SQLite ./acmebroker.db)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `acmebroker serve: run the authoritative DNS server and the HTTP API.
 
@@ -30,8 +30,9 @@ Flags:
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, `
 Examples:
-  acmebroker serve                            # try it out on loopback with the embedded default
+  acmebroker serve                                    # try it out on loopback with the embedded default
   acmebroker serve -config /etc/acmebroker/config.toml
+  acmebroker serve -config /etc/acme-dns/config.cfg   # acme-dns's file, unchanged; unmapped keys are warned about
 `)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +58,9 @@ Examples:
 		return exitFailure
 	}
 	logger := newLogger(cfg.Log, stderr)
+	for _, n := range cfg.Notes { // an acme-dns config.cfg: what was not mapped
+		logger.Warn("acme-dns config", "key", n.Key, "detail", n.Text)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

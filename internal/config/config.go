@@ -20,6 +20,10 @@ import (
 
 // Config is the whole configuration of `acmebroker serve`.
 type Config struct {
+	// Notes are warnings from loading an acme-dns config.cfg: keys with no
+	// equivalent, or mapped with a change (see acmedns.go). Not a key.
+	Notes []Note `toml:"-"`
+
 	DNS     DNS     `toml:"dns"`
 	API     API     `toml:"api"`
 	Storage Storage `toml:"storage"`
@@ -190,8 +194,12 @@ func Load(path string) (Config, error) {
 	return c, nil
 }
 
-// Parse decodes TOML text over the defaults and validates the result.
+// Parse decodes TOML text over the defaults and validates the result. An
+// acme-dns config.cfg is recognised and mapped (see IsAcmeDNS).
 func Parse(b []byte) (Config, error) {
+	if IsAcmeDNS(b) {
+		return parseAcmeDNS(b)
+	}
 	c := Default()
 	// Lists given in the file replace the defaults rather than merge.
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
