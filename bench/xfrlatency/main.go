@@ -10,6 +10,7 @@
 //
 //	go run ./bench/xfrlatency                 # 50 updates, NSD's default reload throttle
 //	go run ./bench/xfrlatency -n 200 -reload-timeout 0
+//	go run ./bench/xfrlatency -accounts 20000 -reload-timeout 0   # a larger zone
 package main
 
 import (
@@ -37,6 +38,8 @@ import (
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/broker"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/storage"
+	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
 const floor = 2 * time.Second
@@ -58,6 +61,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	nsdBin := fs.String("nsd", "/usr/sbin/nsd", "the nsd binary")
 	perUpdate := fs.Duration("timeout", 30*time.Second, "give up on one update after this long")
 	verbose := fs.Bool("v", false, "log the broker to stderr")
+	accounts := fs.Int("accounts", 0, "other accounts (two values each) stored before the broker starts: the zone's size")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +84,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		secretBytes[i] = byte(rand.IntN(256))
 	}
 	secret := base64.StdEncoding.EncodeToString(secretBytes)
-	nsdPort, err := freePort()
+	if *accounts > 0 {
+		t0 := time.Now()
+		if err := seed(ctx, filepath.Join(dir, "broker.db"), *accounts); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "seeded %d accounts in %s\n", *accounts, time.Since(t0).Round(time.Millisecond))
+	}
+	nsdPort, err := freePort() // after the seeding, so it is still free when NSD starts
 	if err != nil {
 		return err
 	}
@@ -158,11 +169,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := api.Update(ctx, acct, value(0)); err != nil {
 		return err
 	}
-	if _, err := waitServed(ctx, nsdAddr, acct.FullDomain, value(0), time.Now(), 60*time.Second); err != nil {
+	t0 := time.Now()
+	nsdCtx, nsdGone := context.WithCancel(ctx)
+	defer nsdGone()
+	go func() {
+		select {
+		case <-nsdDone:
+			nsdGone()
+		case <-nsdCtx.Done():
+		}
+	}()
+	if _, err := waitServed(nsdCtx, nsdAddr, acct.FullDomain, value(0), time.Now(), 5*time.Minute); err != nil {
 		keep = true
 		return fmt.Errorf("NSD never served the first value (NSD's log: %s): %w", filepath.Join(dir, "nsd.log"), err)
 	}
 
+	if *accounts > 0 {
+		fmt.Fprintf(out, "NSD's first full transfer (from its start): %s\n", time.Since(t0).Round(time.Millisecond))
+	}
 	lat := make([]time.Duration, 0, *n)
 	for i := 1; i <= *n; i++ {
 		v := value(i)
@@ -182,12 +206,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *reload >= 0 {
 		reloadText = fmt.Sprintf("%d s", *reload)
 	}
-	fmt.Fprintf(out, "| updates | NSD xfrd-reload-timeout | p50 | p99 | max | floor p99 |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| zone (accounts) | updates | NSD xfrd-reload-timeout | p50 | p99 | max | floor p99 |\n|---|---|---|---|---|---|---|\n")
 	verdict := "ok"
 	if pct(99) >= floor {
 		verdict = "BELOW FLOOR"
 	}
-	fmt.Fprintf(out, "| %d | %s | %s | %s | %s | < %s: %s |\n", len(lat), reloadText,
+	fmt.Fprintf(out, "| %d | %d | %s | %s | %s | %s | < %s: %s |\n", *accounts+1, len(lat), reloadText,
 		pct(50).Round(time.Millisecond), pct(99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), floor, verdict)
 	return nil
 }
@@ -221,6 +245,43 @@ func waitServed(ctx context.Context, nsd, name, want string, start time.Time, ti
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// seed stores n accounts with two values each, from 64 goroutines (the
+// store commits concurrent writes together).
+func seed(ctx context.Context, dsn string, n int) error {
+	st, err := sqlite.Open(ctx, dsn, sqlite.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now()
+	errc := make(chan error, 64)
+	for w := range 64 {
+		go func() {
+			for i := w; i < n; i += 64 {
+				sub := fmt.Sprintf("seed-%d", i)
+				if _, err := st.CreateAccount(ctx, storage.Account{Username: sub, KeyHash: "x", Subdomain: sub, CreatedAt: now}); err != nil {
+					errc <- err
+					return
+				}
+				for _, v := range []string{fmt.Sprintf("%043d", i), fmt.Sprintf("%043d", i+1)} {
+					if _, _, err := st.SetTXT(ctx, sub, v, now, storage.DefaultTXTPolicy); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}
+			errc <- nil
+		}()
+	}
+	var first error
+	for range 64 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // freePort returns a port of 127.0.0.1 free for UDP and TCP a moment ago.
