@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,8 +28,9 @@ const (
 var testKey = dnsserver.TSIGKey{Name: "xfr-key", Algorithm: "hmac-sha256", Secret: secret}
 
 type counts struct {
-	mu sync.Mutex
-	m  map[string]int
+	mu   sync.Mutex
+	m    map[string]int
+	last time.Time // of the latest outcome
 }
 
 func (c *counts) TransferServed(qtype, result string) { c.add(qtype + " " + result) }
@@ -39,6 +42,7 @@ func (c *counts) add(k string) {
 		c.m = map[string]int{}
 	}
 	c.m[k]++
+	c.last = time.Now()
 }
 
 // get returns the count of k once it reaches want (the observer is told
@@ -366,4 +370,61 @@ func BenchmarkAXFR(b *testing.B) {
 	}
 	b.ReportMetric(float64(msgs), "messages")
 	b.ReportMetric(float64(rrs), "records")
+}
+
+// TestAXFROutlastsTCPTimeouts: a transfer that a secondary stops reading
+// for longer than the server's TCP write timeout (2 s) is not cut off. The
+// zone is larger than the socket buffers hold, so the server is still
+// writing when the timeout would have passed (the log line says how long
+// it wrote).
+func TestAXFROutlastsTCPTimeouts(t *testing.T) {
+	const n = 50_000 // about 10 MB: more than the socket buffers hold
+	subs := make(map[string][]string, n)
+	for i := range n {
+		subs[fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)] = []string{fmt.Sprintf("%043d", i), fmt.Sprintf("%043d", i+1)}
+	}
+	s := startXfr(t, "127.0.0.1/32", true, subs)
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := axfrQuery()
+	q.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
+	tr := &dns.Transfer{Conn: &dns.Conn{Conn: conn}, TsigSecret: map[string]string{keyName: secret}, ReadTimeout: 10 * time.Second}
+	start := time.Now()
+	ch, err := tr.In(q, s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rrs := 0
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("after %s and %d records: %v", time.Since(start), rrs, env.Error)
+		}
+		rrs += len(env.RR)
+		if rrs == len(env.RR) {
+			// A secondary that stalls: the server fills the socket
+			// buffers and waits past its write timeout.
+			time.Sleep(2500 * time.Millisecond)
+		}
+	}
+	if rrs != 2*n+4 {
+		t.Fatalf("%d records, want %d", rrs, 2*n+4)
+	}
+	if s.obs.get("AXFR ok", 1) != 1 {
+		t.Fatal("the server did not report the transfer done")
+	}
+	s.obs.mu.Lock()
+	wrote := s.obs.last.Sub(start)
+	s.obs.mu.Unlock()
+	t.Logf("%d records read in %s; the server wrote for %s", rrs, time.Since(start).Round(time.Millisecond), wrote.Round(time.Millisecond))
 }
