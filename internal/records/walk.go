@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/storage"
@@ -45,6 +46,10 @@ type journalRecord struct {
 	version uint32   // zone serial once the change is applied
 	name    string   // subdomain
 	before  []string // published values before the change
+	// missed: a late change (its serial not above the zone's) applied
+	// after a transfer of this version was handed out, so a secondary may
+	// have the version without it (see Diff).
+	missed bool
 }
 
 // journal is a bounded log of recent changes, oldest first, versions
@@ -56,6 +61,9 @@ type journal struct {
 	version uint32 // version of the newest change
 	dropped bool   // some record has been dropped
 	lost    uint32 // version of the newest dropped record
+	// handedOut is version+1 of the newest version a Walk or Diff has
+	// given out (0: none). Written under the read lock, hence atomic.
+	handedOut atomic.Uint64
 }
 
 // zoneState is what the transfer side adds to an Index.
@@ -145,12 +153,14 @@ func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord,
 	}
 	if serialLT(r.version, serial) {
 		r.version = serial
+	} else {
+		// A late change: two updates applied in the other order than the
+		// database gave their serials. It joins the current version. The
+		// broker holds transfers until writes in flight have been applied
+		// (TransferConfig.Quiesce), so normally no secondary has this
+		// version without it; if one may (the wait ran out), say so.
+		r.missed = j.handedOut.Load() == uint64(r.version)+1
 	}
-	// Else a late change: two updates applied in the other order than the
-	// database gave their serials. It joins the current version; the
-	// broker holds transfers until writes in flight have been applied
-	// (TransferConfig.Quiesce), so no secondary gets this version without
-	// it.
 	j.add(r)
 	x.publish(i, recs)
 }
@@ -236,6 +246,9 @@ func (x *Index) zoneSerial() uint32 {
 func (x *Index) Walk() dnsserver.ZoneWalker {
 	x.mu.RLock()
 	w := &walker{x: x, serial: x.zoneSerial()}
+	if j := x.zone.j; j != nil {
+		j.handedOut.Store(uint64(w.serial) + 1)
+	}
 	w.uuids = make([][16]byte, 0, len(x.uuids))
 	for k := range x.uuids {
 		w.uuids = append(w.uuids, k)
@@ -346,9 +359,17 @@ func (x *Index) Diff(from uint32) (uint32, []dnsserver.ZoneDiff, bool) {
 	if j == nil || serialLT(serial, from) || !j.covers(from) {
 		return serial, nil, false
 	}
+	j.handedOut.Store(uint64(serial) + 1)
+	// Changes at from that a secondary may have missed are sent again: if
+	// it has them after all, the difference does not apply and it takes a
+	// full transfer, which is slower but never leaves a value out.
+	start := j.after(from)
+	for start > 0 && j.recs[start-1].version == from && j.recs[start-1].missed {
+		start--
+	}
 	byName := map[string]int{}
 	var diffs []dnsserver.ZoneDiff
-	for _, r := range j.recs[j.after(from):] {
+	for _, r := range j.recs[start:] {
 		if _, ok := byName[r.name]; ok {
 			continue // the first change after from has the values at from
 		}

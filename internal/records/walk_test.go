@@ -340,3 +340,24 @@ func TestLateChange(t *testing.T) {
 		}
 	}
 }
+
+// TestLateChangeAfterTransfer: a late change applied after its version was
+// handed out to a secondary (the broker's wait for writes in flight ran
+// out) is sent again from that version: never left out.
+func TestLateChangeAfterTransfer(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.DefaultTXTPolicy, func() time.Time { return now })
+	x.Set("a", vals(now, "a1"), 10)
+	x.EnableJournal(100)
+	x.Set("b", vals(now, "b1"), 12)
+	if s, _, ok := x.Diff(10); !ok || s != 12 { // a secondary takes 12
+		t.Fatalf("Diff(10): %d %v", s, ok)
+	}
+	x.Set("c", vals(now, "c1"), 11) // applied after 12 was handed out
+	x.Set("a", vals(now, "a2"), 13)
+	_, d, ok := x.Diff(12)
+	want := map[string]string{"a": "[a1] [a2]", "c": "[] [c1]"}
+	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(want) {
+		t.Fatalf("Diff(12) = %v %v; want %v", diffMap(d), ok, want)
+	}
+}
