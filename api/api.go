@@ -58,12 +58,20 @@ type Config struct {
 	Limits         Limits
 }
 
+// SyncStatus reports whether this node hears of the changes other nodes
+// make (several nodes on one database).
+type SyncStatus interface {
+	// SyncProblem is "" while changes arrive, else what is wrong.
+	SyncProblem() string
+}
+
 // Deps are the injected collaborators.
 type Deps struct {
 	Store  Store
 	Index  Index
 	Logger *slog.Logger
 	Now    func() time.Time
+	Sync   SyncStatus // nil: one node, nothing to hear of
 }
 
 type server struct {
@@ -134,9 +142,19 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {
+		// DNS keeps answering what it had loaded (the index is in memory);
+		// the API cannot write until storage is back.
 		s.Logger.Warn("health: storage unreachable", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "storage": "unreachable"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "serving from memory", "storage": "unreachable"})
 		return
+	}
+	if s.Sync != nil {
+		if p := s.Sync.SyncProblem(); p != "" {
+			// Storage answers, so the API works; DNS may lag behind
+			// other nodes until the node hears of their changes again.
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "may miss other nodes' changes", "storage": "ok", "sync": p})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "storage": "ok"})
 }

@@ -339,7 +339,7 @@ func TestMisc(t *testing.T) {
 	}
 
 	e.store.Close()
-	if r := e.do("GET", "/health", "", nil, ""); r.status != 503 {
+	if r := e.do("GET", "/health", "", nil, ""); r.status != 503 || r.body != `{"dns":"serving from memory","status":"degraded","storage":"unreachable"}`+"\n" {
 		t.Fatalf("health with storage closed: %d %s", r.status, r.body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"syscall"
@@ -30,6 +31,9 @@ type Server struct {
 	lns   []net.Listener
 	addrs []string
 	tsig  map[string]string // TSIG secrets by key name (SetTSIG)
+	// TCP limits (LimitTCP, tcplimit.go); zero: the defaults above.
+	tcpLimits TCPLimits
+	tcpLogger *slog.Logger
 }
 
 // Listen binds UDP and TCP on each address (the same port for both; port 0
@@ -102,10 +106,10 @@ func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
 	}
 	for _, ln := range s.lns {
 		srvs = append(srvs, &dns.Server{
-			Listener: ln, Handler: h, MsgAcceptFunc: acceptMsg,
+			Listener: s.tcpListener(ln), Handler: h, MsgAcceptFunc: acceptMsg,
 			ReadTimeout: tcpReadTimeout, WriteTimeout: tcpWriteTimeout,
-			IdleTimeout:   func() time.Duration { return tcpIdleTimeout },
-			MaxTCPQueries: tcpMaxQueries,
+			IdleTimeout:   s.tcpIdle,
+			MaxTCPQueries: s.tcpQueries(),
 			TsigSecret:    s.tsig,
 		})
 	}

@@ -44,6 +44,7 @@ type broker struct {
 	cmd    *exec.Cmd
 	dns    string // host:port
 	api    string // base URL
+	scrape string // metrics URL, when [metrics] listen is set
 	stderr *syncBuffer
 	done   chan struct{}
 }
@@ -68,6 +69,7 @@ func (s *syncBuffer) String() string {
 var (
 	dnsLine = regexp.MustCompile(`^\s+DNS\s+(\S+) \(udp\+tcp\)`)
 	apiLine = regexp.MustCompile(`^\s+API\s+(\S+)`)
+	metLine = regexp.MustCompile(`^\s+metrics\s+(\S+)`)
 )
 
 func writeConfig(t *testing.T, dir, db string) string {
@@ -122,6 +124,9 @@ func startBroker(t *testing.T, cfg string) *broker {
 			line := sc.Text()
 			if m := dnsLine.FindStringSubmatch(line); m != nil && b.dns == "" {
 				b.dns = m[1]
+			}
+			if m := metLine.FindStringSubmatch(line); m != nil {
+				b.scrape = m[1]
 			}
 			if m := apiLine.FindStringSubmatch(line); m != nil {
 				b.api = m[1]

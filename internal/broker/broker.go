@@ -31,6 +31,7 @@ type Ready struct {
 	DNS      []string // host:port, each UDP and TCP
 	API      string   // base URL, e.g. http://127.0.0.1:8080
 	Accounts int      // registered subdomains loaded at start-up
+	Metrics  string   // Prometheus scrape URL; "" when [metrics] listen is off
 	Startup  time.Duration
 }
 
@@ -48,19 +49,39 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 
 	st, err := OpenStore(ctx, cfg.Storage, logger)
 	if err != nil {
+		if ctx.Err() != nil { // a stop asked for during start-up is no failure
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer func() {
 		if err := st.Close(); err != nil {
 			logger.Error("closing storage", "err", err)
+			return
 		}
+		logger.Info("storage closed")
 	}()
 
 	idx := records.New(policy, time.Now)
 	if err := idx.Load(ctx, st); err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
 		return fmt.Errorf("loading records from storage: %w", err)
 	}
 	logger.Info("records loaded", "subdomains", idx.Len(), "serial", idx.Serial(), "took", time.Since(start).Round(time.Millisecond))
+
+	// Metrics ([metrics] listen; nil when off): the listener is bound here,
+	// served with the rest and shut down after DNS. used is the store as the
+	// API and the pruner use it (its failures counted).
+	ins, err := newInstruments(cfg.Metrics.Listen, idx, logger)
+	if err != nil {
+		return err
+	}
+	defer ins.shutdown(context.Background(), logger) // releases the listener on an early return
+	used := ins.store(st)
 
 	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
 		Zone:        cfg.DNS.Zone,
@@ -74,6 +95,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
+	// Keeps idx current with other nodes' changes (shared PostgreSQL); nil
+	// for SQLite. Started below, stopped before storage closes.
+	watcher := nodeSync(st, idx, cfg.Storage, logger)
+	var syncStatus api.SyncStatus
+	if watcher != nil {
+		syncStatus = watcher
+	}
 	zoneWrites := newInflight() // zone transfers wait for writes between database and index
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
@@ -86,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: inflightStore{st, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now})
+	}, api.Deps{Store: inflightStore{used, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now, Sync: syncStatus})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -102,31 +130,43 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	defer dnsSrv.Close()
-	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, zoneWrites.wait, nil)
+	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, zoneWrites.wait, ins.transferObserver())
 	if err != nil {
 		return err
+	}
+	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
+	if err != nil {
+		return &ConfigError{err}
 	}
 	apiLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
 	}
-	httpSrv := api.NewHTTPServer(apiHandler, logger)
+	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
 
 	pruneCtx, stopPrune := context.WithCancel(context.Background())
 	pruneDone := make(chan struct{})
 	go func() {
 		defer close(pruneDone)
-		idx.PruneEvery(pruneCtx, pruneInterval(policy.Window), st, logger)
+		idx.PruneEvery(pruneCtx, pruneInterval(policy.Window), used, logger)
 	}()
 	defer func() { stopPrune(); <-pruneDone }() // before storage closes
 
-	errc := make(chan error, 2)
+	if watcher != nil {
+		syncCtx, stopSync := context.WithCancel(context.Background())
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); watcher.Run(syncCtx) }()
+		defer func() { stopSync(); <-syncDone }()
+	}
+
+	errc := make(chan error, 3)
 	dnsCtx, cancelDNS := context.WithCancel(context.Background())
 	defer cancelDNS()
 	dnsDone := make(chan struct{})
 	go func() {
 		defer close(dnsDone)
-		if err := dnsSrv.Serve(dnsCtx, dnsHandler); err != nil {
+		// Metrics outside the rate limiter: they count what was really sent.
+		if err := dnsSrv.Serve(dnsCtx, ins.dns(dnsServed)); err != nil {
 			errc <- fmt.Errorf("dns: %w", err)
 		}
 	}()
@@ -142,6 +182,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		}
 	}()
 
+	ins.serve(errc)
 	stopNotify := startNotify()
 	defer stopNotify()
 
@@ -149,8 +190,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if tlsCert != "" {
 		scheme = "https"
 	}
-	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start)}
-	logger.Info("serving", "zone", cfg.DNS.Zone, "dns", r.DNS, "api", r.API, "startup", r.Startup.Round(time.Millisecond))
+	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start), Metrics: ins.url()}
+	logger.Info("serving", "zone", cfg.DNS.Zone, "dns", r.DNS, "api", r.API, "metrics", r.Metrics, "startup", r.Startup.Round(time.Millisecond))
 	if ready != nil {
 		ready(r)
 	}
@@ -158,21 +199,33 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	var runErr error
 	select {
 	case <-ctx.Done():
-		logger.Info("shutting down")
+		logger.Info("shutting down: refusing new connections, finishing requests in flight", "deadline", shutdownTimeout)
 	case runErr = <-errc:
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stopping := time.Now()
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	// The API first: updates in flight finish (a 200 means the value is
+	// stored) while DNS still answers. Past the deadline the connections
+	// left are closed; their clients get no answer and retry.
 	if err := httpSrv.Shutdown(shutCtx); err != nil {
-		logger.Warn("api shutdown", "err", err)
+		logger.Warn("api shutdown: requests still running at the deadline, closing their connections", "err", err)
+		_ = httpSrv.Close()
 	}
 	cancelDNS()
 	select {
 	case <-dnsDone:
 	case <-shutCtx.Done():
+		logger.Warn("dns shutdown: queries still running at the deadline")
 	}
-	return runErr
+	ins.shutdown(shutCtx, logger)
+	logger.Info("servers stopped; closing storage", "took", time.Since(stopping).Round(time.Millisecond))
+	return runErr // deferred: the pruner stops, then storage closes
 }
+
+// shutdownTimeout bounds a graceful shutdown: API requests in flight, then
+// DNS queries in flight, then the metrics listener (storage closes after).
+const shutdownTimeout = 10 * time.Second
 
 // pruneInterval: aged-out values are deleted within about half a window of
 // leaving it (and at least a minute apart).

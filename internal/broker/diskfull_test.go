@@ -48,6 +48,7 @@ func TestDiskFull(t *testing.T) {
 	cfg.DNS.Listen = []string{"127.0.0.1:0"}
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Storage.DSN = filepath.Join(dir, "broker.db")
+	cfg.Metrics.Listen = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +117,14 @@ func TestDiskFull(t *testing.T) {
 	}
 	if refused == 0 {
 		t.Fatal("300 updates on a full disk, none refused")
+	}
+	// Every refusal is counted as a storage error of set_txt.
+	mfs, _ := scrape(t, rd.Metrics)
+	if got, _ := value(mfs, "acmebroker_storage_errors_total", map[string]string{"op": "set_txt", "kind": "unavailable"}); got != float64(refused) {
+		t.Errorf("storage_errors_total{op=set_txt,kind=unavailable} = %v after %d refusals", got, refused)
+	}
+	if got, _ := value(mfs, "acmebroker_api_requests_total", map[string]string{"route": "/update", "code": "503"}); got != float64(refused) {
+		t.Errorf("api_requests_total{route=/update,code=503} = %v after %d refusals", got, refused)
 	}
 
 	// Space returns: the broker recovers by itself.

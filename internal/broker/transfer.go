@@ -56,3 +56,12 @@ func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, 
 		return func() { cancel(); <-done }
 	}, nil
 }
+
+// transferObserver is where transfer and NOTIFY outcomes are counted (nil
+// when metrics are off).
+func (in *instruments) transferObserver() dnsserver.TransferObserver {
+	if in == nil {
+		return nil
+	}
+	return in.m
+}

@@ -3,12 +3,16 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/nodesync"
+	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
+	"github.com/acmebroker/acmebroker/storage/postgres"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
@@ -21,8 +25,37 @@ func OpenStore(ctx context.Context, c config.Storage, logger *slog.Logger) (stor
 			return nil, fmt.Errorf("storage: %w", err)
 		}
 		return st, nil
+	case "postgres":
+		st, err := postgres.Open(ctx, c.DSN, postgres.Options{Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		return st, nil
 	}
 	return nil, fmt.Errorf("storage.engine %q is not supported", c.Engine)
+}
+
+// nodeSync returns the watcher that keeps idx current with other nodes'
+// changes, or nil for an engine only one node uses (SQLite).
+func nodeSync(st storage.Store, idx *records.Index, c config.Storage, logger *slog.Logger) *nodesync.Watcher {
+	pg, ok := st.(*postgres.Store)
+	if !ok {
+		return nil
+	}
+	var n nodesync.Notifier
+	if pg.Notifies() {
+		n = nodesync.NotifierFunc(func(ctx context.Context) (nodesync.Subscription, error) {
+			l, err := pg.Listen(ctx)
+			if errors.Is(err, postgres.ErrNoNotify) {
+				return nil, fmt.Errorf("%w: %w", nodesync.ErrUnsupported, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		})
+	}
+	return nodesync.New(nodesync.Config{ResyncInterval: c.ResyncInterval.Duration, Logger: logger}, pg, n, idx)
 }
 
 // prefixes converts CIDRs that config.Validate has already checked.

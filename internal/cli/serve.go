@@ -64,6 +64,9 @@ Examples:
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal a second one stops the process at once
+	// instead of waiting for the graceful shutdown.
+	go func() { <-ctx.Done(); stop() }()
 
 	err := broker.Run(ctx, cfg, logger, func(r broker.Ready) {
 		printBanner(stdout, cfg, r, *configPath == "")
@@ -84,8 +87,11 @@ func printBanner(w io.Writer, cfg config.Config, r broker.Ready, embedded bool) 
 	for _, a := range r.DNS {
 		fmt.Fprintf(w, "  DNS      %s (udp+tcp)\n", a)
 	}
+	if r.Metrics != "" {
+		fmt.Fprintf(w, "  metrics  %s\n", r.Metrics)
+	}
 	fmt.Fprintf(w, "  API      %s\n", r.API)
-	fmt.Fprintf(w, "  storage  %s %s (%d accounts)\n", cfg.Storage.Engine, cfg.Storage.DSN, r.Accounts)
+	fmt.Fprintf(w, "  storage  %s %s (%d accounts)\n", cfg.Storage.Engine, cfg.Storage.RedactedDSN(), r.Accounts)
 	if embedded {
 		fmt.Fprintln(w, "  config   embedded default (run with -config config.toml for your own)")
 	}

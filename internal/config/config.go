@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ type Config struct {
 	API     API     `toml:"api"`
 	Storage Storage `toml:"storage"`
 	Log     Log     `toml:"log"`
+	Metrics Metrics `toml:"metrics"`
 }
 
 // DNS configures the authoritative server.
@@ -54,6 +56,15 @@ type DNS struct {
 	MaxUDPSize uint16 `toml:"max_udp_size"`
 	// Transfer lets secondaries copy the zone (AXFR/IXFR) and tells them of changes (NOTIFY).
 	Transfer Transfer `toml:"transfer"`
+	// TCP limits: connections open at once per source address and in all
+	// (per listen address; 0: no limit), how long a connection may sit idle
+	// after an answer, and how many queries one connection may carry.
+	TCPPerSource      int      `toml:"tcp_per_source"`
+	TCPMaxConnections int      `toml:"tcp_max_connections"`
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
+	TCPMaxQueries     int      `toml:"tcp_max_queries"`
+	// RRL is response rate limiting of UDP answers ([dns.rrl]).
+	RRL RRL `toml:"rrl"`
 }
 
 // Transfer configures zone transfers to secondary name servers.
@@ -91,6 +102,35 @@ func (t Transfer) TSIGRequired() bool {
 	return len(t.Keys) > 0
 }
 
+// RRL configures response rate limiting of UDP answers per source prefix:
+// a spoofed source cannot use the server as an amplifier. Over a limit,
+// answers are dropped except every slip-th, which goes out as a bare
+// truncated answer so a real resolver retries over TCP (never limited).
+type RRL struct {
+	// Enabled turns RRL on.
+	Enabled bool `toml:"enabled"`
+	// Limits per second per source prefix, by kind of answer (0: no limit):
+	// ordinary answers (challenge TXT, SOA...), NXDOMAIN and NODATA, errors
+	// (REFUSED, FORMERR, SERVFAIL...), and answers over LargeSize bytes or
+	// truncated.
+	ResponsesPerSecond int `toml:"responses_per_second"`
+	NXDomainPerSecond  int `toml:"nxdomain_per_second"`
+	ErrorsPerSecond    int `toml:"errors_per_second"`
+	LargeSize          int `toml:"large_size"`
+	LargePerSecond     int `toml:"large_per_second"`
+	// Slip: every slip-th limited answer is sent truncated (TC, no records); 0: drop all.
+	Slip int `toml:"slip"`
+	// Window: a source that floods stays limited until this long after it stops.
+	Window Duration `toml:"window"`
+	// IPv4Prefix and IPv6Prefix: sources are counted per prefix of this length.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// TableSize bounds the (prefix, kind) buckets held in memory (LRU).
+	TableSize int `toml:"table_size"`
+	// Exempt lists CIDRs never limited (your own monitoring or resolvers).
+	Exempt []string `toml:"exempt"`
+}
+
 // API configures the HTTP API.
 type API struct {
 	// Listen is the API's host:port.
@@ -120,10 +160,25 @@ type API struct {
 
 // Storage selects the database.
 type Storage struct {
-	// Engine: "sqlite".
+	// Engine: "sqlite" (one node) or "postgres" (one or several nodes
+	// sharing one database).
 	Engine string `toml:"engine"`
-	// DSN: for sqlite, the database file path.
+	// DSN: for sqlite, the database file path; for postgres, a URL such as
+	// "postgres://acmebroker:secret@db.example.org:5432/acmebroker?sslmode=verify-full"
+	// (or a libpq key=value string). The PostgreSQL database must exist; the
+	// broker creates its tables in the first schema of the search_path.
 	DSN string `toml:"dsn"`
+	// ResyncInterval (postgres only): how often a node reloads the whole
+	// zone from the database, in case it missed a change notification from
+	// another node (or the database has no LISTEN/NOTIFY). Default 1m.
+	ResyncInterval Duration `toml:"resync_interval"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the host:port of a separate HTTP listener serving GET
+	// /metrics, e.g. "127.0.0.1:9153"; "" (the default) turns metrics off.
+	Listen string `toml:"listen"`
 }
 
 // Log configures logging.
@@ -161,11 +216,20 @@ func Default() Config {
 				"auth.example.org. NS ns1.auth.example.org.",
 				"ns1.auth.example.org. A 127.0.0.1",
 			},
-			TXTTTL:      1,
-			NegativeTTL: 1,
-			TXTWindow:   Duration{10 * time.Minute},
-			TXTMax:      16,
-			MaxUDPSize:  1232,
+			TXTTTL:       1,
+			NegativeTTL:  1,
+			TXTWindow:    Duration{10 * time.Minute},
+			TXTMax:       16,
+			MaxUDPSize:   1232,
+			TCPPerSource: 16, TCPMaxConnections: 512, TCPIdleTimeout: Duration{8 * time.Second}, TCPMaxQueries: 256,
+			RRL: RRL{
+				Enabled:            true,
+				ResponsesPerSecond: 100, NXDomainPerSecond: 10, ErrorsPerSecond: 10,
+				LargeSize: 512, LargePerSecond: 20,
+				Slip: 2, Window: Duration{5 * time.Second},
+				IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536,
+				Exempt: []string{},
+			},
 		},
 		API: API{
 			Listen:        "127.0.0.1:8080",
@@ -175,7 +239,7 @@ func Default() Config {
 			CORSOrigins:    []string{},
 			TrustedProxies: []string{},
 		},
-		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db"},
+		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db", ResyncInterval: Duration{time.Minute}},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -264,6 +328,50 @@ func (c *Config) Validate() error {
 	}
 	c.DNS.Transfer.validate(bad)
 
+	if c.DNS.TCPPerSource < 0 {
+		bad("dns.tcp_per_source", "must be 0 (no limit) or a number of connections")
+	}
+	if c.DNS.TCPMaxConnections < 0 {
+		bad("dns.tcp_max_connections", "must be 0 (no limit) or a number of connections")
+	}
+	if d := c.DNS.TCPIdleTimeout.Duration; d < 100*time.Millisecond || d > time.Hour {
+		bad("dns.tcp_idle_timeout", "%s is out of range: 100ms to 1h", d)
+	}
+	if q := c.DNS.TCPMaxQueries; q < 1 || q > 65535 {
+		bad("dns.tcp_max_queries", "%d is out of range: 1 to 65535", q)
+	}
+	if r := c.DNS.RRL; r.Enabled {
+		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
+			"errors_per_second": r.ErrorsPerSecond, "large_per_second": r.LargePerSecond} {
+			if v < 0 {
+				bad("dns.rrl."+key, "must be 0 (no limit) or a number per second")
+			}
+		}
+		if r.LargeSize < 1 || r.LargeSize > 65535 {
+			bad("dns.rrl.large_size", "%d is out of range: 1 to 65535 bytes", r.LargeSize)
+		}
+		if r.Slip < 0 || r.Slip > 10 {
+			bad("dns.rrl.slip", "%d is out of range: 0 (drop every limited answer) to 10", r.Slip)
+		}
+		if d := r.Window.Duration; d < time.Second || d > time.Hour {
+			bad("dns.rrl.window", "%s is out of range: 1s to 1h", d)
+		}
+		if r.IPv4Prefix < 8 || r.IPv4Prefix > 32 {
+			bad("dns.rrl.ipv4_prefix", "%d is out of range: 8 to 32", r.IPv4Prefix)
+		}
+		if r.IPv6Prefix < 16 || r.IPv6Prefix > 128 {
+			bad("dns.rrl.ipv6_prefix", "%d is out of range: 16 to 128", r.IPv6Prefix)
+		}
+		if r.TableSize < 16 || r.TableSize > 1<<24 {
+			bad("dns.rrl.table_size", "%d is out of range: 16 to 16777216 entries", r.TableSize)
+		}
+		for i, p := range r.Exempt {
+			if _, err := ParsePrefix(p); err != nil {
+				bad(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err)
+			}
+		}
+	}
+
 	if err := checkHostPort(c.API.Listen); err != nil {
 		bad("api.listen", "%v", err)
 	}
@@ -313,8 +421,21 @@ func (c *Config) Validate() error {
 		if c.Storage.DSN == "" {
 			bad("storage.dsn", "the SQLite database file is required, e.g. \"/var/lib/acmebroker/acmebroker.db\"")
 		}
+	case "postgres":
+		if err := checkPostgresDSN(c.Storage.DSN); err != nil {
+			bad("storage.dsn", "%v", err)
+		}
 	default:
-		bad("storage.engine", "%q is not supported (use \"sqlite\")", c.Storage.Engine)
+		bad("storage.engine", "%q is not supported (use \"sqlite\" or \"postgres\")", c.Storage.Engine)
+	}
+	if ri := c.Storage.ResyncInterval.Duration; ri < time.Second || ri > 24*time.Hour {
+		bad("storage.resync_interval", "%s is out of range: 1s to 24h (e.g. \"1m\")", ri)
+	}
+
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v (or \"\" to turn metrics off)", err)
+		}
 	}
 
 	switch c.Log.Level {
@@ -328,6 +449,42 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// checkPostgresDSN checks the shape of a PostgreSQL DSN; the driver checks
+// the rest when connecting. The DSN is never quoted back: it may hold a
+// password.
+func checkPostgresDSN(dsn string) error {
+	switch {
+	case dsn == "":
+		return errors.New("required with engine = \"postgres\", e.g. \"postgres://acmebroker@db.example.org:5432/acmebroker\"")
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if _, err := url.Parse(dsn); err != nil {
+			return errors.New("is not a valid URL (percent-encode special characters in the password)")
+		}
+		return nil
+	case strings.Contains(dsn, "="):
+		return nil // key=value form
+	}
+	return errors.New("must be a postgres:// URL (e.g. \"postgres://acmebroker@db.example.org:5432/acmebroker\") or a key=value string (\"host=db.example.org dbname=acmebroker\")")
+}
+
+// RedactedDSN is the DSN fit to print or log: a PostgreSQL password is
+// replaced by "xxxxx".
+func (s Storage) RedactedDSN() string {
+	if s.Engine != "postgres" {
+		return s.DSN
+	}
+	if u, err := url.Parse(s.DSN); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	fields := strings.Fields(s.DSN)
+	for i, f := range fields {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "password" {
+			fields[i] = "password=xxxxx"
+		}
+	}
+	return strings.Join(fields, " ")
 }
 
 // ParsePrefix parses a CIDR such as "192.0.2.0/24" or "2001:db8::/32".

@@ -60,6 +60,16 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 		{name: "cert needs files", toml: "[api]\ntls = \"cert\"", wantErr: "api.cert_file"},
 		{name: "bad proxy", toml: "[api]\ntrusted_proxies = [\"10.0.0.1\"]", wantErr: "api.trusted_proxies[0]"},
 		{name: "bad engine", toml: "[storage]\nengine = \"mysql\"", wantErr: "storage.engine"},
+		{name: "postgres needs dsn", toml: "[storage]\nengine = \"postgres\"\ndsn = \"\"", wantErr: "storage.dsn: required with engine = \"postgres\""},
+		{name: "postgres dsn shape", toml: "[storage]\nengine = \"postgres\"\ndsn = \"acmebroker.db\"", wantErr: "storage.dsn: must be a postgres:// URL"},
+		{name: "postgres bad url hides password", toml: "[storage]\nengine = \"postgres\"\ndsn = \"postgres://u:pa%zzword@h/db\"", wantErr: "storage.dsn: is not a valid URL"},
+		{name: "postgres", toml: "[storage]\nengine = \"postgres\"\ndsn = \"postgres://acmebroker@127.0.0.1/acmebroker\"\nresync_interval = \"30s\"", check: func(t *testing.T, c Config) {
+			if c.Storage.Engine != "postgres" || c.Storage.ResyncInterval.Duration != 30*time.Second {
+				t.Errorf("storage = %+v", c.Storage)
+			}
+		}},
+		{name: "postgres key=value dsn", toml: "[storage]\nengine = \"postgres\"\ndsn = \"host=127.0.0.1 dbname=acmebroker\""},
+		{name: "resync range", toml: "[storage]\nresync_interval = \"10ms\"", wantErr: "storage.resync_interval"},
 		{name: "bad window", toml: "[dns]\ntxt_window = \"ten minutes\"", wantErr: "txt_window"},
 		{name: "txt_max range", toml: "[dns]\ntxt_max = 1", wantErr: "dns.txt_max"},
 		{name: "bad level", toml: "[log]\nlevel = \"loud\"", wantErr: "log.level"},
@@ -68,6 +78,17 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 				t.Errorf("base_path = %q", c.API.BasePath)
 			}
 		}},
+		{name: "metrics off by default", toml: ``, check: func(t *testing.T, c Config) {
+			if c.Metrics.Listen != "" {
+				t.Errorf("metrics.listen = %q, want off", c.Metrics.Listen)
+			}
+		}},
+		{name: "metrics listen", toml: "[metrics]\nlisten = \"127.0.0.1:9153\"", check: func(t *testing.T, c Config) {
+			if c.Metrics.Listen != "127.0.0.1:9153" {
+				t.Errorf("metrics.listen = %q", c.Metrics.Listen)
+			}
+		}},
+		{name: "bad metrics listen", toml: "[metrics]\nlisten = \"9153\"", wantErr: "metrics.listen"},
 		{name: "several errors at once", toml: "[api]\ntls = \"x\"\n[log]\nformat = \"xml\"", wantErr: "log.format"},
 	}
 	for _, tt := range tests {
@@ -160,6 +181,28 @@ func TestRegistrationMode(t *testing.T) {
 		}
 		if err != nil || c.API.Registration != tc.want {
 			t.Errorf("%q: registration %q (%v), want %q", tc.toml, c.API.Registration, err, tc.want)
+		}
+	}
+}
+
+func TestPostgresDSNNotEchoed(t *testing.T) {
+	for _, dsn := range []string{"postgres://u:s3cr3t%zz@h/db", "s3cr3t"} {
+		_, err := Parse([]byte("[storage]\nengine = \"postgres\"\ndsn = \"" + dsn + "\""))
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+			t.Fatalf("dsn %q: err = %v, want an error that does not show the DSN", dsn, err)
+		}
+	}
+}
+
+func TestRedactedDSN(t *testing.T) {
+	for _, tc := range []struct{ engine, dsn, want string }{
+		{"sqlite", "/var/lib/acmebroker/db", "/var/lib/acmebroker/db"},
+		{"postgres", "postgres://u:s3cr3t@db:5432/acme", "postgres://u:xxxxx@db:5432/acme"},
+		{"postgres", "postgres://u@db/acme", "postgres://u@db/acme"},
+		{"postgres", "host=db password=s3cr3t dbname=acme", "host=db password=xxxxx dbname=acme"},
+	} {
+		if got := (Storage{Engine: tc.engine, DSN: tc.dsn}).RedactedDSN(); got != tc.want {
+			t.Errorf("RedactedDSN(%q) = %q, want %q", tc.dsn, got, tc.want)
 		}
 	}
 }

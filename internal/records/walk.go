@@ -1,7 +1,6 @@
 package records
 
 import (
-	"encoding/hex"
 	"errors"
 	"slices"
 	"sort"
@@ -330,21 +329,6 @@ func (w *walker) changedSince() (map[string][]string, error) {
 		}
 	}
 	return m, nil
-}
-
-// uuidString is the canonical text of a UUID key (the inverse of uuidKey).
-func uuidString(k [16]byte) string {
-	var b [36]byte
-	hex.Encode(b[0:8], k[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], k[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], k[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], k[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], k[10:])
-	return string(b[:])
 }
 
 // Diff implements dnsserver.ZoneSource: for each subdomain changed after

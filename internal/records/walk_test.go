@@ -74,14 +74,6 @@ func TestWalk(t *testing.T) {
 	}
 }
 
-func TestUUIDString(t *testing.T) {
-	s := "d2121c1a-55ec-49c1-832c-695d6a198111"
-	k, _ := uuidKey(s)
-	if uuidString(k) != s {
-		t.Fatalf("%s round-trips to %s", s, uuidString(k))
-	}
-}
-
 func TestChangedSignal(t *testing.T) {
 	x := New(storage.DefaultTXTPolicy, time.Now)
 	x.Set("a", recs(time.Now(), 0), 5)

@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDNSAbuseLimits(t *testing.T) {
+	c, err := Parse([]byte(`[dns]
+tcp_per_source = 4
+tcp_idle_timeout = "3s"
+[dns.rrl]
+nxdomain_per_second = 7
+slip = 0
+exempt = ["192.0.2.0/24", "2001:db8::/32"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.DNS.RRL
+	if c.DNS.TCPPerSource != 4 || c.DNS.TCPIdleTimeout.Duration != 3*time.Second || c.DNS.TCPMaxConnections != 512 ||
+		!r.Enabled || r.NXDomainPerSecond != 7 || r.Slip != 0 || r.ResponsesPerSecond != 100 || len(r.Exempt) != 2 {
+		t.Fatalf("parsed %+v", c.DNS)
+	}
+	if c, err := Parse([]byte("[dns.rrl]\nenabled = false\nslip = 99")); err != nil || c.DNS.RRL.Enabled {
+		t.Fatalf("disabled RRL with an unused bad value: %v", err)
+	}
+	for _, tc := range []struct{ toml, want string }{
+		{"[dns]\ntcp_per_source = -1", "dns.tcp_per_source"},
+		{"[dns]\ntcp_max_connections = -1", "dns.tcp_max_connections"},
+		{"[dns]\ntcp_idle_timeout = \"0s\"", "dns.tcp_idle_timeout"},
+		{"[dns]\ntcp_max_queries = 0", "dns.tcp_max_queries"},
+		{"[dns.rrl]\nresponses_per_second = -5", "dns.rrl.responses_per_second"},
+		{"[dns.rrl]\nnxdomain_per_second = -1", "dns.rrl.nxdomain_per_second"},
+		{"[dns.rrl]\nlarge_size = 0", "dns.rrl.large_size"},
+		{"[dns.rrl]\nslip = 11", "dns.rrl.slip"},
+		{"[dns.rrl]\nwindow = \"10ms\"", "dns.rrl.window"},
+		{"[dns.rrl]\nipv4_prefix = 33", "dns.rrl.ipv4_prefix"},
+		{"[dns.rrl]\nipv6_prefix = 0", "dns.rrl.ipv6_prefix"},
+		{"[dns.rrl]\ntable_size = 1", "dns.rrl.table_size"},
+		{"[dns.rrl]\nexempt = [\"127.0.0.1\"]", "dns.rrl.exempt[0]"},
+		{"[dns.rrl]\nslipp = 1", "unknown key dns.rrl.slipp"},
+	} {
+		if _, err := Parse([]byte(tc.toml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want it to name %s", tc.toml, err, tc.want)
+		}
+	}
+}

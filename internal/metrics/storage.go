@@ -1,0 +1,155 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+func newStorageErrors() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "storage", Name: "errors_total",
+		Help: "Failed storage calls, by operation and kind (\"unavailable\": the database could not be reached, was locked or full, or timed out; \"failed\": any other failure). " +
+			"Expected answers (not found, conflict, invalid token) and calls abandoned by their caller are not errors.",
+	}, []string{"op", "kind"})
+}
+
+// Store wraps st so that its failures are counted by operation. Methods
+// added to storage.Store later pass through uncounted until they are
+// listed here.
+func (m *Metrics) Store(st storage.Store) storage.Store {
+	return &store{Store: st, errs: m.storage}
+}
+
+type store struct {
+	storage.Store
+	errs *prometheus.CounterVec
+}
+
+var _ storage.Store = (*store)(nil)
+
+// observe counts err unless it is an expected outcome; it returns err.
+func (s *store) observe(op string, err error) error {
+	switch {
+	case err == nil,
+		errors.Is(err, storage.ErrNotFound),
+		errors.Is(err, storage.ErrConflict),
+		errors.Is(err, storage.ErrTokenInvalid),
+		errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.errs.WithLabelValues(op, "unavailable").Inc()
+	default:
+		s.errs.WithLabelValues(op, "failed").Inc()
+	}
+	return err
+}
+
+// callbackError marks an error returned by the caller's callback, which is
+// not the database's failure.
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }
+func (e *callbackError) Unwrap() error { return e.err }
+
+func (s *store) observeStream(op string, err error) error {
+	var cb *callbackError
+	if errors.As(err, &cb) {
+		return cb.err
+	}
+	return s.observe(op, err)
+}
+
+func (s *store) CreateAccount(ctx context.Context, a storage.Account) (uint32, error) {
+	serial, err := s.Store.CreateAccount(ctx, a)
+	return serial, s.observe("create_account", err)
+}
+
+func (s *store) Account(ctx context.Context, username string) (storage.Account, error) {
+	a, err := s.Store.Account(ctx, username)
+	return a, s.observe("account", err)
+}
+
+func (s *store) UpdateKeyHash(ctx context.Context, username, keyHash string) error {
+	return s.observe("update_key_hash", s.Store.UpdateKeyHash(ctx, username, keyHash))
+}
+
+func (s *store) SetTXT(ctx context.Context, sub, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error) {
+	recs, serial, err := s.Store.SetTXT(ctx, sub, value, at, p)
+	return recs, serial, s.observe("set_txt", err)
+}
+
+func (s *store) PruneTXT(ctx context.Context, sub string, now time.Time, p storage.TXTPolicy) (int, error) {
+	n, err := s.Store.PruneTXT(ctx, sub, now, p)
+	return n, s.observe("prune_txt", err)
+}
+
+func (s *store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) (uint32, error) {
+	serial, err := s.Store.Snapshot(ctx, func(sd storage.Subdomain) error {
+		if err := fn(sd); err != nil {
+			return &callbackError{err}
+		}
+		return nil
+	})
+	return serial, s.observeStream("snapshot", err)
+}
+
+func (s *store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
+	serial, err := s.Store.DeleteAccount(ctx, username)
+	return serial, s.observe("delete_account", err)
+}
+
+func (s *store) UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error {
+	return s.observe("update_allowfrom", s.Store.UpdateAllowFrom(ctx, username, allow))
+}
+
+func (s *store) CreateAccountWithToken(ctx context.Context, a storage.Account, tokenID string) (uint32, error) {
+	serial, err := s.Store.CreateAccountWithToken(ctx, a, tokenID)
+	return serial, s.observe("create_account_with_token", err)
+}
+
+func (s *store) CreateToken(ctx context.Context, t storage.Token) error {
+	return s.observe("create_token", s.Store.CreateToken(ctx, t))
+}
+
+func (s *store) Token(ctx context.Context, id string) (storage.Token, error) {
+	t, err := s.Store.Token(ctx, id)
+	return t, s.observe("token", err)
+}
+
+func (s *store) Tokens(ctx context.Context) ([]storage.Token, error) {
+	ts, err := s.Store.Tokens(ctx)
+	return ts, s.observe("tokens", err)
+}
+
+func (s *store) RevokeToken(ctx context.Context, id string, at time.Time) error {
+	return s.observe("revoke_token", s.Store.RevokeToken(ctx, id, at))
+}
+
+func (s *store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error) error {
+	err := s.Store.Accounts(ctx, func(a storage.AccountInfo) error {
+		if err := fn(a); err != nil {
+			return &callbackError{err}
+		}
+		return nil
+	})
+	return s.observeStream("accounts", err)
+}
+
+func (s *store) SetDisabled(ctx context.Context, username string, disabled bool) error {
+	return s.observe("set_disabled", s.Store.SetDisabled(ctx, username, disabled))
+}
+
+func (s *store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
+	sd, serial, err := s.Store.Subdomain(ctx, name)
+	return sd, serial, s.observe("subdomain", err)
+}
+
+func (s *store) Ping(ctx context.Context) error {
+	return s.observe("ping", s.Store.Ping(ctx))
+}

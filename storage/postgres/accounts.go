@@ -1,0 +1,210 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// CreateAccount stores a and returns the zone serial after the change.
+// ErrConflict if the username or the subdomain is taken.
+func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, error) {
+	op := "create account " + a.Username
+	allow, err := checkAccount(a)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	var serial uint32
+	err = s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		serial, err = s.insertAccount(ctx, tx, a, allow)
+		return err
+	})
+	if err != nil {
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	return serial, nil
+}
+
+// insertAccount adds a (allow is its encoded allowfrom) and advances the
+// serial, inside the caller's transaction.
+func (s *Store) insertAccount(ctx context.Context, tx pgx.Tx, a storage.Account, allow string) (uint32, error) {
+	if _, err := tx.Exec(ctx,
+		`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at, disabled) VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano(), a.Disabled); err != nil {
+		return 0, err
+	}
+	return s.bumpSerial(ctx, tx, a.Subdomain, a.CreatedAt, nil)
+}
+
+// DeleteAccount removes the account; its TXT values go with it (ON DELETE
+// CASCADE), and the serial moves because what DNS serves changes.
+func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
+	op := "delete account " + username
+	var serial uint32
+	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		var sub string
+		if err := tx.QueryRow(ctx, `DELETE FROM accounts WHERE username = $1 RETURNING subdomain`, username).Scan(&sub); err != nil {
+			return err
+		}
+		var err error
+		serial, err = s.bumpSerial(ctx, tx, sub, time.Now(), nil)
+		return err
+	})
+	if err != nil {
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	return serial, nil
+}
+
+const accountColumns = `SELECT username, key_hash, subdomain, allow_from, created_at, disabled FROM accounts`
+
+// Account returns the account with that username, or ErrNotFound.
+func (s *Store) Account(ctx context.Context, username string) (storage.Account, error) {
+	op := "account " + username
+	if err := s.begin(ctx); err != nil {
+		return storage.Account{}, s.wrapErr(ctx, op, err)
+	}
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
+	a, err := scanAccount(s.pool.QueryRow(octx, accountColumns+` WHERE username = $1`, username))
+	if err != nil {
+		return storage.Account{}, s.wrapErr(ctx, op, err)
+	}
+	return a, nil
+}
+
+func scanAccount(row pgx.Row) (storage.Account, error) {
+	var (
+		a       storage.Account
+		allow   string
+		created int64
+	)
+	if err := row.Scan(&a.Username, &a.KeyHash, &a.Subdomain, &allow, &created, &a.Disabled); err != nil {
+		return storage.Account{}, err
+	}
+	var err error
+	if a.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+		return storage.Account{}, err
+	}
+	a.CreatedAt = fromNanos(created)
+	return a, nil
+}
+
+// UpdateKeyHash replaces an account's key hash. The zone does not change,
+// so neither does the serial.
+func (s *Store) UpdateKeyHash(ctx context.Context, username, keyHash string) error {
+	op := "update key hash of " + username
+	if keyHash == "" {
+		return fmt.Errorf("postgres: %s: empty key hash", op)
+	}
+	return s.wrapErr(ctx, op, s.exec(ctx, `UPDATE accounts SET key_hash = $1 WHERE username = $2`, keyHash, username))
+}
+
+// UpdateAllowFrom replaces an account's allowed sources; the serial stays.
+func (s *Store) UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error {
+	op := "update allowfrom of " + username
+	enc, err := encodeAllowFrom(allow)
+	if err != nil {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	return s.wrapErr(ctx, op, s.exec(ctx, `UPDATE accounts SET allow_from = $1 WHERE username = $2`, enc, username))
+}
+
+// SetDisabled disables or enables an account; the serial stays.
+func (s *Store) SetDisabled(ctx context.Context, username string, disabled bool) error {
+	op := fmt.Sprintf("set disabled=%t for %s", disabled, username)
+	return s.wrapErr(ctx, op, s.exec(ctx, `UPDATE accounts SET disabled = $1 WHERE username = $2`, disabled, username))
+}
+
+// checkAccount validates a and returns its encoded allowfrom.
+func checkAccount(a storage.Account) (string, error) {
+	switch {
+	case a.Username == "":
+		return "", errors.New("empty username")
+	case a.Subdomain == "":
+		return "", errors.New("empty subdomain")
+	case a.KeyHash == "":
+		return "", errors.New("empty key hash")
+	}
+	if err := validTime("created_at", a.CreatedAt); err != nil {
+		return "", err
+	}
+	return encodeAllowFrom(a.AllowFrom)
+}
+
+// Times are stored as bigint Unix nanoseconds, which covers 1678 to 2262.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+func validTime(what string, t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("%s is not set", what)
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return fmt.Errorf("%s %s is outside the years 1678-2262", what, t)
+	}
+	return nil
+}
+
+func fromNanos(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+func nanosOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// encodeAllowFrom stores prefixes as a JSON array of their String form, as
+// acme-dns does (and the SQLite engine), so rows move between engines as
+// they are.
+func encodeAllowFrom(ps []netip.Prefix) (string, error) {
+	ss := make([]string, len(ps))
+	for i, p := range ps {
+		if !p.IsValid() {
+			return "", fmt.Errorf("allow_from[%d] is not a valid prefix", i)
+		}
+		ss[i] = p.String()
+	}
+	b, err := json.Marshal(ss)
+	return string(b), err
+}
+
+// decodeAllowFrom reads what encodeAllowFrom wrote; it also accepts "" and
+// bare addresses (host prefixes), which imported rows may hold.
+func decodeAllowFrom(s string) ([]netip.Prefix, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var ss []string
+	if err := json.Unmarshal([]byte(s), &ss); err != nil {
+		return nil, fmt.Errorf("stored allow_from is not a JSON array of CIDRs: %w", err)
+	}
+	if len(ss) == 0 {
+		return nil, nil
+	}
+	ps := make([]netip.Prefix, len(ss))
+	for i, c := range ss {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return nil, fmt.Errorf("stored allow_from: %w", err)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		ps[i] = p
+	}
+	return ps, nil
+}

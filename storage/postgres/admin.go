@@ -1,0 +1,54 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// Accounts calls fn for every account, in subdomain order (bytewise, as
+// SQLite's, whatever the database's collation), with its number of values
+// and the time of its newest. It streams from one query: memory holds one
+// account at a time. fn must not write to the store.
+func (s *Store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error) error {
+	const op = "list accounts"
+	if err := s.begin(ctx); err != nil {
+		return s.wrapErr(ctx, op, err)
+	}
+	// No OpTimeout: fn may take its time (an admin paging through output).
+	rows, err := s.pool.Query(ctx, `
+		SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
+		       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
+		       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
+		FROM accounts AS a
+		ORDER BY a.subdomain COLLATE "C"`) // an expression COLLATE: CockroachDB 22.2+ takes it too
+	if err != nil {
+		return s.wrapErr(ctx, op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			info  storage.AccountInfo
+			allow string
+			ctime int64
+			n     int64
+			last  *int64
+		)
+		if err := rows.Scan(&info.Username, &info.KeyHash, &info.Subdomain, &allow, &ctime, &info.Disabled, &n, &last); err != nil {
+			return s.wrapErr(ctx, op, err)
+		}
+		if info.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+			return s.wrapErr(ctx, op, err)
+		}
+		info.CreatedAt = fromNanos(ctime)
+		info.Values = int(n)
+		if last != nil {
+			info.LastUpdate = fromNanos(*last)
+		}
+		if err := fn(info); err != nil {
+			return fmt.Errorf("postgres: %s: %w", op, err)
+		}
+	}
+	return s.wrapErr(ctx, op, rows.Err())
+}

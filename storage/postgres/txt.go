@@ -1,0 +1,315 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// SetTXT adds value to subdomain's TXT set at time at (or moves an existing
+// value's time to at), deletes what policy no longer keeps at that time, and
+// returns the values kept, newest first, with the zone serial after the
+// change. ErrNotFound if no account has that subdomain.
+//
+// Writes to one subdomain are serialised by a lock on its account row, so
+// the set each returns includes every value committed before it: a node
+// that puts the returned set in its DNS index never drops another
+// request's value.
+func (s *Store) SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, uint32, error) {
+	op := "set txt for " + subdomain
+	if err := validTime("time", at); err != nil {
+		return nil, 0, fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if policy.Max < 1 {
+		return nil, 0, fmt.Errorf("postgres: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
+	}
+	var (
+		kept   []storage.TXTRecord
+		serial uint32
+	)
+	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		// One round trip: lock the account row (or find there is none),
+		// upsert the value, read the subdomain's values back. The server
+		// runs them in order, so the read sees every value committed
+		// before the lock was granted.
+		var recs []storage.TXTRecord
+		b := &pgx.Batch{}
+		b.Queue(`SELECT 1 FROM accounts WHERE subdomain = $1 FOR UPDATE`, subdomain).QueryRow(func(row pgx.Row) error {
+			var one int
+			err := row.Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("no account has this subdomain: %w", storage.ErrNotFound)
+			}
+			return err
+		})
+		b.Queue(`INSERT INTO txt_records (subdomain, value, updated_at) VALUES ($1, $2, $3)
+			 ON CONFLICT (subdomain, value) DO UPDATE SET updated_at = excluded.updated_at`,
+			subdomain, value, at.UnixNano())
+		b.Queue(`SELECT value, updated_at FROM txt_records WHERE subdomain = $1`, subdomain).Query(func(rows pgx.Rows) error {
+			var err error
+			recs, err = pgx.CollectRows(rows, scanRecord)
+			return err
+		})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		sortRecords(recs)
+		kept = slices.Clip(policy.Keep(recs, at))
+		// And one more: drop what the policy no longer keeps, advance the
+		// serial, announce the change.
+		var err error
+		serial, err = s.bumpSerial(ctx, tx, subdomain, at, dropped(recs[len(kept):]))
+		return err
+	})
+	if err != nil {
+		return nil, 0, s.wrapErr(ctx, op, err)
+	}
+	return kept, serial, nil
+}
+
+// lockSubdomain locks the account row that owns sub until the transaction
+// ends; ErrNotFound if there is none.
+func lockSubdomain(ctx context.Context, tx pgx.Tx, sub string) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE subdomain = $1 FOR UPDATE`, sub).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("no account has this subdomain: %w", storage.ErrNotFound)
+	}
+	return err
+}
+
+// trimTXT deletes the values of sub that policy no longer keeps at time at
+// and returns the kept ones, newest first, and how many it deleted.
+func trimTXT(ctx context.Context, tx pgx.Tx, sub string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, int, error) {
+	rows, err := tx.Query(ctx, `SELECT value, updated_at FROM txt_records WHERE subdomain = $1`, sub)
+	if err != nil {
+		return nil, 0, err
+	}
+	recs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return nil, 0, err
+	}
+	sortRecords(recs)
+	kept := policy.Keep(recs, at)
+	if drop := dropped(recs[len(kept):]); len(drop) > 0 {
+		if _, err := tx.Exec(ctx, deleteValues, sub, drop); err != nil {
+			return nil, 0, err
+		}
+	}
+	return slices.Clip(kept), len(recs) - len(kept), nil
+}
+
+const deleteValues = `DELETE FROM txt_records WHERE subdomain = $1 AND value = ANY($2)`
+
+func scanRecord(row pgx.CollectableRow) (storage.TXTRecord, error) {
+	var r storage.TXTRecord
+	var ns int64
+	err := row.Scan(&r.Value, &ns)
+	r.UpdatedAt = fromNanos(ns)
+	return r, err
+}
+
+// dropped returns the values of recs (nil if none).
+func dropped(recs []storage.TXTRecord) []string {
+	if len(recs) == 0 {
+		return nil
+	}
+	vals := make([]string, len(recs))
+	for i, r := range recs {
+		vals[i] = r.Value
+	}
+	return vals
+}
+
+// sortRecords orders recs newest first, ties by value bytewise: the order
+// of storage.TXTPolicy.Keep and of the SQLite engine, whatever the
+// database's collation.
+func sortRecords(recs []storage.TXTRecord) {
+	slices.SortFunc(recs, func(a, b storage.TXTRecord) int {
+		if c := b.UpdatedAt.Compare(a.UpdatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+}
+
+// PruneTXT deletes the values of subdomain that policy no longer keeps at
+// time now. The zone serial stays (DNS stopped serving them when they aged
+// out), and no other node needs telling.
+func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error) {
+	op := "prune txt of " + subdomain
+	if err := validTime("time", now); err != nil {
+		return 0, fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if policy.Max < 1 {
+		return 0, fmt.Errorf("postgres: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
+	}
+	var n int
+	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockSubdomain(ctx, tx, subdomain); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				n = 0
+				return nil // nothing to prune
+			}
+			return err
+		}
+		var err error
+		_, n, err = trimTXT(ctx, tx, subdomain, now, policy)
+		return err
+	})
+	return n, s.wrapErr(ctx, op, err)
+}
+
+// nextSerial is the serial after old for a change at time at: old+1, or
+// at's Unix time when that is larger; after 2^32-1 it wraps to 1, which RFC
+// 1982 arithmetic reads as an increase. bumpSerial computes the same in
+// SQL; this copy documents it and lets the tests check the statement.
+func nextSerial(old uint32, at time.Time) uint32 {
+	if old == math.MaxUint32 {
+		return 1
+	}
+	next := old + 1
+	if t := at.Unix(); t > int64(next) && t <= math.MaxUint32 {
+		next = uint32(t)
+	}
+	return next
+}
+
+// Snapshot calls fn for every registered subdomain with its values, newest
+// first, and returns the serial of that state. It reads in one
+// REPEATABLE READ transaction, so the serial matches the data, and streams:
+// memory holds one subdomain at a time. fn must not write to the store.
+func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) (uint32, error) {
+	const op = "snapshot"
+	if err := s.begin(ctx); err != nil {
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	// No OpTimeout: a large zone takes as long as it takes; a dead
+	// connection still fails the read.
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	var serial int64
+	if err := tx.QueryRow(ctx, `SELECT serial FROM zone_meta WHERE id = 1`).Scan(&serial); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = fmt.Errorf("zone_meta has no row: %w", errCorrupt)
+		}
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	// Ordered by subdomain only to group each subdomain's rows; the order
+	// between subdomains is the database's collation and does not matter.
+	rows, err := tx.Query(ctx, `
+		SELECT a.subdomain, t.value, t.updated_at
+		FROM accounts AS a LEFT JOIN txt_records AS t ON t.subdomain = a.subdomain
+		ORDER BY a.subdomain`)
+	if err != nil {
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	defer rows.Close()
+
+	var cur storage.Subdomain
+	have := false
+	emit := func() error {
+		sortRecords(cur.Records)
+		if err := fn(cur); err != nil {
+			return fmt.Errorf("postgres: %s: %w", op, err)
+		}
+		return nil
+	}
+	for rows.Next() {
+		var (
+			sub   string
+			value *string
+			ns    *int64
+		)
+		if err := rows.Scan(&sub, &value, &ns); err != nil {
+			return 0, s.wrapErr(ctx, op, err)
+		}
+		if !have || sub != cur.Name {
+			if have {
+				if err := emit(); err != nil {
+					return 0, err
+				}
+			}
+			cur, have = storage.Subdomain{Name: sub}, true
+		}
+		if value != nil && ns != nil {
+			cur.Records = append(cur.Records, storage.TXTRecord{Value: *value, UpdatedAt: fromNanos(*ns)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	if have {
+		if err := emit(); err != nil {
+			return 0, err
+		}
+	}
+	return uint32(serial), nil
+}
+
+// Subdomain returns one registered subdomain with its values, newest
+// first, and the zone serial, read by one statement (so together).
+// ErrNotFound if no account has it; the serial is returned with it then
+// too, so a node that removes the subdomain can advance its own.
+func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
+	op := "subdomain " + name
+	if err := s.begin(ctx); err != nil {
+		return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
+	}
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(octx, `
+		SELECT z.serial, a.subdomain, t.value, t.updated_at
+		FROM zone_meta AS z
+		LEFT JOIN accounts AS a ON a.subdomain = $1
+		LEFT JOIN txt_records AS t ON t.subdomain = a.subdomain
+		WHERE z.id = 1`, name)
+	if err != nil {
+		return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
+	}
+	defer rows.Close()
+	var (
+		serial int64
+		found  bool
+		n      int
+		out    = storage.Subdomain{Name: name}
+	)
+	for rows.Next() {
+		n++
+		var (
+			sub   *string
+			value *string
+			ns    *int64
+		)
+		if err := rows.Scan(&serial, &sub, &value, &ns); err != nil {
+			return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
+		}
+		found = found || sub != nil
+		if value != nil && ns != nil {
+			out.Records = append(out.Records, storage.TXTRecord{Value: *value, UpdatedAt: fromNanos(*ns)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
+	}
+	switch {
+	case n == 0:
+		return storage.Subdomain{}, 0, s.wrapErr(ctx, op, fmt.Errorf("zone_meta has no row: %w", errCorrupt))
+	case !found:
+		return storage.Subdomain{}, uint32(serial), s.wrapErr(ctx, op, storage.ErrNotFound)
+	}
+	sortRecords(out.Records)
+	return out, uint32(serial), nil
+}
