@@ -75,6 +75,11 @@ func startXfr(t *testing.T, allow string, require bool, subs map[string][]string
 }
 
 func startXfrTB(t testing.TB, allow string, require bool, subs map[string][]string) *xfrServer {
+	return startXfrWrapped(t, allow, require, subs, nil)
+}
+
+// startXfrWrapped serves the handler through wrap (nil: as is).
+func startXfrWrapped(t testing.TB, allow string, require bool, subs map[string][]string, wrap func(dns.Handler) dns.Handler) *xfrServer {
 	t.Helper()
 	now := time.Now()
 	idx := records.New(storage.TXTPolicy{Always: 2, Window: time.Hour, Max: 16}, time.Now)
@@ -108,7 +113,11 @@ func startXfrTB(t testing.TB, allow string, require bool, subs map[string][]stri
 	srv.SetTSIG(dnsserver.TSIGSecrets([]dnsserver.TSIGKey{testKey}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ctx, h) }()
+	var served dns.Handler = h
+	if wrap != nil {
+		served = wrap(h)
+	}
+	go func() { defer close(done); _ = srv.Serve(ctx, served) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return &xfrServer{addr: srv.Addrs()[0], idx: idx, h: h, obs: obs}
 }
@@ -260,7 +269,19 @@ func TestTransferRefused(t *testing.T) {
 }
 
 func TestSignedQueryAnsweredSigned(t *testing.T) {
-	s := startXfr(t, "127.0.0.1/32", true, map[string][]string{"web1": {"v1"}})
+	t.Run("plain", func(t *testing.T) { testSignedQuery(t, nil) })
+	t.Run("behind RRL", func(t *testing.T) {
+		// RRL sees UDP answers first; a signed one must keep its MAC.
+		rrl, err := dnsserver.NewRRL(dnsserver.RRLConfig{ResponsesPerSecond: 100, LargeSize: 512, LargePerSecond: 20, Slip: 2, Window: 5 * time.Second, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024}, time.Now, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testSignedQuery(t, rrl.Wrap)
+	})
+}
+
+func testSignedQuery(t *testing.T, wrap func(dns.Handler) dns.Handler) {
+	s := startXfrWrapped(t, "127.0.0.1/32", true, map[string][]string{"web1": {"v1"}}, wrap)
 	for _, network := range []string{"udp", "tcp"} {
 		q := new(dns.Msg)
 		q.SetQuestion(xzone, dns.TypeSOA)
