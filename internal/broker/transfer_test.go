@@ -1,7 +1,9 @@
 package broker_test
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -9,12 +11,16 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmebroker/acmebroker/internal/acmetest"
 )
 
 // TestTransferMetrics: transfers refused and served are counted in the
 // broker's metrics (the TransferObserver is wired).
 func TestTransferMetrics(t *testing.T) {
-	cfg := hiddenPrimary(t, filepath.Join(t.TempDir(), "broker.db"), "127.0.0.1:9") // NOTIFY goes nowhere: failed
+	// NOTIFY goes to a port nobody listens on: counted as failed.
+	nowhere := net.JoinHostPort("127.0.0.1", fmt.Sprint(acmetest.FreePort(t)))
+	cfg := hiddenPrimary(t, filepath.Join(t.TempDir(), "broker.db"), nowhere)
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	rd, _ := runBroker(t, cfg)
 
