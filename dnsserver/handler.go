@@ -48,6 +48,7 @@ type Handler struct {
 	src    RecordSource
 	logger *slog.Logger
 	bufs   sync.Pool
+	xfr    *transfer // nil: no zone transfers (transfer.go)
 }
 
 // NewHandler checks cfg and returns a handler answering from src.
@@ -111,7 +112,16 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(h.failure(r, dns.RcodeServerFailure))
 		}
 	}()
-	m := h.Answer(r, isTCP(w))
+	if h.xfr != nil && h.xfr.takes(r) {
+		h.xfr.serve(w, r)
+		return
+	}
+	var m *dns.Msg
+	if ts := r.IsTsig(); ts != nil {
+		m = h.badKey(r, ts)
+	} else {
+		m = h.Answer(r, isTCP(w))
+	}
 	bp := h.bufs.Get().(*[]byte)
 	out, err := m.PackBuffer((*bp)[:cap(*bp)])
 	if err != nil {
@@ -160,11 +170,8 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 			return m
 		}
 	}
-	if rcode, tsig := checkExtra(r); rcode != dns.RcodeSuccess {
-		m.Rcode = rcode
-		if tsig != nil {
-			m.Extra = append(m.Extra, tsig) // last, as RFC 8945 requires
-		}
+	if tooManyOPT(r) {
+		m.Rcode = dns.RcodeFormatError // RFC 6891 6.1.1
 		return m
 	}
 	switch r.Opcode {
@@ -209,30 +216,33 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 	return m
 }
 
-// checkExtra refuses what the additional section may not carry: more than
-// one OPT is FORMERR (RFC 6891 6.1.1); a TSIG is signed with a key this
-// server does not have (it has none), so the answer is NOTAUTH with an
-// unsigned TSIG saying BADKEY (RFC 8945 5.2.1), not an unsigned answer.
-func checkExtra(r *dns.Msg) (int, *dns.TSIG) {
-	opts := 0
+// tooManyOPT reports a query with more than one OPT record.
+func tooManyOPT(r *dns.Msg) bool {
+	n := 0
 	for _, rr := range r.Extra {
-		switch rr := rr.(type) {
-		case *dns.OPT:
-			if opts++; opts > 1 {
-				return dns.RcodeFormatError, nil
-			}
-		case *dns.TSIG:
-			if _, ok := dns.IsDomainName(rr.Algorithm); !ok || rr.Algorithm == "" {
-				return dns.RcodeFormatError, nil // nothing sane to echo (found by FuzzServeDNS)
-			}
-			return dns.RcodeNotAuth, &dns.TSIG{
-				Hdr:       dns.RR_Header{Name: rr.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
-				Algorithm: rr.Algorithm, TimeSigned: rr.TimeSigned, Fudge: rr.Fudge,
-				OrigId: rr.OrigId, Error: dns.RcodeBadKey,
-			}
+		if rr.Header().Rrtype == dns.TypeOPT {
+			n++
 		}
 	}
-	return dns.RcodeSuccess, nil
+	return n > 1
+}
+
+// badKey answers a TSIG-signed query that the transfer side did not take
+// (no keys are configured): NOTAUTH with an unsigned TSIG saying BADKEY
+// (RFC 8945 5.2.1), rather than an unsigned answer the client would have
+// to reject. A TSIG with no usable algorithm name is FORMERR (found by
+// FuzzServeDNS).
+func (h *Handler) badKey(r *dns.Msg, ts *dns.TSIG) *dns.Msg {
+	if _, ok := dns.IsDomainName(ts.Algorithm); !ok || ts.Algorithm == "" {
+		return h.failure(r, dns.RcodeFormatError)
+	}
+	m := h.failure(r, dns.RcodeNotAuth)
+	m.Extra = append(m.Extra, &dns.TSIG{ // last, as RFC 8945 requires
+		Hdr:       dns.RR_Header{Name: ts.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: ts.Algorithm, TimeSigned: ts.TimeSigned, Fudge: ts.Fudge,
+		OrigId: ts.OrigId, Error: dns.RcodeBadKey,
+	})
+	return m
 }
 
 // opt is the OPT of a response to a query carrying q: our UDP size and the

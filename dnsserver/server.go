@@ -30,6 +30,7 @@ type Server struct {
 	pcs   []net.PacketConn
 	lns   []net.Listener
 	addrs []string
+	tsig  map[string]string // TSIG secrets by key name (SetTSIG)
 	// TCP limits (LimitTCP, tcplimit.go); zero: the defaults above.
 	tcpLimits TCPLimits
 	tcpLogger *slog.Logger
@@ -101,7 +102,7 @@ func (s *Server) Addrs() []string { return append([]string(nil), s.addrs...) }
 func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
 	var srvs []*dns.Server
 	for _, pc := range s.pcs {
-		srvs = append(srvs, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg})
+		srvs = append(srvs, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg, TsigSecret: s.tsig})
 	}
 	for _, ln := range s.lns {
 		srvs = append(srvs, &dns.Server{
@@ -109,6 +110,7 @@ func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
 			ReadTimeout: tcpReadTimeout, WriteTimeout: tcpWriteTimeout,
 			IdleTimeout:   s.tcpIdle,
 			MaxTCPQueries: s.tcpQueries(),
+			TsigSecret:    s.tsig,
 		})
 	}
 	type exit struct {

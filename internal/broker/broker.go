@@ -102,6 +102,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if watcher != nil {
 		syncStatus = watcher
 	}
+	zoneWrites := newInflight() // zone transfers wait for writes between database and index
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -113,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: used, Index: idx, Logger: logger, Now: time.Now, Sync: syncStatus})
+	}, api.Deps{Store: inflightStore{used, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now, Sync: syncStatus})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -129,6 +130,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	defer dnsSrv.Close()
+	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, zoneWrites.wait, ins.transferObserver())
+	if err != nil {
+		return err
+	}
 	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
 	if err != nil {
 		return &ConfigError{err}
@@ -178,6 +183,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}()
 
 	ins.serve(errc)
+	stopNotify := startNotify()
+	defer stopNotify()
 
 	scheme := "http"
 	if tlsCert != "" {

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -53,6 +54,8 @@ type DNS struct {
 	TXTMax int `toml:"txt_max"`
 	// MaxUDPSize is the largest UDP answer sent to EDNS clients, bytes.
 	MaxUDPSize uint16 `toml:"max_udp_size"`
+	// Transfer lets secondaries copy the zone (AXFR/IXFR) and tells them of changes (NOTIFY).
+	Transfer Transfer `toml:"transfer"`
 	// TCP limits: connections open at once per source address and in all
 	// (per listen address; 0: no limit), how long a connection may sit idle
 	// after an answer, and how many queries one connection may carry.
@@ -62,6 +65,41 @@ type DNS struct {
 	TCPMaxQueries     int      `toml:"tcp_max_queries"`
 	// RRL is response rate limiting of UDP answers ([dns.rrl]).
 	RRL RRL `toml:"rrl"`
+}
+
+// Transfer configures zone transfers to secondary name servers.
+type Transfer struct {
+	// AllowFrom are the CIDRs of secondaries allowed to transfer the zone; empty: nobody.
+	AllowFrom []string `toml:"allow_from"`
+	// Keys are the TSIG keys transfers and NOTIFY are signed with.
+	Keys []TSIGKey `toml:"keys"`
+	// RequireTSIG refuses transfers not signed with one of Keys. Unset: true when Keys are given.
+	RequireTSIG *bool `toml:"require_tsig"`
+	// Notify are the secondaries (host:port) told of every serial change.
+	Notify []string `toml:"notify"`
+	// NotifyKey names the key of Keys that signs NOTIFY; empty: unsigned.
+	NotifyKey string `toml:"notify_key"`
+}
+
+// TSIGKey is a shared secret for signing transfers (RFC 8945).
+type TSIGKey struct {
+	// Name is the key's name, the same on both sides, e.g. "xfr-key".
+	Name string `toml:"name"`
+	// Algorithm: hmac-sha256 (default), hmac-sha512, hmac-sha384, hmac-sha224, hmac-sha1.
+	Algorithm string `toml:"algorithm"`
+	// Secret is the base64 key (`openssl rand -base64 32`). Never logged.
+	Secret string `toml:"secret"`
+}
+
+// String leaves the secret out, so a key printed by mistake shows none.
+func (k TSIGKey) String() string { return k.Name + " (" + k.Algorithm + ")" }
+
+// TSIGRequired says whether transfers must be signed.
+func (t Transfer) TSIGRequired() bool {
+	if t.RequireTSIG != nil {
+		return *t.RequireTSIG
+	}
+	return len(t.Keys) > 0
 }
 
 // RRL configures response rate limiting of UDP answers per source prefix:
@@ -292,6 +330,7 @@ func (c *Config) Validate() error {
 	if c.DNS.MaxUDPSize != 0 && c.DNS.MaxUDPSize < 512 {
 		bad("dns.max_udp_size", "%d is below the DNS minimum of 512", c.DNS.MaxUDPSize)
 	}
+	c.DNS.Transfer.validate(bad)
 
 	if c.DNS.TCPPerSource < 0 {
 		bad("dns.tcp_per_source", "must be 0 (no limit) or a number of connections")
@@ -509,4 +548,56 @@ func checkName(s string) error {
 		}
 	}
 	return nil
+}
+
+func (t *Transfer) validate(bad func(key, format string, args ...any)) {
+	for i, p := range t.AllowFrom {
+		if _, err := ParsePrefix(p); err != nil {
+			bad(fmt.Sprintf("dns.transfer.allow_from[%d]", i), "%v", err)
+		}
+	}
+	names := map[string]bool{}
+	for i := range t.Keys {
+		k := &t.Keys[i]
+		key := fmt.Sprintf("dns.transfer.keys[%d]", i)
+		k.Name = normName(k.Name)
+		if err := checkName(k.Name); err != nil {
+			bad(key+".name", "%v (write the key's name as the secondary knows it, e.g. \"xfr-key\")", err)
+		} else if names[k.Name] {
+			bad(key+".name", "%q is given twice; key names must differ", k.Name)
+		}
+		names[k.Name] = true
+		if k.Algorithm == "" {
+			k.Algorithm = "hmac-sha256"
+		}
+		k.Algorithm = strings.ToLower(strings.TrimSuffix(k.Algorithm, "."))
+		switch k.Algorithm {
+		case "hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-sha1":
+		default:
+			bad(key+".algorithm", "%q is not supported (write \"hmac-sha256\")", k.Algorithm)
+		}
+		// The secret itself is never put in a message.
+		if b, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || len(b) < 16 {
+			bad(key+".secret", "must be base64 of at least 16 bytes (make one with `openssl rand -base64 32`)")
+		}
+	}
+	if t.RequireTSIG != nil && *t.RequireTSIG && len(t.Keys) == 0 {
+		bad("dns.transfer.require_tsig", "true but no key: add a [[dns.transfer.keys]] entry or set it to false")
+	}
+	for i, a := range t.Notify {
+		if err := checkHostPort(a); err != nil {
+			bad(fmt.Sprintf("dns.transfer.notify[%d]", i), "%v", err)
+		} else if strings.HasSuffix(a, ":0") {
+			bad(fmt.Sprintf("dns.transfer.notify[%d]", i), "%q has no port; write the secondary's host:port, e.g. \"192.0.2.53:53\"", a)
+		}
+	}
+	if len(t.Notify) > 0 && len(t.AllowFrom) == 0 {
+		bad("dns.transfer.notify", "secondaries are notified but none may transfer the zone; add their addresses to dns.transfer.allow_from")
+	}
+	if t.NotifyKey != "" {
+		t.NotifyKey = normName(t.NotifyKey)
+		if !names[t.NotifyKey] {
+			bad("dns.transfer.notify_key", "%q is not the name of a key in [[dns.transfer.keys]]", t.NotifyKey)
+		}
+	}
 }

@@ -68,6 +68,7 @@ type Index struct {
 	spill  map[int32]spilled
 
 	serial atomic.Uint32
+	zone   *zoneState // zone transfers (walk.go)
 }
 
 // New returns an empty index that serves values according to policy, aging
@@ -80,6 +81,7 @@ func New(policy storage.TXTPolicy, now func() time.Time) *Index {
 		uuids:  make(map[[16]byte]int32),
 		names:  make(map[string]int32),
 		spill:  make(map[int32]spilled),
+		zone:   newZoneState(),
 	}
 }
 
@@ -131,6 +133,7 @@ func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force b
 	if ok && !force && !serialLE(e.serial, serial) {
 		return
 	}
+	x.note(sub, i, ok, recs, serial, force)
 	e.serial = serial
 	if x.fits(recs) {
 		e.n = int8(len(recs))
@@ -204,6 +207,7 @@ func (x *Index) Remove(sub string, serial uint32) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
 	if i, ok := x.find(sub); ok {
+		x.noteRemove(sub, i, serial)
 		if k, isUUID := uuidKey(sub); isUUID {
 			delete(x.uuids, k)
 		} else {
@@ -287,7 +291,11 @@ func hexLower(c byte) (byte, bool) {
 func (x *Index) bumpSerial(s uint32) {
 	for {
 		cur := x.serial.Load()
-		if !serialLT(cur, s) || x.serial.CompareAndSwap(cur, s) {
+		if !serialLT(cur, s) {
+			return
+		}
+		if x.serial.CompareAndSwap(cur, s) {
+			x.poke()
 			return
 		}
 	}

@@ -119,6 +119,7 @@ func (x *Index) Resync(ctx context.Context, st Snapshotter) (ResyncStats, error)
 		for _, g := range drop[:n] {
 			// Checked again: it may have been written (or reused) since.
 			if i, ok := x.find(g.name); ok && i == g.i && serialLE(x.at(i).serial, serial) {
+				x.noteRemove(g.name, i, serial) // zone transfers (walk.go)
 				x.drop(g.name, i)
 				stats.Removed++
 			}
