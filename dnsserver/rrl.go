@@ -153,10 +153,10 @@ type rrlWriter struct {
 
 // WriteMsg packs m and sends it through the limiter like Write.
 func (w *rrlWriter) WriteMsg(m *dns.Msg) error {
-	if m.IsTsig() != nil {
-		// A signed answer goes only to a query signed with one of our
-		// keys (transfer.go), which a spoofer cannot make; and only the
-		// server's WriteMsg computes the MAC.
+	if m.IsTsig() != nil && w.TsigStatus() == nil {
+		// A signed answer goes only to a query whose signature with one
+		// of our keys verified (transfer.go), which a spoofer cannot make;
+		// and only the server's WriteMsg computes the MAC.
 		return w.ResponseWriter.WriteMsg(m)
 	}
 	b, err := m.Pack()
