@@ -144,7 +144,7 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 		writeForbidden(w)
 		return
 	}
-	if !validTXT(req.TXT) {
+	if !storage.IsDNS01Value(req.TXT) {
 		writeError(w, http.StatusBadRequest, "bad_txt", "\"txt\" must be a DNS-01 digest: exactly 43 characters of base64url")
 		return
 	}
@@ -421,20 +421,6 @@ func validSubdomain(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i] | 0x20
 		if !(c >= 'a' && c <= 'z' || s[i] >= '0' && s[i] <= '9' || s[i] == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validTXT: a DNS-01 value is the base64url SHA-256 digest, 43 characters.
-func validTXT(s string) bool {
-	if len(s) != 43 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 	}

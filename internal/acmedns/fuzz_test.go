@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // FuzzConvert: whatever a row of acme-dns's records table holds, convert
@@ -27,7 +29,7 @@ func FuzzConvert(f *testing.F) {
 		if !strings.HasPrefix(a.KeyHash, "$2") || len(a.KeyHash) != 60 {
 			t.Fatalf("key hash %q is not bcrypt", a.KeyHash)
 		}
-		if !isLabel(a.Subdomain) || a.Subdomain != strings.ToLower(a.Subdomain) {
+		if !storage.IsLabel(a.Subdomain) || a.Subdomain != strings.ToLower(a.Subdomain) {
 			t.Fatalf("subdomain %q is not one lower-case label", a.Subdomain)
 		}
 		for _, p := range a.AllowFrom {

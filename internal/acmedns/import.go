@@ -333,7 +333,7 @@ func (im *importer) account(ctx context.Context, r Record, vals []TXTRow, write 
 			for _, v := range vals {
 				e := Event{Outcome: Skipped, Username: r.Username, Subdomain: r.Subdomain, Value: v.Value,
 					At: time.Unix(v.LastUpdate, 0), Detail: "its account was imported before; the broker's values are kept"}
-				if !validTXT(v.Value) {
+				if !storage.IsDNS01Value(v.Value) {
 					e.Outcome, e.Detail = Failed, badTXT
 				}
 				im.report(e)
@@ -359,7 +359,7 @@ func (im *importer) account(ctx context.Context, r Record, vals []TXTRow, write 
 func (im *importer) values(ctx context.Context, r Record, sub string, vals []TXTRow) error {
 	for _, v := range vals {
 		ev := Event{Username: r.Username, Subdomain: r.Subdomain, Value: v.Value, At: time.Unix(v.LastUpdate, 0)}
-		if !validTXT(v.Value) {
+		if !storage.IsDNS01Value(v.Value) {
 			ev.Outcome, ev.Detail = Failed, badTXT
 			im.report(ev)
 			continue
@@ -402,7 +402,7 @@ func convert(r Record) (a storage.Account, why string) {
 	if sub == "" {
 		return a, "empty Subdomain"
 	}
-	if !isLabel(sub) {
+	if !storage.IsLabel(sub) {
 		return a, "Subdomain is not one DNS label (1-63 letters, digits and hyphens)"
 	}
 	a.Subdomain = sub
@@ -425,34 +425,7 @@ func convert(r Record) (a storage.Account, why string) {
 	return a, ""
 }
 
-func isLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 const badTXT = "not a DNS-01 value (43 characters of base64url)"
-
-// validTXT: acme-dns accepted only DNS-01 digests, 43 characters of base64url.
-func validTXT(s string) bool {
-	if len(s) != 43 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
 
 // Every storage engine can be imported into.
 var _ Store = storage.Store(nil)

@@ -292,7 +292,7 @@ func accountCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if name == "" {
 		return usageErr(fs, "--subdomain is required, e.g. --subdomain web1")
 	}
-	if !isLabel(name) {
+	if !storage.IsLabel(name) {
 		return usageErr(fs, "--subdomain %q is not one DNS label (1-63 letters, digits and hyphens, not starting or ending with a hyphen)", *sub)
 	}
 	prefixes, err := parsePrefixes(fs, allow)
@@ -348,19 +348,6 @@ func leadingArg(args []string) (string, []string) {
 		return args[n-1], args[:n-1]
 	}
 	return "", args
-}
-
-func isLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func limitText(t storage.Token) string {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -92,7 +91,7 @@ func scanAccount(row pgx.Row) (storage.Account, error) {
 		return storage.Account{}, err
 	}
 	var err error
-	if a.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+	if a.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
 		return storage.Account{}, err
 	}
 	a.CreatedAt = fromNanos(created)
@@ -112,7 +111,7 @@ func (s *Store) UpdateKeyHash(ctx context.Context, username, keyHash string) err
 // UpdateAllowFrom replaces an account's allowed sources; the serial stays.
 func (s *Store) UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error {
 	op := "update allowfrom of " + username
-	enc, err := encodeAllowFrom(allow)
+	enc, err := storage.EncodeAllowFrom(allow)
 	if err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
@@ -138,7 +137,7 @@ func checkAccount(a storage.Account) (string, error) {
 	if err := validTime("created_at", a.CreatedAt); err != nil {
 		return "", err
 	}
-	return encodeAllowFrom(a.AllowFrom)
+	return storage.EncodeAllowFrom(a.AllowFrom)
 }
 
 // Times are stored as bigint Unix nanoseconds, which covers 1678 to 2262.
@@ -164,47 +163,4 @@ func nanosOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
-}
-
-// encodeAllowFrom stores prefixes as a JSON array of their String form, as
-// acme-dns does (and the SQLite engine), so rows move between engines as
-// they are.
-func encodeAllowFrom(ps []netip.Prefix) (string, error) {
-	ss := make([]string, len(ps))
-	for i, p := range ps {
-		if !p.IsValid() {
-			return "", fmt.Errorf("allow_from[%d] is not a valid prefix", i)
-		}
-		ss[i] = p.String()
-	}
-	b, err := json.Marshal(ss)
-	return string(b), err
-}
-
-// decodeAllowFrom reads what encodeAllowFrom wrote; it also accepts "" and
-// bare addresses (host prefixes), which imported rows may hold.
-func decodeAllowFrom(s string) ([]netip.Prefix, error) {
-	if s == "" || s == "[]" {
-		return nil, nil
-	}
-	var ss []string
-	if err := json.Unmarshal([]byte(s), &ss); err != nil {
-		return nil, fmt.Errorf("stored allow_from is not a JSON array of CIDRs: %w", err)
-	}
-	if len(ss) == 0 {
-		return nil, nil
-	}
-	ps := make([]netip.Prefix, len(ss))
-	for i, c := range ss {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(c)
-			if aerr != nil {
-				return nil, fmt.Errorf("stored allow_from: %w", err)
-			}
-			p = netip.PrefixFrom(addr, addr.BitLen())
-		}
-		ps[i] = p
-	}
-	return ps, nil
 }

@@ -38,7 +38,7 @@ func (s *Store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error
 		if err := rows.Scan(&info.Username, &info.KeyHash, &info.Subdomain, &allow, &ctime, &info.Disabled, &n, &last); err != nil {
 			return s.wrapErr(ctx, op, err)
 		}
-		if info.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+		if info.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
 			return s.wrapErr(ctx, op, err)
 		}
 		info.CreatedAt = fromNanos(ctime)

@@ -55,7 +55,7 @@ func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	if err := validTime("created_at", t.CreatedAt); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	allow, err := encodeAllowFrom(t.AllowFrom)
+	allow, err := storage.EncodeAllowFrom(t.AllowFrom)
 	if err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
@@ -121,7 +121,7 @@ func scanToken(row pgx.Row) (storage.Token, error) {
 		return storage.Token{}, err
 	}
 	var err error
-	if t.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+	if t.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
 		return storage.Token{}, err
 	}
 	t.CreatedAt = fromNanos(created)

@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"time"
 
 	"github.com/acmebroker/acmebroker/storage"
@@ -20,7 +18,7 @@ func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, e
 	if err := validAccount(a); err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	allow, err := encodeAllowFrom(a.AllowFrom)
+	allow, err := storage.EncodeAllowFrom(a.AllowFrom)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
@@ -81,7 +79,7 @@ func (s *Store) Account(ctx context.Context, username string) (storage.Account, 
 	if err != nil {
 		return storage.Account{}, wrapErr(ctx, op, err)
 	}
-	if a.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+	if a.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
 		return storage.Account{}, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	a.CreatedAt = fromNanos(created)
@@ -132,46 +130,3 @@ func validTime(what string, t time.Time) error {
 
 // fromNanos is the inverse of time.Time.UnixNano, in UTC.
 func fromNanos(ns int64) time.Time { return time.Unix(0, ns).UTC() }
-
-// encodeAllowFrom stores prefixes as a JSON array of their String form, as
-// acme-dns does. Prefixes are kept as given (not masked), so they read back
-// equal.
-func encodeAllowFrom(ps []netip.Prefix) (string, error) {
-	ss := make([]string, len(ps))
-	for i, p := range ps {
-		if !p.IsValid() {
-			return "", fmt.Errorf("allow_from[%d] is not a valid prefix", i)
-		}
-		ss[i] = p.String()
-	}
-	b, err := json.Marshal(ss)
-	return string(b), err
-}
-
-// decodeAllowFrom reads what encodeAllowFrom wrote. It also accepts ” and
-// bare addresses (a host prefix), which hand-imported rows may hold.
-func decodeAllowFrom(s string) ([]netip.Prefix, error) {
-	if s == "" || s == "[]" {
-		return nil, nil
-	}
-	var ss []string
-	if err := json.Unmarshal([]byte(s), &ss); err != nil {
-		return nil, fmt.Errorf("stored allow_from is not a JSON array of CIDRs: %w", err)
-	}
-	if len(ss) == 0 {
-		return nil, nil
-	}
-	ps := make([]netip.Prefix, len(ss))
-	for i, c := range ss {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(c)
-			if aerr != nil {
-				return nil, fmt.Errorf("stored allow_from: %w", err)
-			}
-			p = netip.PrefixFrom(addr, addr.BitLen())
-		}
-		ps[i] = p
-	}
-	return ps, nil
-}

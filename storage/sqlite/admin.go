@@ -53,7 +53,7 @@ func (s *Store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error
 		if err := rows.Scan(&ai.Username, &ai.KeyHash, &ai.Subdomain, &allow, &created, &disabled, &ai.Values, &last); err != nil {
 			return wrapErr(ctx, op, err)
 		}
-		if ai.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+		if ai.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
 			return fmt.Errorf("sqlite: %s: account %s: %w", op, ai.Username, err)
 		}
 		ai.CreatedAt = fromNanos(created)

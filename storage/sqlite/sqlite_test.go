@@ -367,14 +367,14 @@ func TestAllowFromEncoding(t *testing.T) {
 		netip.MustParsePrefix("2001:db8::/32"),
 		netip.MustParsePrefix("::/0"),
 	}
-	s, err := encodeAllowFrom(ps)
+	s, err := storage.EncodeAllowFrom(ps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s != `["10.1.2.3/8","::ffff:192.0.2.1/128","2001:db8::/32","::/0"]` {
 		t.Errorf("encoded = %s", s)
 	}
-	got, err := decodeAllowFrom(s)
+	got, err := storage.DecodeAllowFrom(s)
 	if err != nil || !slices.Equal(got, ps) {
 		t.Errorf("decode = %v, %v; want %v", got, err, ps)
 	}
@@ -387,17 +387,17 @@ func TestAllowFromEncoding(t *testing.T) {
 		`"192.0.2.0/24"`:       `error`,
 		`[1]`:                  `error`,
 	} {
-		got, err := decodeAllowFrom(in)
+		got, err := storage.DecodeAllowFrom(in)
 		s := fmt.Sprint(got)
 		if err != nil {
 			s = "error"
 		}
 		if s != want {
-			t.Errorf("decodeAllowFrom(%q) = %s (%v), want %s", in, s, err, want)
+			t.Errorf("storage.DecodeAllowFrom(%q) = %s (%v), want %s", in, s, err, want)
 		}
 	}
-	if s, _ := encodeAllowFrom(nil); s != "[]" {
-		t.Errorf("encodeAllowFrom(nil) = %s, want []", s)
+	if s, _ := storage.EncodeAllowFrom(nil); s != "[]" {
+		t.Errorf("storage.EncodeAllowFrom(nil) = %s, want []", s)
 	}
 }
 
@@ -806,15 +806,15 @@ func FuzzDecodeAllowFrom(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ps, err := decodeAllowFrom(s)
+		ps, err := storage.DecodeAllowFrom(s)
 		if err != nil {
 			return
 		}
-		enc, err := encodeAllowFrom(ps)
+		enc, err := storage.EncodeAllowFrom(ps)
 		if err != nil {
 			t.Fatalf("decoded %q to %v, which does not encode: %v", s, ps, err)
 		}
-		again, err := decodeAllowFrom(enc)
+		again, err := storage.DecodeAllowFrom(enc)
 		if err != nil || !slices.Equal(again, ps) {
 			t.Fatalf("%q -> %v -> %s -> %v, %v", s, ps, enc, again, err)
 		}

@@ -15,7 +15,7 @@ import (
 // it does not change the zone, so the serial stays.
 func (s *Store) UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error {
 	op := "update allowfrom of " + username
-	enc, err := encodeAllowFrom(allow)
+	enc, err := storage.EncodeAllowFrom(allow)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
@@ -33,7 +33,7 @@ func (s *Store) CreateAccountWithToken(ctx context.Context, a storage.Account, t
 	if err := validAccount(a); err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	allow, err := encodeAllowFrom(a.AllowFrom)
+	allow, err := storage.EncodeAllowFrom(a.AllowFrom)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
@@ -72,7 +72,7 @@ func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	if err := validTime("created_at", t.CreatedAt); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	allow, err := encodeAllowFrom(t.AllowFrom)
+	allow, err := storage.EncodeAllowFrom(t.AllowFrom)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
@@ -144,7 +144,7 @@ func scanToken(row interface{ Scan(...any) error }) (storage.Token, error) {
 		return storage.Token{}, err
 	}
 	var err error
-	if t.AllowFrom, err = decodeAllowFrom(allow); err != nil {
+	if t.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
 		return storage.Token{}, err
 	}
 	t.CreatedAt = fromNanos(created)

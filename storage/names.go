@@ -1,0 +1,82 @@
+package storage
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+)
+
+// IsLabel reports whether s is a subdomain as stored: one lower-case DNS
+// label of letters, digits and hyphens, not starting or ending with a
+// hyphen.
+func IsLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsDNS01Value reports whether s is a DNS-01 challenge value: the base64url
+// SHA-256 digest, 43 characters (all acme-dns ever accepted).
+func IsDNS01Value(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// EncodeAllowFrom is how every engine stores an account's sources: a JSON
+// array of the prefixes' String form, as acme-dns does, so rows move between
+// engines (and from acme-dns) as they are. Prefixes are kept as given (not
+// masked), so they read back equal.
+func EncodeAllowFrom(ps []netip.Prefix) (string, error) {
+	ss := make([]string, len(ps))
+	for i, p := range ps {
+		if !p.IsValid() {
+			return "", fmt.Errorf("allow_from[%d] is not a valid prefix", i)
+		}
+		ss[i] = p.String()
+	}
+	b, err := json.Marshal(ss)
+	return string(b), err
+}
+
+// DecodeAllowFrom reads what EncodeAllowFrom wrote. It also accepts "" and
+// bare addresses (a host prefix), which imported rows may hold.
+func DecodeAllowFrom(s string) ([]netip.Prefix, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var ss []string
+	if err := json.Unmarshal([]byte(s), &ss); err != nil {
+		return nil, fmt.Errorf("stored allow_from is not a JSON array of CIDRs: %w", err)
+	}
+	if len(ss) == 0 {
+		return nil, nil
+	}
+	ps := make([]netip.Prefix, len(ss))
+	for i, c := range ss {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return nil, fmt.Errorf("stored allow_from: %w", err)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		ps[i] = p
+	}
+	return ps, nil
+}
