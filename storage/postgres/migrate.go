@@ -7,61 +7,23 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/acmebroker/acmebroker/storage/internal/migrations"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one schema change, read from <dir>/NNNN_name.sql.
-type migration struct {
-	Version int
-	Name    string // the file name without ".sql"
-	SQL     string
-}
+// migration is one schema change of this engine's.
+type migration = migrations.Migration
 
-// loadMigrations returns the *.sql files of dir sorted by version. Versions
-// must run 1, 2, 3, ... without gaps or duplicates.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		name := strings.TrimSuffix(e.Name(), ".sql")
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v < 1 || num[0] == '+' {
-			return nil, fmt.Errorf("migrations: %s: name must be <version>_<description>.sql with a positive version", e.Name())
-		}
-		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("migrations: %w", err)
-		}
-		ms = append(ms, migration{Version: v, Name: name, SQL: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
-	for i, m := range ms {
-		if m.Version != i+1 {
-			return nil, fmt.Errorf("migrations: expected version %d, found %s (duplicate or gap)", i+1, m.Name)
-		}
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("migrations: no *.sql files in %s", dir)
-	}
-	return ms, nil
-}
+// loadMigrations returns the engine's *.sql files of dir in order (see
+// migrations.Load).
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) { return migrations.Load(fsys, dir) }
 
 // errSchemaTooNew says the database was migrated by a newer acmebroker.
 func errSchemaTooNew(have, known int) error {
