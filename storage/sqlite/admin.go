@@ -10,9 +10,9 @@ import (
 )
 
 // accountsQuery lists accounts with their use. The correlated subqueries
-// read the txt_records_newest index only (count over its subdomain range,
-// max from its first entry); the outer walk follows the accounts.subdomain
-// index, so nothing is sorted and rows stream (TestAccountsQueryPlan).
+// read the account's range of the txt_records primary key (at most txt_max
+// values); the outer walk follows the accounts.subdomain index, so nothing
+// is sorted and rows stream (TestAccountsQueryPlan).
 const accountsQuery = `
 	SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
 	       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
@@ -111,8 +111,7 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		// subdomain applies it at that serial (internal/nodesync).
 		return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, err)
 	}
-	rows, err := tx.QueryContext(ctx,
-		`SELECT value, updated_at FROM txt_records WHERE subdomain = ? ORDER BY updated_at DESC, value`, name)
+	rows, err := tx.QueryContext(ctx, valuesQuery, name)
 	if err != nil {
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/acmebroker/acmebroker/storage"
@@ -66,8 +67,7 @@ func setTXT(ctx context.Context, c *sql.Conn, sub, value string, at time.Time, p
 // trimTXT deletes the values of sub that policy no longer keeps at time at
 // and returns the kept ones, newest first, and how many it deleted.
 func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, int, error) {
-	rows, err := c.QueryContext(ctx,
-		`SELECT value, updated_at FROM txt_records WHERE subdomain = ? ORDER BY updated_at DESC, value`, sub)
+	rows, err := c.QueryContext(ctx, valuesQuery, sub)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -104,6 +104,22 @@ func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, p
 	return n, wrapErr(ctx, op, err)
 }
 
+// valuesQuery reads one subdomain's values through the primary key
+// (subdomain, value); scanRecords puts them newest first.
+const valuesQuery = `SELECT value, updated_at FROM txt_records WHERE subdomain = ?`
+
+// newestFirst orders a subdomain's values newest first, equal times by
+// value: the order of TXTPolicy.Keep and of every answer.
+func newestFirst(recs []storage.TXTRecord) {
+	slices.SortFunc(recs, func(a, b storage.TXTRecord) int {
+		if c := b.UpdatedAt.Compare(a.UpdatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+}
+
+// scanRecords reads value, updated_at rows, newest first.
 func scanRecords(rows *sql.Rows) ([]storage.TXTRecord, error) {
 	defer rows.Close()
 	var recs []storage.TXTRecord
@@ -116,6 +132,7 @@ func scanRecords(rows *sql.Rows) ([]storage.TXTRecord, error) {
 		r.UpdatedAt = fromNanos(ns)
 		recs = append(recs, r)
 	}
+	newestFirst(recs)
 	return recs, rows.Err()
 }
 
@@ -153,6 +170,12 @@ func nextSerial(old uint32, at time.Time) uint32 {
 	return next
 }
 
+// snapshotQuery walks every account with its values, in subdomain order.
+const snapshotQuery = `
+	SELECT a.subdomain, t.value, t.updated_at
+	FROM accounts AS a LEFT JOIN txt_records AS t ON t.subdomain = a.subdomain
+	ORDER BY a.subdomain, t.value`
+
 // Snapshot calls fn for every registered subdomain, in subdomain order, with
 // its values newest first, and returns the serial of that state. It reads in
 // one transaction, so the serial matches the data, and streams: memory holds
@@ -181,12 +204,10 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		return 0, wrapErr(ctx, op, err)
 	}
 	// The accounts.subdomain index gives the outer order and the
-	// txt_records_newest index the inner one, so SQLite streams rows
-	// without sorting (see TestSnapshotQueryPlan).
-	rows, err := tx.QueryContext(ctx, `
-		SELECT a.subdomain, t.value, t.updated_at
-		FROM accounts AS a LEFT JOIN txt_records AS t ON t.subdomain = a.subdomain
-		ORDER BY a.subdomain, t.updated_at DESC, t.value`)
+	// txt_records primary key the inner one, so SQLite streams rows
+	// without sorting (see TestSnapshotQueryPlan); each subdomain's few
+	// values are put newest first here.
+	rows, err := tx.QueryContext(ctx, snapshotQuery)
 	if err != nil {
 		return 0, wrapErr(ctx, op, err)
 	}
@@ -205,6 +226,7 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		}
 		if !have || sub != cur.Name {
 			if have {
+				newestFirst(cur.Records)
 				if err := fn(cur); err != nil {
 					return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 				}
@@ -219,6 +241,7 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		return 0, wrapErr(ctx, op, err)
 	}
 	if have {
+		newestFirst(cur.Records)
 		if err := fn(cur); err != nil {
 			return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 		}
