@@ -62,13 +62,17 @@ Examples:
 		logger.Warn("acme-dns config", "key", n.Key, "detail", n.Text)
 	}
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first signal a second one stops the process at once
-	// instead of waiting for the graceful shutdown.
-	go func() { <-ctx.Done(); stop() }()
+	// instead of waiting for the graceful shutdown: the broker is told to
+	// stop only once the default action of the signals is back, so that no
+	// second signal can arrive in between and be swallowed.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go func() { <-sigCtx.Done(); stop(); cancelRun() }()
 
-	err := broker.Run(ctx, cfg, logger, func(r broker.Ready) {
+	err := broker.Run(runCtx, cfg, logger, func(r broker.Ready) {
 		printBanner(stdout, cfg, r, *configPath == "")
 	})
 	if err != nil {
