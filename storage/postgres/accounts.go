@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"time"
 
@@ -134,26 +133,10 @@ func checkAccount(a storage.Account) (string, error) {
 	case a.KeyHash == "":
 		return "", errors.New("empty key hash")
 	}
-	if err := validTime("created_at", a.CreatedAt); err != nil {
+	if err := storage.ValidTime("created_at", a.CreatedAt); err != nil {
 		return "", err
 	}
 	return storage.EncodeAllowFrom(a.AllowFrom)
-}
-
-// Times are stored as bigint Unix nanoseconds, which covers 1678 to 2262.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-func validTime(what string, t time.Time) error {
-	if t.IsZero() {
-		return fmt.Errorf("%s is not set", what)
-	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return fmt.Errorf("%s %s is outside the years 1678-2262", what, t)
-	}
-	return nil
 }
 
 func fromNanos(ns int64) time.Time { return time.Unix(0, ns).UTC() }

@@ -44,15 +44,7 @@ func (s *Store) CreateAccountWithToken(ctx context.Context, a storage.Account, t
 // CreateToken stores t. ErrConflict if the ID is taken.
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	op := "create token " + t.ID
-	switch {
-	case t.ID == "":
-		return fmt.Errorf("postgres: %s: empty id", op)
-	case t.Hash == "":
-		return fmt.Errorf("postgres: %s: empty hash", op)
-	case t.MaxAccounts < 0:
-		return fmt.Errorf("postgres: %s: negative max accounts", op)
-	}
-	if err := validTime("created_at", t.CreatedAt); err != nil {
+	if err := t.Check(); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	allow, err := storage.EncodeAllowFrom(t.AllowFrom)
@@ -96,7 +88,7 @@ func (s *Store) Tokens(ctx context.Context) ([]storage.Token, error) {
 // RevokeToken marks the token revoked (the first revocation time stays).
 func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
 	op := "revoke token " + id
-	if err := validTime("revoked_at", at); err != nil {
+	if err := storage.ValidTime("revoked_at", at); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {

@@ -25,11 +25,8 @@ import (
 // request's value.
 func (s *Store) SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, uint32, error) {
 	op := "set txt for " + subdomain
-	if err := validTime("time", at); err != nil {
+	if err := policy.CheckAt(at); err != nil {
 		return nil, 0, fmt.Errorf("postgres: %s: %w", op, err)
-	}
-	if policy.Max < 1 {
-		return nil, 0, fmt.Errorf("postgres: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
 	}
 	var (
 		kept   []storage.TXTRecord
@@ -146,11 +143,8 @@ func sortRecords(recs []storage.TXTRecord) {
 // out), and no other node needs telling.
 func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error) {
 	op := "prune txt of " + subdomain
-	if err := validTime("time", now); err != nil {
+	if err := policy.CheckAt(now); err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
-	}
-	if policy.Max < 1 {
-		return 0, fmt.Errorf("postgres: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
 	}
 	var n int
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/acmebroker/acmebroker/storage"
@@ -109,23 +108,7 @@ func validAccount(a storage.Account) error {
 	case a.KeyHash == "":
 		return errors.New("empty key hash")
 	}
-	return validTime("created_at", a.CreatedAt)
-}
-
-// Times are stored as int64 Unix nanoseconds, which covers 1678 to 2262.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-func validTime(what string, t time.Time) error {
-	if t.IsZero() {
-		return fmt.Errorf("%s is not set", what)
-	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return fmt.Errorf("%s %s is outside the years 1678-2262", what, t)
-	}
-	return nil
+	return storage.ValidTime("created_at", a.CreatedAt)
 }
 
 // fromNanos is the inverse of time.Time.UnixNano, in UTC.

@@ -23,12 +23,8 @@ import (
 // may be dropped at once by the policy it was set with.
 func (s *Store) SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, uint32, error) {
 	op := "set txt for " + subdomain
-	if err := validTime("time", at); err != nil {
+	if err := policy.CheckAt(at); err != nil {
 		return nil, 0, fmt.Errorf("sqlite: %s: %w", op, err)
-	}
-	if policy.Max < 1 {
-		// A policy that keeps nothing would delete every value, the new one too.
-		return nil, 0, fmt.Errorf("sqlite: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
 	}
 	var (
 		kept   []storage.TXTRecord
@@ -89,11 +85,8 @@ func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy 
 // then). The zone serial stays: what is served does not change.
 func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error) {
 	op := "prune txt of " + subdomain
-	if err := validTime("time", now); err != nil {
+	if err := policy.CheckAt(now); err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
-	}
-	if policy.Max < 1 {
-		return 0, fmt.Errorf("sqlite: %s: TXT policy keeps no value (Max %d)", op, policy.Max)
 	}
 	var n int
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
