@@ -215,23 +215,26 @@ func packedRcode(b []byte) (rcode int, ok bool) {
 		}
 		off += 4
 	}
+	// The last OPT of the additional section counts, whatever its owner
+	// name, as miekg/dns reads it: a stranger's odd message is then
+	// counted under the rcode the rest of the code sees.
+	ext := 0
 	for i := range rrs + arcount {
-		start := off
 		if off = skipName(b, off); off < 0 || off+10 > len(b) {
-			return rcode, true
+			break
 		}
 		typ := int(b[off])<<8 | int(b[off+1])
-		if i >= rrs && typ == int(dns.TypeOPT) && off == start+1 {
-			// The OPT's TTL: extended rcode, version, flags.
-			return int(b[off+4])<<4 | rcode, true
-		}
 		rdlen := int(b[off+8])<<8 | int(b[off+9])
-		off += 10 + rdlen
-		if off > len(b) {
-			return rcode, true
+		if off+10+rdlen > len(b) {
+			break
 		}
+		if i >= rrs && typ == int(dns.TypeOPT) {
+			// The OPT's TTL: extended rcode, version, flags.
+			ext = int(b[off+4]) << 4
+		}
+		off += 10 + rdlen
 	}
-	return rcode, true
+	return ext | rcode, true
 }
 
 // skipName returns the offset just past the domain name at off, or -1 if
