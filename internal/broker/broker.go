@@ -64,6 +64,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}()
 
 	idx := records.New(policy, time.Now)
+	// Follows what admin commands change in a SQLite file while this runs
+	// (nil for PostgreSQL, whose notifications carry those too). Its mark is
+	// taken before the load so that nothing committed in between is missed.
+	poller := adminPoller(st, idx, logger)
+	if poller != nil {
+		if err := poller.Mark(ctx); err != nil {
+			return fmt.Errorf("reading storage: %w", err)
+		}
+	}
 	if err := idx.Load(ctx, st); err != nil {
 		if ctx.Err() != nil {
 			logger.Info("stopped during start-up", "err", err)
@@ -152,6 +161,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}()
 	defer func() { stopPrune(); <-pruneDone }() // before storage closes
 
+	if poller != nil {
+		pollCtx, stopPoll := context.WithCancel(context.Background())
+		pollDone := make(chan struct{})
+		go func() { defer close(pollDone); poller.Run(pollCtx) }()
+		defer func() { stopPoll(); <-pollDone }() // before storage closes
+	}
 	if watcher != nil {
 		syncCtx, stopSync := context.WithCancel(context.Background())
 		syncDone := make(chan struct{})

@@ -16,11 +16,22 @@ import (
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
-// OpenStore opens the configured storage engine.
+// OpenStore opens the configured storage engine for the broker.
 func OpenStore(ctx context.Context, c config.Storage, logger *slog.Logger) (storage.Store, error) {
+	return openStore(ctx, c, logger, false)
+}
+
+// OpenAdminStore opens the configured storage engine for an admin command:
+// its changes to what DNS serves reach a broker running on the same SQLite
+// file (which polls for them; PostgreSQL notifies every node anyway).
+func OpenAdminStore(ctx context.Context, c config.Storage, logger *slog.Logger) (storage.Store, error) {
+	return openStore(ctx, c, logger, true)
+}
+
+func openStore(ctx context.Context, c config.Storage, logger *slog.Logger, admin bool) (storage.Store, error) {
 	switch c.Engine {
 	case "sqlite":
-		st, err := sqlite.Open(ctx, c.DSN, sqlite.Options{Logger: logger, BusyTimeout: c.BusyTimeout.Duration})
+		st, err := sqlite.Open(ctx, c.DSN, sqlite.Options{Logger: logger, BusyTimeout: c.BusyTimeout.Duration, Announce: admin})
 		if err != nil {
 			return nil, fmt.Errorf("storage: %w", err)
 		}
@@ -56,6 +67,16 @@ func nodeSync(st storage.Store, idx *records.Index, c config.Storage, logger *sl
 		})
 	}
 	return nodesync.New(nodesync.Config{ResyncInterval: c.ResyncInterval.Duration, Logger: logger}, pg, n, idx)
+}
+
+// adminPoller returns the poller that applies to idx what admin commands
+// change in a SQLite file the broker serves from, or nil for PostgreSQL.
+func adminPoller(st storage.Store, idx *records.Index, logger *slog.Logger) *nodesync.Poller {
+	lite, ok := st.(*sqlite.Store)
+	if !ok {
+		return nil
+	}
+	return nodesync.NewPoller(nodesync.PollConfig{Logger: logger}, lite, lite, idx)
 }
 
 // prefixes converts CIDRs that config.Validate has already checked.

@@ -222,9 +222,7 @@ func accountDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
-	if st.cfg.Storage.Engine == "sqlite" {
-		fmt.Fprintf(stdout, "A running broker keeps answering for %s.%s from memory until it restarts.\n", ai.Subdomain, st.cfg.DNS.Zone)
-	}
+	fmt.Fprintf(stdout, "A running broker stops answering for %s.%s within a second.\n", ai.Subdomain, st.cfg.DNS.Zone)
 	return nil
 }
 

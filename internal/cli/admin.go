@@ -36,8 +36,8 @@ Example:
 
 const accountUsage = `acmebroker account: manage accounts as the broker's admin.
 Works on the database named in the config, offline or while the broker runs
-(a running SQLite broker keeps serving a deleted account's values from memory
-until it restarts; disable and enable apply to its next request).
+(a running broker stops serving a deleted account within a second; disable
+and enable apply to its next request).
 NAME is an account's subdomain or its username.
 
 Usage:
@@ -141,7 +141,7 @@ func openAdminStore(ctx context.Context, path string, mustExist bool, stderr io.
 		}
 	}
 	logger := newLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, stderr)
-	st, err := broker.OpenStore(ctx, cfg.Storage, logger)
+	st, err := broker.OpenAdminStore(ctx, cfg.Storage, logger)
 	if err != nil {
 		return nil, err
 	}

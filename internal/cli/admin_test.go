@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -161,6 +162,27 @@ dsn = "` + filepath.Join(dir, "broker.db") + `"
 	}
 	if st, body := updateWeb1(); st != 200 {
 		t.Fatalf("update after enable on the running broker: %d %s", st, body)
+	}
+
+	// delete on the database: the running broker stops answering for web1
+	// (it polls the changes admin commands record, every second).
+	if out, errs, code := run(t, "account", "delete", "web1", "-config", cfgPath); code != 0 || !strings.Contains(out, "within a second") {
+		t.Fatalf("account delete: %d %s %s", code, out, errs)
+	}
+	q.SetQuestion("web1.auth.example.test.", dns.TypeTXT)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		in, err := dns.Exchange(q, rd.DNS[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Rcode == dns.RcodeNameError && len(in.Answer) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the running broker still answers for the deleted account after 15 s: %v", in)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the outcome, bounded by the deadline
 	}
 
 	for _, bad := range []string{"", "a.b", "-x", "under_score", strings.Repeat("a", 64)} {

@@ -255,18 +255,27 @@ func (w *Watcher) follow(ctx context.Context, sub Subscription) error {
 
 // apply re-reads one subdomain and puts what storage holds in the index.
 func (w *Watcher) apply(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	if err := apply(ctx, w.store, w.index, name, w.cfg.Timeout); err != nil {
+		return err
+	}
+	w.applied.Add(1)
+	return nil
+}
+
+// apply re-reads the subdomain name from st (within timeout) and puts what
+// st holds in idx: its values, or its removal.
+func apply(ctx context.Context, st Store, idx Index, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sub, serial, err := w.store.Subdomain(ctx, name)
+	sub, serial, err := st.Subdomain(ctx, name)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		w.index.Remove(name, serial)
+		idx.Remove(name, serial)
 	case err != nil:
 		return err
 	default:
-		w.index.Set(sub.Name, sub.Records, serial)
+		idx.Set(sub.Name, sub.Records, serial)
 	}
-	w.applied.Add(1)
 	return nil
 }
 

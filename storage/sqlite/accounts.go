@@ -24,8 +24,10 @@ func (s *Store) CreateAccount(ctx context.Context, a storage.Account) (uint32, e
 	var serial uint32
 	err = s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
 		var err error
-		serial, err = insertAccount(ctx, c, a, allow)
-		return err
+		if serial, err = insertAccount(ctx, c, a, allow); err != nil {
+			return err
+		}
+		return s.announceChange(ctx, c, a.Subdomain)
 	})
 	if err != nil {
 		return 0, wrapErr(ctx, op, err)
@@ -50,10 +52,17 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, err
 	op := "delete account " + username
 	var serial uint32
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
-		if err := execOne(ctx, c, `DELETE FROM accounts WHERE username = ?`, username); err != nil {
+		var sub string
+		err := c.QueryRowContext(ctx, `DELETE FROM accounts WHERE username = ? RETURNING subdomain`, username).Scan(&sub)
+		if errors.Is(err, sql.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		if err != nil {
 			return err
 		}
-		var err error
+		if err := s.announceChange(ctx, c, sub); err != nil {
+			return err
+		}
 		serial, err = bumpSerial(ctx, c, time.Now())
 		return err
 	})

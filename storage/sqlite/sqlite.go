@@ -44,6 +44,10 @@ type Options struct {
 	// process (a backup, the sqlite3 shell) before failing with
 	// storage.ErrUnavailable. Default 5s.
 	BusyTimeout time.Duration
+	// Announce records every subdomain whose DNS answer a write changes in
+	// the changes table, for a broker serving from the same file to pick
+	// up (see changes.go). The admin commands set it; the broker does not.
+	Announce bool
 }
 
 const defaultBusyTimeout = 5 * time.Second
@@ -66,6 +70,8 @@ type Store struct {
 	ckptDone   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
+
+	announce bool // Options.Announce
 
 	path   string      // the database file
 	fileID os.FileInfo // its identity when opened, see checkFile
@@ -115,6 +121,7 @@ func open(ctx context.Context, dsn string, opts Options, h hooks) (*Store, error
 		log:        log,
 		now:        time.Now,
 		hooks:      h,
+		announce:   opts.Announce,
 		reqs:       make(chan *request, maxBatch),
 		writerDone: make(chan struct{}),
 		stopCkpt:   make(chan struct{}),

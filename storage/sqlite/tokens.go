@@ -49,8 +49,10 @@ func (s *Store) CreateAccountWithToken(ctx context.Context, a storage.Account, t
 		if err := execOne(ctx, c, `UPDATE tokens SET accounts = accounts + 1 WHERE id = ?`, tokenID); err != nil {
 			return err
 		}
-		serial, err = insertAccount(ctx, c, a, allow)
-		return err
+		if serial, err = insertAccount(ctx, c, a, allow); err != nil {
+			return err
+		}
+		return s.announceChange(ctx, c, a.Subdomain)
 	})
 	if err != nil {
 		return 0, wrapErr(ctx, op, err)

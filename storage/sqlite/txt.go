@@ -36,6 +36,9 @@ func (s *Store) SetTXT(ctx context.Context, subdomain, value string, at time.Tim
 		if err != nil {
 			return err
 		}
+		if err := s.announceChange(ctx, c, subdomain); err != nil {
+			return err
+		}
 		serial, err = bumpSerial(ctx, c, at)
 		return err
 	})
@@ -92,7 +95,10 @@ func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, p
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
 		var err error
 		_, n, err = trimTXT(ctx, c, subdomain, now, policy)
-		return err
+		if err != nil || n == 0 {
+			return err
+		}
+		return s.announceChange(ctx, c, subdomain)
 	})
 	return n, wrapErr(ctx, op, err)
 }
