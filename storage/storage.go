@@ -27,6 +27,9 @@ var (
 	// ErrTokenInvalid: a registration token is revoked, expired or used up
 	// (the wrapping error says which).
 	ErrTokenInvalid = errors.New("registration token not valid")
+	// ErrInUse: an account was used after the time given to
+	// DeleteUnusedAccount, so it was kept.
+	ErrInUse = errors.New("account used since the cutoff")
 )
 
 // Token lets whoever holds it register accounts when registration is
@@ -154,6 +157,13 @@ type Store interface {
 	// DeleteAccount removes an account and its TXT values and returns the
 	// zone serial after the change. ErrNotFound if there is no such account.
 	DeleteAccount(ctx context.Context, username string) (serial uint32, err error)
+
+	// DeleteUnusedAccount is DeleteAccount for an account last used at or
+	// before cutoff (its newest value's time; its creation if it has no
+	// values), checked in the same transaction as the delete, so an update
+	// racing with a prune keeps its account. ErrInUse if it was used after
+	// cutoff (nothing changes), ErrNotFound if there is no such account.
+	DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (serial uint32, err error)
 
 	// UpdateAllowFrom replaces the sources an account may update from.
 	// ErrNotFound if there is no such account.

@@ -314,9 +314,15 @@ func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	deleted := 0
 	for _, s := range list {
 		if !*dryRun {
-			if _, err := st.DeleteAccount(ctx, s.username); err != nil {
+			// Checked again with the delete: an account updated since it
+			// was listed stays.
+			if _, err := st.DeleteUnusedAccount(ctx, s.username, cutoff); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					continue // gone meanwhile (DELETE /account)
+				}
+				if errors.Is(err, storage.ErrInUse) {
+					fmt.Fprintf(w, "kept %s (username %s): updated while prune ran\n", s.subdomain, s.username)
+					continue
 				}
 				fmt.Fprintf(w, "%d of %d stale accounts deleted before the error.\n", deleted, len(list))
 				return err

@@ -72,6 +72,43 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, err
 	return serial, nil
 }
 
+// DeleteUnusedAccount deletes the account if it was last used at or before
+// cutoff; see storage.Store. One statement in the writer's transaction: no
+// update can come between the check and the delete.
+func (s *Store) DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (uint32, error) {
+	op := "delete unused account " + username
+	var serial uint32
+	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
+		var sub string
+		err := c.QueryRowContext(ctx, `
+			DELETE FROM accounts AS a WHERE a.username = ? AND
+			  coalesce((SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain), a.created_at) <= ?
+			RETURNING subdomain`, username, cutoff.UnixNano()).Scan(&sub)
+		if errors.Is(err, sql.ErrNoRows) {
+			var one int
+			if err := c.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE username = ?`, username).Scan(&one); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return storage.ErrNotFound
+				}
+				return err
+			}
+			return storage.ErrInUse
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.announceChange(ctx, c, sub); err != nil {
+			return err
+		}
+		serial, err = bumpSerial(ctx, c, time.Now())
+		return err
+	})
+	if err != nil {
+		return 0, wrapErr(ctx, op, err)
+	}
+	return serial, nil
+}
+
 // Account returns the account with that username, or ErrNotFound.
 func (s *Store) Account(ctx context.Context, username string) (storage.Account, error) {
 	op := "account " + username

@@ -220,3 +220,42 @@ func (s suite) subdomain(t *testing.T) {
 		t.Fatalf("serial after a delete: %d (%v), want %d", serial, err, del)
 	}
 }
+
+// deleteUnused: an account is deleted only if its last use (newest value,
+// or creation without values) is at or before the cutoff, checked with the
+// delete; otherwise ErrInUse and it stays whole. Unknown: ErrNotFound.
+func (s suite) deleteUnused(t *testing.T) {
+	st, _ := s.fresh(t)
+	ctx := context.Background()
+	p := storage.DefaultTXTPolicy
+	a, b := account(1), account(2) // created at base+1s, base+2s
+	mustCreate(t, st, a)
+	mustCreate(t, st, b)
+	_, before := mustSet(t, st, a.Subdomain, "a1", base.Add(time.Hour), p)
+
+	if _, err := st.DeleteUnusedAccount(ctx, a.Username, base.Add(time.Hour-time.Microsecond)); !errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("DeleteUnusedAccount of an account used after the cutoff: %v, want ErrInUse", err)
+	}
+	if got, _, err := st.Subdomain(ctx, a.Subdomain); err != nil || len(got.Records) != 1 {
+		t.Fatalf("an account kept as in use lost something: %+v %v", got, err)
+	}
+	if _, err := st.DeleteUnusedAccount(ctx, b.Username, base.Add(time.Second)); !errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("DeleteUnusedAccount of an account without values created after the cutoff: %v, want ErrInUse", err)
+	}
+	serial, err := st.DeleteUnusedAccount(ctx, a.Username, base.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("DeleteUnusedAccount with the cutoff at its last use: %v", err)
+	}
+	if !serialAfter(serial, before) {
+		t.Errorf("serial %d after the delete, want past %d", serial, before)
+	}
+	if _, err := st.Account(ctx, a.Username); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("account after DeleteUnusedAccount: %v, want ErrNotFound", err)
+	}
+	if _, err := st.DeleteUnusedAccount(ctx, b.Username, base.Add(2*time.Second)); err != nil {
+		t.Fatalf("DeleteUnusedAccount without values, cutoff at creation: %v", err)
+	}
+	if _, err := st.DeleteUnusedAccount(ctx, "no-such-user", base.Add(time.Hour)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("DeleteUnusedAccount(unknown): %v, want ErrNotFound", err)
+	}
+}

@@ -88,6 +88,7 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Token/LimitUnderRace", s.tokenLimitUnderRace},
 		{"PruneTXT", s.pruneTXT},
 		{"Account/Delete", s.deleteAccount},
+		{"Account/DeleteUnused", s.deleteUnused},
 		{"Accounts/List", s.accountsList},
 		{"Accounts/Empty", s.accountsEmpty},
 		{"Accounts/CallbackError", s.accountsCallbackError},
