@@ -107,17 +107,23 @@ func New(cfg Config, st Store, notifier Notifier, idx Index) *Watcher {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(5*time.Second, cfg.MinBackoff)
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	if cfg.ResyncTimeout <= 0 {
-		cfg.ResyncTimeout = 5 * time.Minute
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := readDefaults(&cfg.Timeout, &cfg.ResyncTimeout, cfg.Logger)
 	return &Watcher{cfg: cfg, store: st, notifier: notifier, index: idx, log: log}
+}
+
+// readDefaults fills in the Watcher's and the Poller's common settings:
+// the bounds of one re-read and of one resync, and the logger.
+func readDefaults(timeout, resyncTimeout *time.Duration, logger *slog.Logger) *slog.Logger {
+	if *timeout <= 0 {
+		*timeout = 5 * time.Second
+	}
+	if *resyncTimeout <= 0 {
+		*resyncTimeout = 5 * time.Minute
+	}
+	if logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return logger
 }
 
 // Listening reports whether the Watcher currently receives notifications.

@@ -58,16 +58,7 @@ func NewPoller(cfg PollConfig, feed Feed, st Store, idx Index) *Poller {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	if cfg.ResyncTimeout <= 0 {
-		cfg.ResyncTimeout = 5 * time.Minute
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := readDefaults(&cfg.Timeout, &cfg.ResyncTimeout, cfg.Logger)
 	return &Poller{cfg: cfg, feed: feed, store: st, index: idx, log: log}
 }
 

@@ -49,53 +49,38 @@ func insertAccount(ctx context.Context, c *sql.Conn, a storage.Account, allow st
 // DeleteAccount removes the account; its TXT values go with it (ON DELETE
 // CASCADE), and the serial moves because what DNS serves changes.
 func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
-	op := "delete account " + username
-	var serial uint32
-	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
-		var sub string
-		err := c.QueryRowContext(ctx, `DELETE FROM accounts WHERE username = ? RETURNING subdomain`, username).Scan(&sub)
-		if errors.Is(err, sql.ErrNoRows) {
-			return storage.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.announceChange(ctx, c, sub); err != nil {
-			return err
-		}
-		serial, err = bumpSerial(ctx, c, time.Now())
-		return err
-	})
-	if err != nil {
-		return 0, wrapErr(ctx, op, err)
-	}
-	return serial, nil
+	return s.deleteAccount(ctx, "delete account "+username, username, nil)
 }
 
 // DeleteUnusedAccount deletes the account if it was last used at or before
-// cutoff; see storage.Store. One statement in the writer's transaction: no
-// update can come between the check and the delete.
+// cutoff; see storage.Store. The check is part of the DELETE statement, in
+// the writer's transaction: no update can come between the two.
 func (s *Store) DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (uint32, error) {
-	op := "delete unused account " + username
+	return s.deleteAccount(ctx, "delete unused account "+username, username, &cutoff)
+}
+
+// lastUse is an account's last use: its newest value's time, or its
+// creation if it has none.
+const lastUse = `coalesce((SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain), a.created_at)`
+
+func (s *Store) deleteAccount(ctx context.Context, op, username string, cutoff *time.Time) (uint32, error) {
+	q, args := `DELETE FROM accounts AS a WHERE a.username = ?`, []any{username}
+	if cutoff != nil {
+		q, args = q+` AND `+lastUse+` <= ?`, append(args, cutoff.UnixNano())
+	}
 	var serial uint32
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
 		var sub string
-		err := c.QueryRowContext(ctx, `
-			DELETE FROM accounts AS a WHERE a.username = ? AND
-			  coalesce((SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain), a.created_at) <= ?
-			RETURNING subdomain`, username, cutoff.UnixNano()).Scan(&sub)
-		if errors.Is(err, sql.ErrNoRows) {
-			var one int
-			if err := c.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE username = ?`, username).Scan(&one); err != nil {
-				if errors.Is(err, sql.ErrNoRows) {
-					return storage.ErrNotFound
-				}
-				return err
+		err := c.QueryRowContext(ctx, q+` RETURNING subdomain`, args...).Scan(&sub)
+		if errors.Is(err, sql.ErrNoRows) && cutoff != nil {
+			// Kept, or not there at all?
+			if err := c.QueryRowContext(ctx, `SELECT subdomain FROM accounts WHERE username = ?`, username).Scan(&sub); err != nil {
+				return err // ErrNoRows: ErrNotFound
 			}
 			return storage.ErrInUse
 		}
 		if err != nil {
-			return err
+			return err // ErrNoRows: ErrNotFound
 		}
 		if err := s.announceChange(ctx, c, sub); err != nil {
 			return err
