@@ -371,6 +371,41 @@ func startPair(t *testing.T, db string, tweak func(*config.Config), start func(p
 	}
 }
 
+// wrongSecret is another secret for xfrKeyName.
+const wrongSecret = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZy0="
+
+// checkWrongSecret starts spec, configured with wrongSecret, as another
+// secondary of run's broker: the broker must turn it down (spec's log then
+// says failed) and it must serve nothing. With checkSecondary's refusal of
+// an unsigned AXFR, this shows the first secondary's transfers were signed
+// with the key.
+func checkWrongSecret(t *testing.T, run secondaryRun, spec daemonSpec, failed string) {
+	t.Run("wrong secret gets nothing", func(t *testing.T) {
+		zone := run.cfg.DNS.Zone
+		var d *daemon
+		for attempt := 1; ; attempt++ {
+			var err error
+			if d, err = startDaemon(t, spec, acmetest.FreePort(t), run.rd.DNS[0], zone); err == nil {
+				break
+			} else if !errors.Is(err, errPortTaken) || attempt == 5 {
+				t.Fatal(err)
+			}
+		}
+		// The secondary refreshes at start and gives up until its retry
+		// timer.
+		deadline := time.Now().Add(20 * time.Second)
+		for !d.LogContains(failed) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s with a wrong secret did not log %q in 20 s:\n%s", spec.name, failed, d.Log())
+			}
+			time.Sleep(20 * time.Millisecond) // polling with a deadline
+		}
+		if serial, err := d.Serial(t.Context(), zone); err == nil {
+			t.Fatalf("%s with a wrong secret serves serial %d\n%s", spec.name, serial, d.Log())
+		}
+	})
+}
+
 // measurePropagation sets n values in a row through the API and, for each,
 // times from the 200 until the secondary serves it; it logs p50, p99 and
 // the maximum.
