@@ -195,6 +195,10 @@ type Store interface {
 	// number. fn must not write to the store.
 	Accounts(ctx context.Context, fn func(AccountInfo) error) error
 
+	// AccountBySubdomain returns the account that holds the subdomain name,
+	// with its use as Accounts reports it, or ErrNotFound.
+	AccountBySubdomain(ctx context.Context, name string) (AccountInfo, error)
+
 	// SetDisabled disables (or enables again) an account. It does not
 	// change the zone, so the serial stays. ErrNotFound if there is no such
 	// account.

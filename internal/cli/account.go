@@ -21,46 +21,23 @@ import (
 
 const configFlagHelp = "the broker's config file (default: the embedded default, ./acmebroker.db)"
 
-// errStopWalk ends an Accounts walk early once the account is found.
-var errStopWalk = errors.New("found")
-
 // findAccount returns the account whose subdomain or username is ref, with
-// its use. A username is looked up directly; a subdomain takes a walk over
-// the accounts (stopping when found).
+// its use. Both are looked up through an index.
 func findAccount(ctx context.Context, st *adminStore, ref string) (storage.AccountInfo, error) {
 	ref = strings.TrimSpace(ref)
 	if u, err := uuid.Parse(ref); err == nil {
 		a, err := st.Account(ctx, u.String())
 		switch {
 		case err == nil:
-			sub, _, err := st.Subdomain(ctx, a.Subdomain)
-			if err != nil {
-				return storage.AccountInfo{}, err
-			}
-			ai := storage.AccountInfo{Account: a, Values: len(sub.Records)}
-			if len(sub.Records) > 0 {
-				ai.LastUpdate = sub.Records[0].UpdatedAt
-			}
-			return ai, nil
+			return st.AccountBySubdomain(ctx, a.Subdomain)
 		case !errors.Is(err, storage.ErrNotFound):
 			return storage.AccountInfo{}, err
 		}
 		// Not a username: registered subdomains are UUIDs too.
 	}
-	name := strings.ToLower(ref)
-	var found storage.AccountInfo
-	err := st.Accounts(ctx, func(ai storage.AccountInfo) error {
-		if ai.Subdomain == name {
-			found = ai
-			return errStopWalk
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, errStopWalk):
-		return found, nil
-	case err != nil:
-		return storage.AccountInfo{}, err
+	ai, err := st.AccountBySubdomain(ctx, strings.ToLower(ref))
+	if !errors.Is(err, storage.ErrNotFound) {
+		return ai, err
 	}
 	return storage.AccountInfo{}, fmt.Errorf("no account has the subdomain or username %q (see acmebroker account list): %w", ref, storage.ErrNotFound)
 }
