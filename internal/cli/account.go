@@ -146,9 +146,11 @@ func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return walkErr
 }
 
-func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	ref, cfgPath, err := accountRef("show", "acmebroker account show: one account, its use and the TXT values it has (never its key).",
-		"acmebroker account show -config /etc/acmebroker/config.toml web1", args, stderr)
+// onAccount parses the command line of a command that names one account,
+// opens the store, finds the account and calls fn with them.
+func onAccount(ctx context.Context, name, synopsis, example string, args []string, stderr io.Writer,
+	fn func(st *adminStore, ai storage.AccountInfo) error) error {
+	ref, cfgPath, err := accountRef(name, synopsis, example, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -161,46 +163,44 @@ func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	sub, _, err := st.Subdomain(ctx, ai.Subdomain)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(stdout)
-	fmt.Fprintf(w, "subdomain:    %s\n", ai.Subdomain)
-	fmt.Fprintf(w, "fulldomain:   %s.%s\n", ai.Subdomain, st.cfg.DNS.Zone)
-	fmt.Fprintf(w, "username:     %s\n", ai.Username)
-	fmt.Fprintf(w, "created:      %s\n", timeText(ai.CreatedAt))
-	fmt.Fprintf(w, "last update:  %s\n", timeText(ai.LastUpdate))
-	fmt.Fprintf(w, "allowfrom:    %s\n", fromText(ai.AllowFrom))
-	fmt.Fprintf(w, "disabled:     %s\n", yesNo(ai.Disabled))
-	fmt.Fprintf(w, "values:       %d\n", len(sub.Records))
-	for _, r := range sub.Records {
-		fmt.Fprintf(w, "  %s  %s\n", r.Value, timeText(r.UpdatedAt))
-	}
-	return w.Flush()
+	return fn(st, ai)
+}
+
+func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return onAccount(ctx, "show", "acmebroker account show: one account, its use and the TXT values it has (never its key).",
+		"acmebroker account show -config /etc/acmebroker/config.toml web1", args, stderr,
+		func(st *adminStore, ai storage.AccountInfo) error {
+			sub, _, err := st.Subdomain(ctx, ai.Subdomain)
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriter(stdout)
+			fmt.Fprintf(w, "subdomain:    %s\n", ai.Subdomain)
+			fmt.Fprintf(w, "fulldomain:   %s.%s\n", ai.Subdomain, st.cfg.DNS.Zone)
+			fmt.Fprintf(w, "username:     %s\n", ai.Username)
+			fmt.Fprintf(w, "created:      %s\n", timeText(ai.CreatedAt))
+			fmt.Fprintf(w, "last update:  %s\n", timeText(ai.LastUpdate))
+			fmt.Fprintf(w, "allowfrom:    %s\n", fromText(ai.AllowFrom))
+			fmt.Fprintf(w, "disabled:     %s\n", yesNo(ai.Disabled))
+			fmt.Fprintf(w, "values:       %d\n", len(sub.Records))
+			for _, r := range sub.Records {
+				fmt.Fprintf(w, "  %s  %s\n", r.Value, timeText(r.UpdatedAt))
+			}
+			return w.Flush()
+		})
 }
 
 func accountDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	ref, cfgPath, err := accountRef("delete", "acmebroker account delete: remove an account and its TXT values, without asking.",
-		"acmebroker account delete -config /etc/acmebroker/config.toml web1", args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := openAdminStore(ctx, cfgPath, true, stderr)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ai, err := findAccount(ctx, st, ref)
-	if err != nil {
-		return err
-	}
-	if _, err := st.DeleteAccount(ctx, ai.Username); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
-	fmt.Fprintf(stdout, "A running broker stops answering for %s.%s within a second.\n", ai.Subdomain, st.cfg.DNS.Zone)
-	return nil
+	return onAccount(ctx, "delete", "acmebroker account delete: remove an account and its TXT values, without asking.",
+		"acmebroker account delete -config /etc/acmebroker/config.toml web1", args, stderr,
+		func(st *adminStore, ai storage.AccountInfo) error {
+			if _, err := st.DeleteAccount(ctx, ai.Username); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
+			fmt.Fprintf(stdout, "A running broker stops answering for %s.%s within a second.\n", ai.Subdomain, st.cfg.DNS.Zone)
+			return nil
+		})
 }
 
 func accountDisable(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -216,28 +216,18 @@ func setDisabled(ctx context.Context, args []string, stdout, stderr io.Writer, d
 	if disable {
 		name, synopsis = "disable", "acmebroker account disable: refuse an account's credentials (401) until it is enabled; its values stay served until they age out."
 	}
-	ref, cfgPath, err := accountRef(name, synopsis, "acmebroker account "+name+" -config /etc/acmebroker/config.toml web1", args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := openAdminStore(ctx, cfgPath, true, stderr)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ai, err := findAccount(ctx, st, ref)
-	if err != nil {
-		return err
-	}
-	if err := st.SetDisabled(ctx, ai.Username, disable); err != nil {
-		return err
-	}
-	was := ""
-	if ai.Disabled == disable {
-		was = " (it already was)"
-	}
-	fmt.Fprintf(stdout, "Account %s (username %s) %sd%s; a running broker applies it to the next request.\n", ai.Subdomain, ai.Username, name, was)
-	return nil
+	return onAccount(ctx, name, synopsis, "acmebroker account "+name+" -config /etc/acmebroker/config.toml web1", args, stderr,
+		func(st *adminStore, ai storage.AccountInfo) error {
+			if err := st.SetDisabled(ctx, ai.Username, disable); err != nil {
+				return err
+			}
+			was := ""
+			if ai.Disabled == disable {
+				was = " (it already was)"
+			}
+			fmt.Fprintf(stdout, "Account %s (username %s) %sd%s; a running broker applies it to the next request.\n", ai.Subdomain, ai.Username, name, was)
+			return nil
+		})
 }
 
 func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) error {
