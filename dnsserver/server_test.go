@@ -20,6 +20,14 @@ func startServer(t *testing.T, h dns.Handler, addrs ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveForTest(t, srv, h)
+	return srv
+}
+
+// serveForTest serves h on srv until the test ends, failing the test if
+// Serve does not return within 10 s of the cancel.
+func serveForTest(t *testing.T, srv *Server, h dns.Handler) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, h) }()
@@ -34,7 +42,6 @@ func startServer(t *testing.T, h dns.Handler, addrs ...string) *Server {
 			t.Error("Serve did not return within 10 s of the cancel")
 		}
 	})
-	return srv
 }
 
 func exchange(t *testing.T, network, addr string, q *dns.Msg) *dns.Msg {

@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -22,20 +21,7 @@ func startLimited(t *testing.T, l TCPLimits) string {
 	if err := srv.LimitTCP(l, nil); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, newTestHandler(t, testSource())) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return within 10 s of the cancel")
-		}
-	})
+	serveForTest(t, srv, newTestHandler(t, testSource()))
 	return srv.Addrs()[0]
 }
 

@@ -145,10 +145,12 @@ type Store interface {
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
 
 	// PruneTXT deletes the values of subdomain that policy no longer keeps
-	// at time now and returns how many it deleted. The serial stays (DNS
-	// stopped serving those values when they aged out). An unknown
+	// at time now and returns how many it deleted. When it deletes any, the
+	// zone serial moves and is returned (DNS stopped serving them when they
+	// aged out, but secondaries copied them with the subdomain's last change
+	// and must learn they are gone); otherwise serial is 0. An unknown
 	// subdomain has nothing to prune.
-	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy TXTPolicy) (int, error)
+	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy TXTPolicy) (n int, serial uint32, err error)
 
 	// Snapshot calls fn once per registered subdomain (with its TXT values,
 	// newest first) and returns the current zone serial. Used at start-up.
@@ -194,6 +196,10 @@ type Store interface {
 	// use. It streams: memory holds one account at a time, whatever their
 	// number. fn must not write to the store.
 	Accounts(ctx context.Context, fn func(AccountInfo) error) error
+
+	// AccountBySubdomain returns the account that holds the subdomain name,
+	// with its use as Accounts reports it, or ErrNotFound.
+	AccountBySubdomain(ctx context.Context, name string) (AccountInfo, error)
 
 	// SetDisabled disables (or enables again) an account. It does not
 	// change the zone, so the serial stays. ErrNotFound if there is no such

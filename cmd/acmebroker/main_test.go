@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/internal/cli"
+	"github.com/acmebroker/acmebroker/internal/syncbuf"
 )
 
 // The test binary doubles as the acmebroker binary: with this variable set,
@@ -45,25 +45,8 @@ type broker struct {
 	dns    string // host:port
 	api    string // base URL
 	scrape string // metrics URL, when [metrics] listen is set
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -109,7 +92,7 @@ func startBroker(t *testing.T, cfg string) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	b := &broker{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = b.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -242,8 +242,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 // DNS queries in flight, then the metrics listener (storage closes after).
 const shutdownTimeout = 10 * time.Second
 
-// pruneInterval: aged-out values are deleted within about half a window of
-// leaving it (and at least a minute apart).
+// pruneInterval: aged-out values are deleted, and the deletion sent to the
+// secondaries, within half a window of leaving it and at most a minute
+// (at least a second apart). A pass looks only at the few subdomains that
+// hold more than the always-kept values.
 func pruneInterval(window time.Duration) time.Duration {
-	return max(window/2, time.Minute)
+	return min(max(window/2, time.Second), time.Minute)
 }

@@ -21,46 +21,23 @@ import (
 
 const configFlagHelp = "the broker's config file (default: the embedded default, ./acmebroker.db)"
 
-// errStopWalk ends an Accounts walk early once the account is found.
-var errStopWalk = errors.New("found")
-
 // findAccount returns the account whose subdomain or username is ref, with
-// its use. A username is looked up directly; a subdomain takes a walk over
-// the accounts (stopping when found).
+// its use. Both are looked up through an index.
 func findAccount(ctx context.Context, st *adminStore, ref string) (storage.AccountInfo, error) {
 	ref = strings.TrimSpace(ref)
 	if u, err := uuid.Parse(ref); err == nil {
 		a, err := st.Account(ctx, u.String())
 		switch {
 		case err == nil:
-			sub, _, err := st.Subdomain(ctx, a.Subdomain)
-			if err != nil {
-				return storage.AccountInfo{}, err
-			}
-			ai := storage.AccountInfo{Account: a, Values: len(sub.Records)}
-			if len(sub.Records) > 0 {
-				ai.LastUpdate = sub.Records[0].UpdatedAt
-			}
-			return ai, nil
+			return st.AccountBySubdomain(ctx, a.Subdomain)
 		case !errors.Is(err, storage.ErrNotFound):
 			return storage.AccountInfo{}, err
 		}
 		// Not a username: registered subdomains are UUIDs too.
 	}
-	name := strings.ToLower(ref)
-	var found storage.AccountInfo
-	err := st.Accounts(ctx, func(ai storage.AccountInfo) error {
-		if ai.Subdomain == name {
-			found = ai
-			return errStopWalk
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, errStopWalk):
-		return found, nil
-	case err != nil:
-		return storage.AccountInfo{}, err
+	ai, err := st.AccountBySubdomain(ctx, strings.ToLower(ref))
+	if !errors.Is(err, storage.ErrNotFound) {
+		return ai, err
 	}
 	return storage.AccountInfo{}, fmt.Errorf("no account has the subdomain or username %q (see acmebroker account list): %w", ref, storage.ErrNotFound)
 }
@@ -169,9 +146,11 @@ func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return walkErr
 }
 
-func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	ref, cfgPath, err := accountRef("show", "acmebroker account show: one account, its use and the TXT values it has (never its key).",
-		"acmebroker account show -config /etc/acmebroker/config.toml web1", args, stderr)
+// onAccount parses the command line of a command that names one account,
+// opens the store, finds the account and calls fn with them.
+func onAccount(ctx context.Context, name, synopsis, example string, args []string, stderr io.Writer,
+	fn func(st *adminStore, ai storage.AccountInfo) error) error {
+	ref, cfgPath, err := accountRef(name, synopsis, example, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -184,46 +163,44 @@ func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	sub, _, err := st.Subdomain(ctx, ai.Subdomain)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(stdout)
-	fmt.Fprintf(w, "subdomain:    %s\n", ai.Subdomain)
-	fmt.Fprintf(w, "fulldomain:   %s.%s\n", ai.Subdomain, st.cfg.DNS.Zone)
-	fmt.Fprintf(w, "username:     %s\n", ai.Username)
-	fmt.Fprintf(w, "created:      %s\n", timeText(ai.CreatedAt))
-	fmt.Fprintf(w, "last update:  %s\n", timeText(ai.LastUpdate))
-	fmt.Fprintf(w, "allowfrom:    %s\n", fromText(ai.AllowFrom))
-	fmt.Fprintf(w, "disabled:     %s\n", yesNo(ai.Disabled))
-	fmt.Fprintf(w, "values:       %d\n", len(sub.Records))
-	for _, r := range sub.Records {
-		fmt.Fprintf(w, "  %s  %s\n", r.Value, timeText(r.UpdatedAt))
-	}
-	return w.Flush()
+	return fn(st, ai)
+}
+
+func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return onAccount(ctx, "show", "acmebroker account show: one account, its use and the TXT values it has (never its key).",
+		"acmebroker account show -config /etc/acmebroker/config.toml web1", args, stderr,
+		func(st *adminStore, ai storage.AccountInfo) error {
+			sub, _, err := st.Subdomain(ctx, ai.Subdomain)
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriter(stdout)
+			fmt.Fprintf(w, "subdomain:    %s\n", ai.Subdomain)
+			fmt.Fprintf(w, "fulldomain:   %s.%s\n", ai.Subdomain, st.cfg.DNS.Zone)
+			fmt.Fprintf(w, "username:     %s\n", ai.Username)
+			fmt.Fprintf(w, "created:      %s\n", timeText(ai.CreatedAt))
+			fmt.Fprintf(w, "last update:  %s\n", timeText(ai.LastUpdate))
+			fmt.Fprintf(w, "allowfrom:    %s\n", fromText(ai.AllowFrom))
+			fmt.Fprintf(w, "disabled:     %s\n", yesNo(ai.Disabled))
+			fmt.Fprintf(w, "values:       %d\n", len(sub.Records))
+			for _, r := range sub.Records {
+				fmt.Fprintf(w, "  %s  %s\n", r.Value, timeText(r.UpdatedAt))
+			}
+			return w.Flush()
+		})
 }
 
 func accountDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	ref, cfgPath, err := accountRef("delete", "acmebroker account delete: remove an account and its TXT values, without asking.",
-		"acmebroker account delete -config /etc/acmebroker/config.toml web1", args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := openAdminStore(ctx, cfgPath, true, stderr)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ai, err := findAccount(ctx, st, ref)
-	if err != nil {
-		return err
-	}
-	if _, err := st.DeleteAccount(ctx, ai.Username); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
-	fmt.Fprintf(stdout, "A running broker stops answering for %s.%s within a second.\n", ai.Subdomain, st.cfg.DNS.Zone)
-	return nil
+	return onAccount(ctx, "delete", "acmebroker account delete: remove an account and its TXT values, without asking.",
+		"acmebroker account delete -config /etc/acmebroker/config.toml web1", args, stderr,
+		func(st *adminStore, ai storage.AccountInfo) error {
+			if _, err := st.DeleteAccount(ctx, ai.Username); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
+			fmt.Fprintf(stdout, "A running broker stops answering for %s.%s within a second.\n", ai.Subdomain, st.cfg.DNS.Zone)
+			return nil
+		})
 }
 
 func accountDisable(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -239,28 +216,18 @@ func setDisabled(ctx context.Context, args []string, stdout, stderr io.Writer, d
 	if disable {
 		name, synopsis = "disable", "acmebroker account disable: refuse an account's credentials (401) until it is enabled; its values stay served until they age out."
 	}
-	ref, cfgPath, err := accountRef(name, synopsis, "acmebroker account "+name+" -config /etc/acmebroker/config.toml web1", args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := openAdminStore(ctx, cfgPath, true, stderr)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ai, err := findAccount(ctx, st, ref)
-	if err != nil {
-		return err
-	}
-	if err := st.SetDisabled(ctx, ai.Username, disable); err != nil {
-		return err
-	}
-	was := ""
-	if ai.Disabled == disable {
-		was = " (it already was)"
-	}
-	fmt.Fprintf(stdout, "Account %s (username %s) %sd%s; a running broker applies it to the next request.\n", ai.Subdomain, ai.Username, name, was)
-	return nil
+	return onAccount(ctx, name, synopsis, "acmebroker account "+name+" -config /etc/acmebroker/config.toml web1", args, stderr,
+		func(st *adminStore, ai storage.AccountInfo) error {
+			if err := st.SetDisabled(ctx, ai.Username, disable); err != nil {
+				return err
+			}
+			was := ""
+			if ai.Disabled == disable {
+				was = " (it already was)"
+			}
+			fmt.Fprintf(stdout, "Account %s (username %s) %sd%s; a running broker applies it to the next request.\n", ai.Subdomain, ai.Username, name, was)
+			return nil
+		})
 }
 
 func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) error {

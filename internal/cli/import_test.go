@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/acmebroker/acmebroker/internal/acmedns/acmednstest"
 	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/syncbuf"
 )
 
 func writeBrokerConfig(t *testing.T, dir string) string {
@@ -176,25 +176,6 @@ func TestRedactDSN(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe to write from the serving goroutine
-// while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var dnsLine = regexp.MustCompile(`(?m)^  DNS\s+(\S+) \(udp\+tcp\)$`)
 
 // TestServeAcmeDNSConfig is the migration as the README tells it: acme-dns's
@@ -251,7 +232,7 @@ logformat = "text"
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, &stdout, &stderr) }()
 	t.Cleanup(func() {

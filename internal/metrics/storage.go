@@ -84,9 +84,9 @@ func (s *store) SetTXT(ctx context.Context, sub, value string, at time.Time, p s
 	return recs, serial, s.observe("set_txt", err)
 }
 
-func (s *store) PruneTXT(ctx context.Context, sub string, now time.Time, p storage.TXTPolicy) (int, error) {
-	n, err := s.Store.PruneTXT(ctx, sub, now, p)
-	return n, s.observe("prune_txt", err)
+func (s *store) PruneTXT(ctx context.Context, sub string, now time.Time, p storage.TXTPolicy) (int, uint32, error) {
+	n, serial, err := s.Store.PruneTXT(ctx, sub, now, p)
+	return n, serial, s.observe("prune_txt", err)
 }
 
 func (s *store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) (uint32, error) {

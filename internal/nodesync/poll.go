@@ -64,13 +64,19 @@ func NewPoller(cfg PollConfig, feed Feed, st Store, idx Index) *Poller {
 
 // Mark notes where the feed stands. Called before the index is loaded, so
 // that a change committed in between is both loaded and re-read (harmless)
-// rather than neither.
+// rather than neither. What the feed holds up to there (an import run while
+// no broker was) is in the load, so it is deleted.
 func (p *Poller) Mark(ctx context.Context) error {
 	m, err := p.feed.ChangeMark(ctx)
 	if err != nil {
 		return err
 	}
 	p.mark = m
+	if m > 0 {
+		if err := p.feed.ForgetChanges(ctx, m); err != nil {
+			p.log.Warn("cannot delete the admin commands' changes from before the start; the next applied change deletes them", "err", err)
+		}
+	}
 	return nil
 }
 

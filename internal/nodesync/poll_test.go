@@ -55,6 +55,7 @@ func TestPollerAppliesAdminChanges(t *testing.T) {
 	bst, ast := sqlitePair(t)
 	addAccount(t, bst, "old", "v-old") // the broker's own, before start
 	addAccount(t, ast, "gone", "v-gone")
+	addAccount(t, ast, "offline", "v-offline") // an admin's, before start
 
 	idx := records.New(policy, time.Now)
 	p := nodesync.NewPoller(nodesync.PollConfig{Batch: 5}, bst, bst, idx)
@@ -63,6 +64,11 @@ func TestPollerAppliesAdminChanges(t *testing.T) {
 	}
 	if err := idx.Load(ctx, bst); err != nil {
 		t.Fatal(err)
+	}
+	// What admins changed before the start is in the load; the table keeps
+	// none of it.
+	if names, _, err := bst.ChangesAfter(ctx, 0, 100); err != nil || len(names) != 0 {
+		t.Fatalf("changes from before the start kept: %v %v", names, err)
 	}
 
 	addAccount(t, ast, "imported", "v1", "v2")

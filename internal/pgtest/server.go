@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/acmebroker/acmebroker/internal/syncbuf"
 )
 
 // Server is a private PostgreSQL server on loopback that a test may stop
@@ -34,7 +35,7 @@ type Server struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	done    chan struct{}
-	log     *lockedBuffer
+	log     *syncbuf.Buffer
 	running bool
 }
 
@@ -50,7 +51,7 @@ func StartServer(t testing.TB) *Server {
 		t.Skip("no /usr/lib/postgresql/*/bin/initdb: install the PostgreSQL server package (.ci/run does)")
 	}
 	sort.Slice(bins, func(i, j int) bool { return version(bins[i]) < version(bins[j]) })
-	s := &Server{t: t, bin: filepath.Dir(bins[len(bins)-1]), log: &lockedBuffer{}}
+	s := &Server{t: t, bin: filepath.Dir(bins[len(bins)-1]), log: &syncbuf.Buffer{}}
 
 	// Not t.TempDir(): its parents are private to root, and postgres must
 	// run as another user.
@@ -175,22 +176,4 @@ func (s *Server) Stop() {
 		c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// lockedBuffer collects the server's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

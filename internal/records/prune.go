@@ -12,12 +12,14 @@ import (
 
 // TXTPruner is the part of storage.Store that pruning needs.
 type TXTPruner interface {
-	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error)
+	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, uint32, error)
 }
 
 // Prune deletes values that have aged out of the policy's window, from the
 // store and from memory. DNS stopped serving them when they aged out (TXT
-// filters by time), so this only frees space. Only subdomains holding more
+// filters by time); the store moves the serial for each subdomain it prunes,
+// and that change goes to the published view and the journal like an
+// update, so secondaries drop the values too. Only subdomains holding more
 // than the always-kept values are looked at, under the read lock: queries
 // are never blocked, and writers only for one pass over the map.
 func (x *Index) Prune(ctx context.Context, st TXTPruner) (subs, values int, err error) {
@@ -35,17 +37,28 @@ func (x *Index) Prune(ctx context.Context, st TXTPruner) (subs, values int, err 
 	}
 	x.mu.RUnlock()
 	for _, d := range todo {
-		n, err := st.PruneTXT(ctx, d.name, now, x.policy)
+		n, serial, err := st.PruneTXT(ctx, d.name, now, x.policy)
 		if err != nil {
 			return subs, values, fmt.Errorf("records: prune %s: %w", d.name, err)
 		}
 		x.mu.Lock()
 		if sp, ok := x.spill[d.i]; ok {
 			// A copy, so the pruned values' memory is freed; in place if
-			// what is left fits.
-			x.put(d.name, slices.Clone(x.policy.Keep(sp.recs, now)), x.at(d.i).serial, true)
+			// what is left fits. With a serial (the store deleted them) a
+			// change like an update, which a newer write wins over;
+			// without (another node pruned them first, and its change
+			// comes by notification) only the memory is freed.
+			kept := slices.Clone(x.policy.Keep(sp.recs, now))
+			if n > 0 {
+				x.put(d.name, kept, serial, false)
+			} else {
+				x.put(d.name, kept, x.at(d.i).serial, true)
+			}
 		}
 		x.mu.Unlock()
+		if n > 0 {
+			x.bumpSerial(serial)
+		}
 		subs++
 		values += n
 	}

@@ -20,8 +20,8 @@ import (
 // instead: each subdomain's values as served when its newest value was set
 // (its last serial-moving change). It changes only with the serial, and it
 // follows from the stored data alone, so it survives a restart. Values that
-// age out stay published, and on the secondaries, until the subdomain's
-// next change.
+// age out stay published until the prune pass deletes them from the store,
+// which moves the serial like an update: then the secondaries drop them.
 //
 // Walk copies only the names under the read lock, then the values in
 // chunks, releasing the lock between chunks: a million accounts never hold

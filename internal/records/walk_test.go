@@ -145,35 +145,48 @@ func TestDiff(t *testing.T) {
 		}
 	}
 
-	// Aging and pruning do not change what is published (the serial does
-	// not move); the next change deletes what had been published.
+	// Aging alone does not change what is published (the serial does not
+	// move), nor does a prune another node did first (its change comes by
+	// notification); a prune that deletes values moves the serial and
+	// takes them off the published view, so secondaries drop them.
 	x.Set("busy", []storage.TXTRecord{{Value: "v3", UpdatedAt: now}, {Value: "v2", UpdatedAt: now.Add(-time.Minute)}, {Value: "v1", UpdatedAt: now.Add(-2 * time.Minute)}}, 16)
 	now = now.Add(time.Hour)
-	if _, _, err := x.Prune(t.Context(), nopPruner{}); err != nil {
+	if v, _ := x.TXT(nil, "busy"); len(v) != 2 {
+		t.Fatalf("served after aging: %v", v)
+	}
+	if _, _, err := x.Prune(t.Context(), fixedPruner{}); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := x.TXT(nil, "busy"); len(v) != 2 {
-		t.Fatalf("served after pruning: %v", v)
-	}
 	if _, zone := walkAll(x); fmt.Sprint(zone["busy"]) != "[v3 v2 v1]" {
-		t.Fatalf("published after pruning: %v", zone["busy"])
+		t.Fatalf("published after another node's prune: %v", zone["busy"])
 	}
 	if _, d, ok := x.Diff(16); !ok || len(d) != 0 {
-		t.Fatalf("pruning made a diff: %v %v", diffMap(d), ok)
+		t.Fatalf("another node's prune made a diff: %v %v", diffMap(d), ok)
 	}
-	x.Set("busy", []storage.TXTRecord{{Value: "v4", UpdatedAt: now}, {Value: "v3", UpdatedAt: now.Add(-time.Hour)}}, 17)
-	_, d, ok = x.Diff(16)
-	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"busy": "[v1 v2] [v4]"}) {
+	old := now.Add(-time.Hour)
+	x.Set("busy2", []storage.TXTRecord{{Value: "v3", UpdatedAt: old}, {Value: "v2", UpdatedAt: old.Add(-time.Minute)}, {Value: "v1", UpdatedAt: old.Add(-2 * time.Minute)}}, 17)
+	if _, _, err := x.Prune(t.Context(), fixedPruner{n: 1, serial: 18}); err != nil {
+		t.Fatal(err)
+	}
+	if _, zone := walkAll(x); fmt.Sprint(zone["busy2"]) != "[v3 v2]" || x.Serial() != 18 {
+		t.Fatalf("published after the prune: %v at serial %d, want [v3 v2] at 18", zone["busy2"], x.Serial())
+	}
+	if _, d, ok := x.Diff(17); !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"busy2": "[v1] []"}) {
+		t.Fatalf("Diff(17) after the prune: %v %v", diffMap(d), ok)
+	}
+	x.Set("busy2", []storage.TXTRecord{{Value: "v4", UpdatedAt: now}, {Value: "v3", UpdatedAt: old}}, 19)
+	_, d, ok = x.Diff(17)
+	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"busy2": "[v1 v2] [v4]"}) {
 		t.Fatalf("after prune and change: %v %v", diffMap(d), ok)
 	}
 
 	// A forced write with a newer serial (a resync from the database) is
 	// a change like any other.
 	x.mu.Lock()
-	x.put("keep", vals(now, "resynced"), 18, true)
+	x.put("keep", vals(now, "resynced"), 20, true)
 	x.mu.Unlock()
-	x.bumpSerial(18)
-	if _, d, ok := x.Diff(17); !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"keep": "[a new] [resynced]"}) {
+	x.bumpSerial(20)
+	if _, d, ok := x.Diff(19); !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"keep": "[a new] [resynced]"}) {
 		t.Fatalf("after a forced newer write: %v %v", diffMap(d), ok)
 	}
 }
@@ -217,10 +230,14 @@ func TestWalkDuringChanges(t *testing.T) {
 	}
 }
 
-type nopPruner struct{}
+// fixedPruner answers every PruneTXT with n values deleted at serial.
+type fixedPruner struct {
+	n      int
+	serial uint32
+}
 
-func (nopPruner) PruneTXT(_ context.Context, _ string, _ time.Time, _ storage.TXTPolicy) (int, error) {
-	return 1, nil
+func (p fixedPruner) PruneTXT(_ context.Context, _ string, _ time.Time, _ storage.TXTPolicy) (int, uint32, error) {
+	return p.n, p.serial, nil
 }
 
 func TestJournalBounded(t *testing.T) {

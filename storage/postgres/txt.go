@@ -139,27 +139,37 @@ func sortRecords(recs []storage.TXTRecord) {
 }
 
 // PruneTXT deletes the values of subdomain that policy no longer keeps at
-// time now. The zone serial stays (DNS stopped serving them when they aged
-// out), and no other node needs telling.
-func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error) {
+// time now (DNS stopped serving them when they aged out). If it deletes
+// any, the zone serial moves, so that secondaries drop them too, and other
+// nodes are told like for any change; see storage.Store.
+func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, uint32, error) {
 	op := "prune txt of " + subdomain
 	if err := policy.CheckAt(now); err != nil {
-		return 0, fmt.Errorf("postgres: %s: %w", op, err)
+		return 0, 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	var n int
+	var (
+		n      int
+		serial uint32
+	)
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		n, serial = 0, 0 // a retried transaction starts over
 		if err := lockSubdomain(ctx, tx, subdomain); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				n = 0
 				return nil // nothing to prune
 			}
 			return err
 		}
 		var err error
-		_, n, err = trimTXT(ctx, tx, subdomain, now, policy)
+		if _, n, err = trimTXT(ctx, tx, subdomain, now, policy); err != nil || n == 0 {
+			return err
+		}
+		serial, err = s.bumpSerial(ctx, tx, subdomain, now, nil)
 		return err
 	})
-	return n, s.wrapErr(ctx, op, err)
+	if err != nil {
+		return 0, 0, s.wrapErr(ctx, op, err)
+	}
+	return n, serial, nil
 }
 
 // nextSerial is the serial after old for a change at time at: old+1, or

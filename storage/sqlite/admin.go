@@ -9,15 +9,19 @@ import (
 	"github.com/acmebroker/acmebroker/storage"
 )
 
-// accountsQuery lists accounts with their use. The correlated subqueries
-// read the account's range of the txt_records primary key (at most txt_max
-// values); the outer walk follows the accounts.subdomain index, so nothing
-// is sorted and rows stream (TestAccountsQueryPlan).
-const accountsQuery = `
+// accountInfoColumns reads accounts with their use. The correlated
+// subqueries read the account's range of the txt_records primary key (at
+// most txt_max values).
+const accountInfoColumns = `
 	SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
 	       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
 	       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
-	FROM accounts AS a
+	FROM accounts AS a`
+
+// accountsQuery lists accounts with their use; the walk follows the
+// accounts.subdomain index, so nothing is sorted and rows stream
+// (TestAccountsQueryPlan).
+const accountsQuery = accountInfoColumns + `
 	ORDER BY a.subdomain`
 
 // Accounts calls fn for every account, in subdomain order, with the number
@@ -43,29 +47,49 @@ func (s *Store) Accounts(ctx context.Context, fn func(storage.AccountInfo) error
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var (
-			ai       storage.AccountInfo
-			allow    string
-			created  int64
-			disabled int64
-			last     sql.NullInt64
-		)
-		if err := rows.Scan(&ai.Username, &ai.KeyHash, &ai.Subdomain, &allow, &created, &disabled, &ai.Values, &last); err != nil {
+		ai, err := scanAccountInfo(rows)
+		if err != nil {
 			return wrapErr(ctx, op, err)
-		}
-		if ai.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
-			return fmt.Errorf("sqlite: %s: account %s: %w", op, ai.Username, err)
-		}
-		ai.CreatedAt = fromNanos(created)
-		ai.Disabled = disabled != 0
-		if last.Valid {
-			ai.LastUpdate = fromNanos(last.Int64)
 		}
 		if err := fn(ai); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", op, err)
 		}
 	}
 	return wrapErr(ctx, op, rows.Err())
+}
+
+// AccountBySubdomain returns the account holding subdomain name with its
+// use, through the subdomain's unique index; ErrNotFound if none.
+func (s *Store) AccountBySubdomain(ctx context.Context, name string) (storage.AccountInfo, error) {
+	op := "account of subdomain " + name
+	if err := s.readable(ctx); err != nil {
+		return storage.AccountInfo{}, wrapErr(ctx, op, err)
+	}
+	ai, err := scanAccountInfo(s.db.QueryRowContext(ctx, accountInfoColumns+` WHERE a.subdomain = ?`, name))
+	return ai, wrapErr(ctx, op, err)
+}
+
+func scanAccountInfo(row interface{ Scan(...any) error }) (storage.AccountInfo, error) {
+	var (
+		ai       storage.AccountInfo
+		allow    string
+		created  int64
+		disabled int64
+		last     sql.NullInt64
+	)
+	if err := row.Scan(&ai.Username, &ai.KeyHash, &ai.Subdomain, &allow, &created, &disabled, &ai.Values, &last); err != nil {
+		return storage.AccountInfo{}, err
+	}
+	var err error
+	if ai.AllowFrom, err = storage.DecodeAllowFrom(allow); err != nil {
+		return storage.AccountInfo{}, fmt.Errorf("account %s: %w", ai.Username, err)
+	}
+	ai.CreatedAt = fromNanos(created)
+	ai.Disabled = disabled != 0
+	if last.Valid {
+		ai.LastUpdate = fromNanos(last.Int64)
+	}
+	return ai, nil
 }
 
 // SetDisabled disables or enables an account. The zone does not change, so

@@ -85,22 +85,33 @@ func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy 
 
 // PruneTXT deletes the values of subdomain that policy no longer keeps at
 // time now (they have aged out of the window; DNS stopped serving them
-// then). The zone serial stays: what is served does not change.
-func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, error) {
+// then). If it deletes any, the zone serial moves so that secondaries drop
+// them too; see storage.Store.
+func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, policy storage.TXTPolicy) (int, uint32, error) {
 	op := "prune txt of " + subdomain
 	if err := policy.CheckAt(now); err != nil {
-		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+		return 0, 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	var n int
+	var (
+		n      int
+		serial uint32
+	)
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
 		var err error
 		_, n, err = trimTXT(ctx, c, subdomain, now, policy)
 		if err != nil || n == 0 {
 			return err
 		}
-		return s.announceChange(ctx, c, subdomain)
+		if err := s.announceChange(ctx, c, subdomain); err != nil {
+			return err
+		}
+		serial, err = bumpSerial(ctx, c, now)
+		return err
 	})
-	return n, wrapErr(ctx, op, err)
+	if err != nil {
+		return 0, 0, wrapErr(ctx, op, err)
+	}
+	return n, serial, nil
 }
 
 // valuesQuery reads one subdomain's values through the primary key

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -88,6 +89,16 @@ func (s suite) accountsList(t *testing.T) {
 		}
 	}
 	check(listAccounts(t, st))
+	// One account by its subdomain: the same as its row in the list.
+	for _, ai := range listAccounts(t, st) {
+		got, err := st.AccountBySubdomain(ctx, ai.Subdomain)
+		if err != nil || !reflect.DeepEqual(got, ai) {
+			t.Fatalf("AccountBySubdomain(%s) = %+v, %v; Accounts lists %+v", ai.Subdomain, got, err, ai)
+		}
+	}
+	if _, err := st.AccountBySubdomain(ctx, d.Subdomain); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("AccountBySubdomain of a deleted account: %v, want ErrNotFound", err)
+	}
 	st.close(t)
 	check(listAccounts(t, reopen(t)))
 }

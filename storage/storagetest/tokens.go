@@ -221,12 +221,15 @@ func (s suite) pruneTXT(t *testing.T) {
 	}
 	serialBefore := snapshotSerial(t, st)
 	// Within the window: nothing to prune.
-	if n, err := st.PruneTXT(ctx, a.Subdomain, base.Add(9*time.Minute), p); err != nil || n != 0 {
-		t.Fatalf("prune within the window: %d %v", n, err)
+	if n, serial, err := st.PruneTXT(ctx, a.Subdomain, base.Add(9*time.Minute), p); err != nil || n != 0 || serial != 0 {
+		t.Fatalf("prune within the window: %d, serial %d, %v; want nothing", n, serial, err)
+	}
+	if s := snapshotSerial(t, st); s != serialBefore {
+		t.Fatalf("a prune that deleted nothing moved the serial %d -> %d", serialBefore, s)
 	}
 	// 12 minutes after the first value: values 0..2 are older than the
 	// window, but the 2 newest (3, 4) always stay.
-	n, err := st.PruneTXT(ctx, a.Subdomain, base.Add(12*time.Minute+30*time.Second), p)
+	n, pruned, err := st.PruneTXT(ctx, a.Subdomain, base.Add(12*time.Minute+30*time.Second), p)
 	if err != nil || n != 3 {
 		t.Fatalf("prune: deleted %d (%v), want 3", n, err)
 	}
@@ -235,11 +238,13 @@ func (s suite) pruneTXT(t *testing.T) {
 		{Value: "value-4", UpdatedAt: base.Add(4 * time.Minute)},
 		{Value: "value-3", UpdatedAt: base.Add(3 * time.Minute)},
 	})
-	if serial != serialBefore {
-		t.Fatalf("pruning moved the serial %d -> %d", serialBefore, serial)
+	// Secondaries hold the pruned values (they came with the last
+	// update): the serial moves so that they drop them.
+	if !serialAfter(pruned, serialBefore) || serial != pruned {
+		t.Fatalf("serial %d before the prune, %d returned by it, %d after; want it moved and returned", serialBefore, pruned, serial)
 	}
-	if n, err := st.PruneTXT(ctx, "no-such-sub", base, p); err != nil || n != 0 {
-		t.Fatalf("prune of an unknown subdomain: %d %v", n, err)
+	if n, serial, err := st.PruneTXT(ctx, "no-such-sub", base, p); err != nil || n != 0 || serial != 0 {
+		t.Fatalf("prune of an unknown subdomain: %d, serial %d, %v", n, serial, err)
 	}
 }
 
