@@ -39,7 +39,7 @@ func TestAgedOutValuesLeaveSecondaries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitNSD(t, nsd, acct.FullDomain, vals[2])
+	waitServed(t, nsd, acct.FullDomain, vals[2])
 	// Within the window all three are served (checked only while it has
 	// surely not passed: a slow machine may be past it already).
 	if got, err := nsd.TXT(t.Context(), acct.FullDomain); time.Since(start) < window && (err != nil || len(got) != 3) {
