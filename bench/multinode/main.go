@@ -178,6 +178,9 @@ func startNode(ctx context.Context, dsn string) (chan broker.Ready, chan error) 
 	cfg.DNS.Records = []string{"auth.example.test. NS ns1.auth.example.test."}
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.API.RegisterLimit, cfg.API.UpdateLimit, cfg.API.UpdateSourceLimit = 0, 0, 0
+	// The poller asks B thousands of times a second from one address:
+	// response rate limiting would drop most of those answers.
+	cfg.DNS.RRL.Enabled = false
 	cfg.Storage.Engine, cfg.Storage.DSN = "postgres", dsn
 	ready := make(chan broker.Ready, 1)
 	done := make(chan error, 1)
@@ -204,9 +207,14 @@ func waitFor(ctx context.Context, server, name, value string, timeout time.Durat
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
 	for {
-		r, _, err := c.ExchangeContext(ctx, m, server)
+		// A deadline of its own: without one, a lost answer would block
+		// the read for good (the client's Timeout does not bound a read
+		// under a context without a deadline).
+		qctx, cancel := context.WithTimeout(ctx, c.Timeout)
+		r, _, err := c.ExchangeContext(qctx, m, server)
+		cancel()
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			lost.Add(1)
 		}
 		if err == nil && r.Rcode == dns.RcodeSuccess {
