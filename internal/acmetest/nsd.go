@@ -18,6 +18,9 @@ import (
 type NSDOptions struct {
 	Zone    string // e.g. "auth.example.org"
 	Primary string // host:port the zone is transferred from and NOTIFY comes from
+	// MorePrimaries are further primaries (other broker nodes on one
+	// database), tried after Primary and allowed to NOTIFY too.
+	MorePrimaries []string
 	// Port is NSD's port on 127.0.0.1 (UDP and TCP); 0 picks one. Pick
 	// it with FreePort when the primary must know it before NSD starts.
 	Port int
@@ -52,7 +55,6 @@ func FreePort(tb testing.TB) int {
 
 // NSDConfig is the nsd.conf of a secondary for o, keeping every file in dir.
 func NSDConfig(dir string, port int, o NSDOptions) string {
-	host, pport, _ := net.SplitHostPort(o.Primary)
 	var b strings.Builder
 	fmt.Fprintf(&b, `server:
 	ip-address: 127.0.0.1@%d
@@ -81,7 +83,11 @@ func NSDConfig(dir string, port int, o NSDOptions) string {
 		key = o.KeyName
 		fmt.Fprintf(&b, "key:\n\tname: %q\n\talgorithm: %s\n\tsecret: %q\n", o.KeyName, o.KeyAlgorithm, o.KeySecret)
 	}
-	fmt.Fprintf(&b, "zone:\n\tname: %q\n\trequest-xfr: %s@%s %s\n\tallow-notify: %s %s\n", o.Zone, host, pport, key, host, key)
+	fmt.Fprintf(&b, "zone:\n\tname: %q\n", o.Zone)
+	for _, p := range append([]string{o.Primary}, o.MorePrimaries...) {
+		host, pport, _ := net.SplitHostPort(p)
+		fmt.Fprintf(&b, "\trequest-xfr: %s@%s %s\n\tallow-notify: %s %s\n", host, pport, key, host, key)
+	}
 	return b.String()
 }
 
