@@ -99,30 +99,20 @@ func seed(t *testing.T, db string, n int) {
 	}
 	defer st.Close()
 	now := time.Now()
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			for i := w; i < n; i += 16 {
-				sub := fmt.Sprintf("bulk-%d", i)
-				if _, err := st.CreateAccount(t.Context(), storage.Account{Username: sub + "-user", KeyHash: "h", Subdomain: sub, CreatedAt: now}); err != nil {
-					errs <- err
-					return
-				}
-				for _, v := range []string{fmt.Sprintf("%043d", i+1), fmt.Sprintf("%043d", i)} {
-					if _, _, err := st.SetTXT(t.Context(), sub, v, now, storage.DefaultTXTPolicy); err != nil {
-						errs <- err
-						return
-					}
+	inParallel(t, 16, func(w int) error {
+		for i := w; i < n; i += 16 {
+			sub := fmt.Sprintf("bulk-%d", i)
+			if _, err := st.CreateAccount(t.Context(), storage.Account{Username: sub + "-user", KeyHash: "h", Subdomain: sub, CreatedAt: now}); err != nil {
+				return err
+			}
+			for _, v := range []string{fmt.Sprintf("%043d", i+1), fmt.Sprintf("%043d", i)} {
+				if _, _, err := st.SetTXT(t.Context(), sub, v, now, storage.DefaultTXTPolicy); err != nil {
+					return err
 				}
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		return nil
+	})
 }
 
 // txtValues returns the TXT values in r's answer section, sorted.
@@ -187,6 +177,43 @@ func waitServed(t *testing.T, sec secondary, name, want string) time.Duration {
 	}
 	t.Fatalf("the secondary does not serve %q at %s after 20 s: %v %v\nits log:\n%s", want, name, last, err, sec.Log())
 	return 0
+}
+
+// waitExactly polls the secondary until it serves exactly want (sorted)
+// for name, failing after 20 s with why (what should have happened).
+func waitExactly(t *testing.T, sec secondary, name string, want []string, why string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := sec.TXT(t.Context(), name)
+		slices.Sort(got)
+		if err == nil && slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s the secondary serves %v (%v) at %s; want %v: %s\n%s", got, err, name, want, why, sec.Log())
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// inParallel runs fn(0..n-1) at once and fails the test with the errors.
+func inParallel(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := fn(i); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }
 
 // daemonSpec says how to run one secondary name server in the foreground.
@@ -508,23 +535,14 @@ func checkSecondary(t *testing.T, run secondaryRun, name string, bulk, timed int
 				t.Fatal(err)
 			}
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w, a := range accts {
-			wg.Go(func() {
-				for k := range each {
-					if err := api.Update(t.Context(), a, fmt.Sprintf("w%d-%040d", w, k)); err != nil {
-						errs <- err
-						return
-					}
+		inParallel(t, workers, func(w int) error {
+			for k := range each {
+				if err := api.Update(t.Context(), accts[w], fmt.Sprintf("w%d-%040d", w, k)); err != nil {
+					return err
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+			}
+			return nil
+		})
 		// The secondary ends up with exactly what the broker serves, name
 		// by name.
 		for _, a := range accts {
@@ -532,18 +550,7 @@ func checkSecondary(t *testing.T, run secondaryRun, name string, bulk, timed int
 			if len(want) != each {
 				t.Fatalf("broker serves %d values at %s, want %d", len(want), a.FullDomain, each)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				got, err := sec.TXT(t.Context(), a.FullDomain)
-				slices.Sort(got)
-				if err == nil && slices.Equal(got, want) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s serves %v at %s, the broker %v\n%s", name, got, a.FullDomain, want, sec.Log())
-				}
-				time.Sleep(20 * time.Millisecond) // polling with a deadline
-			}
+			waitExactly(t, sec, a.FullDomain, want, name+" must serve what the broker serves")
 		}
 	})
 	return api, acct
