@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// bindConfig is the README's named.conf (key, secondary zone with the key
-// in primaries) for a secondary on 127.0.0.1:port, plus options that keep
+// bindConfig is the README's named.conf (serial-query-rate, key, secondary
+// zone with the key in primaries) for a secondary on 127.0.0.1:port, plus options that keep
 // every file named writes in dir, and no rndc control channel (by default
 // named opens one on 127.0.0.1#953) and no NOTIFY of its own (it would
 // notify the zone's NS, 127.0.0.1#53 in the broker's default records).
@@ -29,6 +29,7 @@ func bindConfig(dir string, port int, primary, zone, secret string) string {
     recursion no;
     dnssec-validation no;
     notify no;
+    serial-query-rate 1000;
 };
 controls { };
 key "%s" { algorithm hmac-sha256; secret "%s"; };
