@@ -10,10 +10,6 @@ import (
 	"github.com/acmebroker/acmebroker/internal/records"
 )
 
-// journalSize is how many recent changes are kept for incremental
-// transfers; a secondary further behind gets the whole zone.
-const journalSize = 16384
-
 // setupTransfer enables zone transfers and NOTIFY as [dns.transfer] says.
 // It returns a function that starts the notifier and returns its stop
 // (which waits for it); both are no-ops when nothing is to be notified.
@@ -26,7 +22,7 @@ func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, 
 	}
 	srv.SetTSIG(dnsserver.TSIGSecrets(keys))
 	if len(c.AllowFrom) > 0 || len(c.Notify) > 0 {
-		idx.EnableJournal(journalSize)
+		idx.EnableJournal(c.JournalSize())
 	}
 	if len(c.AllowFrom) > 0 {
 		if err := h.EnableTransfer(dnsserver.TransferConfig{
@@ -38,9 +34,9 @@ func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, 
 	if len(c.Notify) == 0 {
 		return func() func() { return func() {} }, nil
 	}
-	targets := make([]dnsserver.NotifyTarget, len(c.Notify))
-	for i, a := range c.Notify {
-		targets[i] = dnsserver.NotifyTarget{Addr: a, Key: byName[c.NotifyKey]}
+	var targets []dnsserver.NotifyTarget
+	for _, t := range c.NotifyTargets() {
+		targets = append(targets, dnsserver.NotifyTarget{Addr: t.Addr, Key: byName[t.Key]})
 	}
 	n, err := h.NewNotifier(dnsserver.NotifyConfig{Targets: targets, Observer: obs})
 	if err != nil {

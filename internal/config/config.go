@@ -75,10 +75,64 @@ type Transfer struct {
 	Keys []TSIGKey `toml:"keys"`
 	// RequireTSIG refuses transfers not signed with one of Keys. Unset: true when Keys are given.
 	RequireTSIG *bool `toml:"require_tsig"`
-	// Notify are the secondaries (host:port) told of every serial change.
+	// Notify are the secondaries told of every serial change: "host:port",
+	// or "host:port key NAME" to sign that one's NOTIFY with the key NAME
+	// of Keys instead of NotifyKey.
 	Notify []string `toml:"notify"`
 	// NotifyKey names the key of Keys that signs NOTIFY; empty: unsigned.
 	NotifyKey string `toml:"notify_key"`
+	// Journal is how many recent changes are kept for incremental
+	// transfers (IXFR); a secondary further behind gets the whole zone.
+	// 0: DefaultJournal.
+	Journal int `toml:"journal"`
+}
+
+// DefaultJournal and MaxJournal: Transfer.Journal's default and bound
+// (each change kept costs about a hundred bytes).
+const (
+	DefaultJournal = 16384
+	MaxJournal     = 1 << 20
+)
+
+// JournalSize is Journal with its default.
+func (t Transfer) JournalSize() int {
+	if t.Journal == 0 {
+		return DefaultJournal
+	}
+	return t.Journal
+}
+
+// NotifyTarget is one entry of Transfer.Notify, parsed.
+type NotifyTarget struct {
+	Addr string // host:port
+	Key  string // name of the key that signs its NOTIFY; "" unsigned
+}
+
+// NotifyTargets returns Notify parsed, each with its key (its own, else
+// NotifyKey). Call it on a validated config.
+func (t Transfer) NotifyTargets() []NotifyTarget {
+	out := make([]NotifyTarget, 0, len(t.Notify))
+	for _, a := range t.Notify {
+		nt, _ := parseNotify(a)
+		if nt.Key == "" {
+			nt.Key = t.NotifyKey
+		}
+		out = append(out, nt)
+	}
+	return out
+}
+
+// parseNotify reads "host:port" or "host:port key NAME" (the key's name
+// normalised). The address is not checked.
+func parseNotify(s string) (NotifyTarget, bool) {
+	f := strings.Fields(s)
+	switch {
+	case len(f) == 1:
+		return NotifyTarget{Addr: f[0]}, true
+	case len(f) == 3 && strings.EqualFold(f[1], "key"):
+		return NotifyTarget{Addr: f[0], Key: normName(f[2])}, true
+	}
+	return NotifyTarget{}, false
 }
 
 // TSIGKey is a shared secret for signing transfers (RFC 8945).
@@ -584,12 +638,22 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 	if t.RequireTSIG != nil && *t.RequireTSIG && len(t.Keys) == 0 {
 		bad("dns.transfer.require_tsig", "true but no key: add a [[dns.transfer.keys]] entry or set it to false")
 	}
-	for i, a := range t.Notify {
-		if err := checkHostPort(a); err != nil {
-			bad(fmt.Sprintf("dns.transfer.notify[%d]", i), "%v", err)
-		} else if strings.HasSuffix(a, ":0") {
-			bad(fmt.Sprintf("dns.transfer.notify[%d]", i), "%q has no port; write the secondary's host:port, e.g. \"192.0.2.53:53\"", a)
+	for i, s := range t.Notify {
+		key := fmt.Sprintf("dns.transfer.notify[%d]", i)
+		nt, ok := parseNotify(s)
+		switch {
+		case !ok:
+			bad(key, "%q: write the secondary's \"host:port\", or \"host:port key NAME\" to sign its NOTIFY with another key, e.g. \"192.0.2.53:53 key ns2-key\"", s)
+		case checkHostPort(nt.Addr) != nil:
+			bad(key, "%v", checkHostPort(nt.Addr))
+		case strings.HasSuffix(nt.Addr, ":0"):
+			bad(key, "%q has no port; write the secondary's host:port, e.g. \"192.0.2.53:53\"", nt.Addr)
+		case nt.Key != "" && !names[nt.Key]:
+			bad(key, "key %q is not the name of a key in [[dns.transfer.keys]]", nt.Key)
 		}
+	}
+	if t.Journal < 0 || t.Journal > MaxJournal {
+		bad("dns.transfer.journal", "%d: keep between 1 and %d changes for IXFR (0: the default, %d)", t.Journal, MaxJournal, DefaultJournal)
 	}
 	if len(t.Notify) > 0 && len(t.AllowFrom) == 0 {
 		bad("dns.transfer.notify", "secondaries are notified but none may transfer the zone; add their addresses to dns.transfer.allow_from")

@@ -33,6 +33,27 @@ func TestTransferConfig(t *testing.T) {
 				t.Error("require_tsig = false ignored")
 			}
 		}},
+		{name: "a key per secondary, journal size",
+			toml: "[dns.transfer]\nallow_from = [\"192.0.2.0/24\"]\nnotify = [\"192.0.2.1:53\", \"192.0.2.2:53 key NS2-Key.\", \" 192.0.2.3:5353  KEY  xfr-key \"]\nnotify_key = \"xfr-key\"\njournal = 100000\n" +
+				key + "[[dns.transfer.keys]]\nname = \"ns2-key\"\nsecret = \"" + secret + "\"\n",
+			check: func(t *testing.T, tr Transfer) {
+				want := []NotifyTarget{{"192.0.2.1:53", "xfr-key"}, {"192.0.2.2:53", "ns2-key"}, {"192.0.2.3:5353", "xfr-key"}}
+				if got := tr.NotifyTargets(); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("NotifyTargets() = %v, want %v", got, want)
+				}
+				if tr.JournalSize() != 100000 {
+					t.Errorf("journal %d", tr.JournalSize())
+				}
+			}},
+		{name: "journal default", check: func(t *testing.T, tr Transfer) {
+			if tr.JournalSize() != DefaultJournal {
+				t.Errorf("journal %d, want %d", tr.JournalSize(), DefaultJournal)
+			}
+		}},
+		{name: "journal too large", toml: "[dns.transfer]\njournal = 2000000", wantErr: "dns.transfer.journal"},
+		{name: "journal negative", toml: "[dns.transfer]\njournal = -1", wantErr: "dns.transfer.journal"},
+		{name: "notify with an unknown key", toml: "[dns.transfer]\nallow_from = [\"192.0.2.0/24\"]\nnotify = [\"192.0.2.2:53 key nope\"]\n" + key, wantErr: "dns.transfer.notify[0]: key \"nope\""},
+		{name: "notify with words after the address", toml: "[dns.transfer]\nallow_from = [\"192.0.2.0/24\"]\nnotify = [\"192.0.2.2:53 xfr-key\"]\n" + key, wantErr: "host:port key NAME"},
 		{name: "required without key", toml: "[dns.transfer]\nrequire_tsig = true", wantErr: "dns.transfer.require_tsig"},
 		{name: "bad cidr", toml: "[dns.transfer]\nallow_from = [\"127.0.0.1\"]", wantErr: "dns.transfer.allow_from[0]"},
 		{name: "bad notify", toml: "[dns.transfer]\nallow_from = [\"192.0.2.0/24\"]\nnotify = [\"ns2.example.org\"]", wantErr: "dns.transfer.notify[0]"},
