@@ -153,25 +153,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
 
-	pruneCtx, stopPrune := context.WithCancel(context.Background())
-	pruneDone := make(chan struct{})
-	go func() {
-		defer close(pruneDone)
-		idx.PruneEvery(pruneCtx, pruneInterval(policy.Window), used, logger)
-	}()
-	defer func() { stopPrune(); <-pruneDone }() // before storage closes
-
+	// The background loops stop (and are waited for) before storage closes.
+	defer background(func(ctx context.Context) {
+		idx.PruneEvery(ctx, pruneInterval(policy.Window), used, logger)
+	})()
 	if poller != nil {
-		pollCtx, stopPoll := context.WithCancel(context.Background())
-		pollDone := make(chan struct{})
-		go func() { defer close(pollDone); poller.Run(pollCtx) }()
-		defer func() { stopPoll(); <-pollDone }() // before storage closes
+		defer background(poller.Run)()
 	}
 	if watcher != nil {
-		syncCtx, stopSync := context.WithCancel(context.Background())
-		syncDone := make(chan struct{})
-		go func() { defer close(syncDone); watcher.Run(syncCtx) }()
-		defer func() { stopSync(); <-syncDone }()
+		defer background(watcher.Run)()
 	}
 
 	errc := make(chan error, 3)
@@ -241,6 +231,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 // shutdownTimeout bounds a graceful shutdown: API requests in flight, then
 // DNS queries in flight, then the metrics listener (storage closes after).
 const shutdownTimeout = 10 * time.Second
+
+// background runs run in a goroutine until the returned stop is called;
+// stop cancels run's context and waits for it to return.
+func background(run func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx)
+	}()
+	return func() { cancel(); <-done }
+}
 
 // pruneInterval: aged-out values are deleted, and the deletion sent to the
 // secondaries, within half a window of leaving it and at most a minute

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -42,15 +41,7 @@ func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, 
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("dns.transfer.notify: %w", err)}
 	}
-	return func() func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			n.Run(ctx)
-		}()
-		return func() { cancel(); <-done }
-	}, nil
+	return func() func() { return background(n.Run) }, nil
 }
 
 // transferObserver is where transfer and NOTIFY outcomes are counted (nil
