@@ -641,11 +641,13 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 	for i, s := range t.Notify {
 		key := fmt.Sprintf("dns.transfer.notify[%d]", i)
 		nt, ok := parseNotify(s)
-		switch {
-		case !ok:
+		if !ok {
 			bad(key, "%q: write the secondary's \"host:port\", or \"host:port key NAME\" to sign its NOTIFY with another key, e.g. \"192.0.2.53:53 key ns2-key\"", s)
-		case checkHostPort(nt.Addr) != nil:
-			bad(key, "%v", checkHostPort(nt.Addr))
+			continue
+		}
+		switch err := checkHostPort(nt.Addr); {
+		case err != nil:
+			bad(key, "%v", err)
 		case strings.HasSuffix(nt.Addr, ":0"):
 			bad(key, "%q has no port; write the secondary's host:port, e.g. \"192.0.2.53:53\"", nt.Addr)
 		case nt.Key != "" && !names[nt.Key]:

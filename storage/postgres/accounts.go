@@ -46,9 +46,23 @@ func (s *Store) insertAccount(ctx context.Context, tx pgx.Tx, a storage.Account,
 // DeleteAccount removes the account; its TXT values go with it (ON DELETE
 // CASCADE), and the serial moves because what DNS serves changes.
 func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
-	op := "delete account " + username
+	return s.deleteAccount(ctx, "delete account "+username, username, nil)
+}
+
+// DeleteUnusedAccount deletes the account if it was last used at or before
+// cutoff; see storage.Store.
+func (s *Store) DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (uint32, error) {
+	return s.deleteAccount(ctx, "delete unused account "+username, username, &cutoff)
+}
+
+func (s *Store) deleteAccount(ctx context.Context, op, username string, cutoff *time.Time) (uint32, error) {
 	var serial uint32
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		if cutoff != nil {
+			if err := checkUnused(ctx, tx, username, *cutoff); err != nil {
+				return err
+			}
+		}
 		var sub string
 		if err := tx.QueryRow(ctx, `DELETE FROM accounts WHERE username = $1 RETURNING subdomain`, username).Scan(&sub); err != nil {
 			return err
@@ -63,38 +77,25 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, err
 	return serial, nil
 }
 
-// DeleteUnusedAccount deletes the account if it was last used at or before
-// cutoff; see storage.Store. The account's row is locked first (FOR UPDATE
-// conflicts with the key-share lock an inserted value's foreign key takes),
-// and the next statement sees whatever update committed before the lock was
-// granted.
-func (s *Store) DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (uint32, error) {
-	op := "delete unused account " + username
-	var serial uint32
-	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
-		var sub string
-		var created int64
-		if err := tx.QueryRow(ctx, `SELECT subdomain, created_at FROM accounts WHERE username = $1 FOR UPDATE`, username).Scan(&sub, &created); err != nil {
-			return err
-		}
-		var last int64
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(updated_at), $2) FROM txt_records WHERE subdomain = $1`, sub, created).Scan(&last); err != nil {
-			return err
-		}
-		if last > cutoff.UnixNano() {
-			return storage.ErrInUse
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM accounts WHERE username = $1`, username); err != nil {
-			return err
-		}
-		var err error
-		serial, err = s.bumpSerial(ctx, tx, sub, time.Now(), nil)
+// checkUnused returns storage.ErrInUse if the account was last used (its
+// newest value, else its creation) after cutoff, and locks its row for the
+// rest of tx. FOR UPDATE conflicts with the key-share lock an inserted
+// value's foreign key takes, and the next statement sees whatever update
+// committed before the lock was granted.
+func checkUnused(ctx context.Context, tx pgx.Tx, username string, cutoff time.Time) error {
+	var sub string
+	var created int64
+	if err := tx.QueryRow(ctx, `SELECT subdomain, created_at FROM accounts WHERE username = $1 FOR UPDATE`, username).Scan(&sub, &created); err != nil {
 		return err
-	})
-	if err != nil {
-		return 0, s.wrapErr(ctx, op, err)
 	}
-	return serial, nil
+	var last int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(updated_at), $2) FROM txt_records WHERE subdomain = $1`, sub, created).Scan(&last); err != nil {
+		return err
+	}
+	if last > cutoff.UnixNano() {
+		return storage.ErrInUse
+	}
+	return nil
 }
 
 const accountColumns = `SELECT username, key_hash, subdomain, allow_from, created_at, disabled FROM accounts`
