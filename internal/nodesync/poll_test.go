@@ -138,19 +138,11 @@ func TestPollerRun(t *testing.T) {
 
 func accountOf(t *testing.T, st storage.Store, sub string) string {
 	t.Helper()
-	var user string
-	err := st.(interface {
-		Accounts(context.Context, func(storage.AccountInfo) error) error
-	}).Accounts(context.Background(), func(ai storage.AccountInfo) error {
-		if ai.Subdomain == sub {
-			user = ai.Username
-		}
-		return nil
-	})
-	if err != nil || user == "" {
+	ai, err := st.AccountBySubdomain(context.Background(), sub)
+	if err != nil {
 		t.Fatalf("no account for %s: %v", sub, err)
 	}
-	return user
+	return ai.Username
 }
 
 func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
