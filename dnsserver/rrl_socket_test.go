@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // udpFrom is a UDP socket bound to src (any 127.x.y.z is loopback on
@@ -20,7 +22,7 @@ func udpFrom(t *testing.T, src, addr string) *net.UDPConn {
 	}
 	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, raddr)
 	if err != nil {
-		t.Skipf("cannot bind %s (%v): this test needs 127.0.0.0/8 on loopback (Linux)", src, err)
+		testenv.Skipf(t, "cannot bind %s (%v): this test needs 127.0.0.0/8 on loopback (Linux)", src, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // startLimited serves the test zone with TCP limits l.
@@ -34,7 +36,7 @@ func tcpFrom(t *testing.T, src, addr string) *dns.Conn {
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		if !closedByServer(err) {
-			t.Skipf("cannot connect from %s (%v): this test needs 127.0.0.0/8 on loopback (Linux)", src, err)
+			testenv.Skipf(t, "cannot connect from %s (%v): this test needs 127.0.0.0/8 on loopback (Linux)", src, err)
 		}
 		return &dns.Conn{Conn: failedConn{err}}
 	}

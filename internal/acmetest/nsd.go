@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // NSDOptions describe an NSD secondary of one zone.
@@ -98,7 +100,7 @@ func StartNSD(tb testing.TB, o NSDOptions) *NSD {
 	tb.Helper()
 	bin := NSDPath()
 	if bin == "" {
-		tb.Skip("nsd is not installed (apt-get install nsd; .ci/run does it)")
+		testenv.Skip(tb, "nsd is not installed (apt-get install nsd; .ci/run does it)")
 	}
 	port := o.Port
 	if port == 0 {

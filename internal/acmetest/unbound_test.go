@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // TestUnboundConfigChecks runs the installed unbound-checkconf on the
@@ -14,7 +16,7 @@ import (
 func TestUnboundConfigChecks(t *testing.T) {
 	checkconf := findProgram("unbound-checkconf", "/usr/sbin", "/usr/local/sbin")
 	if checkconf == "" {
-		t.Skip("unbound-checkconf not installed; install with: " + InstallHint)
+		testenv.Skip(t, "unbound-checkconf not installed; install with: "+InstallHint)
 	}
 	tests := []struct {
 		name   string

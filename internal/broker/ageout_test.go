@@ -10,6 +10,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // TestAgedOutValuesLeaveSecondaries: a value that ages out of txt_window
@@ -17,7 +18,7 @@ import (
 // (which moves the serial), by the secondary too: both answer the same.
 func TestAgedOutValuesLeaveSecondaries(t *testing.T) {
 	if acmetest.NSDPath() == "" {
-		t.Skip("nsd is not installed (apt-get install nsd; .ci/run does it)")
+		testenv.Skip(t, "nsd is not installed (apt-get install nsd; .ci/run does it)")
 	}
 	nsdPort := acmetest.FreePort(t)
 	cfg := hiddenPrimary(t, filepath.Join(t.TempDir(), "broker.db"), net.JoinHostPort("127.0.0.1", fmt.Sprint(nsdPort)))

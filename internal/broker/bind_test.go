@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // bindConfig is the README's named.conf (serial-query-rate, key, secondary
@@ -49,7 +51,7 @@ func bindSpec(t *testing.T, secret string) daemonSpec {
 	if err != nil {
 		bin = "/usr/sbin/named"
 		if !fileExists(bin) {
-			t.Skip("named not installed: apt-get install bind9 (.ci/run does it)")
+			testenv.Skip(t, "named not installed: apt-get install bind9 (.ci/run does it)")
 		}
 	}
 	return daemonSpec{

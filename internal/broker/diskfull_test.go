@@ -21,6 +21,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // tmpfs mounts a small tmpfs for the test, or skips when this is not
@@ -32,7 +33,7 @@ func tmpfs(t *testing.T, size string) string {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("needs root to mount a small tmpfs (%v %s)", err, out)
+		testenv.Skipf(t, "needs root to mount a small tmpfs (%v %s)", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 	return dir

@@ -12,6 +12,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // nxBurst sends n NXDOMAIN queries from src to addr at once and counts the
@@ -22,7 +23,7 @@ func nxBurst(t *testing.T, src, addr, zone string, n int) (full, tc int) {
 	raddr, _ := net.ResolveUDPAddr("udp", addr)
 	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, raddr)
 	if err != nil {
-		t.Skipf("cannot bind %s (%v): needs 127.0.0.0/8 on loopback", src, err)
+		testenv.Skipf(t, "cannot bind %s (%v): needs 127.0.0.0/8 on loopback", src, err)
 	}
 	defer c.Close()
 	q := new(dns.Msg)

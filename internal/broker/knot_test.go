@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // knotConfig is the README's knot.conf (key, remote, acl, zone) for a
@@ -66,7 +68,7 @@ func knotSpec(t *testing.T, secret string) daemonSpec {
 	if err != nil {
 		bin = "/usr/sbin/knotd"
 		if _, err := os.Stat(bin); err != nil {
-			t.Skip("knotd not installed: apt-get install knot (.ci/run does it)")
+			testenv.Skip(t, "knotd not installed: apt-get install knot (.ci/run does it)")
 		}
 	}
 	return daemonSpec{

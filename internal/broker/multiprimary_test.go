@@ -9,6 +9,7 @@ import (
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/pgtest"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // TestSecondaryOfTwoNodes: two broker nodes on one PostgreSQL database are
@@ -17,7 +18,7 @@ import (
 // whichever it asks, and keeps doing so when the first node is gone.
 func TestSecondaryOfTwoNodes(t *testing.T) {
 	if acmetest.NSDPath() == "" {
-		t.Skip("nsd is not installed (apt-get install nsd; .ci/run does it)")
+		testenv.Skip(t, "nsd is not installed (apt-get install nsd; .ci/run does it)")
 	}
 	dsn := pgtest.Schema(t) // skips without ACMEBROKER_TEST_POSTGRES
 	nsdPort := acmetest.FreePort(t)

@@ -9,6 +9,7 @@ import (
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // TestNotifyKeyPerSecondary: a notify entry "host:port key NAME" signs that
@@ -17,7 +18,7 @@ import (
 // only if it is signed with that key.
 func TestNotifyKeyPerSecondary(t *testing.T) {
 	if acmetest.NSDPath() == "" {
-		t.Skip("nsd is not installed (apt-get install nsd; .ci/run does it)")
+		testenv.Skip(t, "nsd is not installed (apt-get install nsd; .ci/run does it)")
 	}
 	const ownKey, ownSecret = "ns2-key", "bnMyLW93bi1rZXktZm9yLXRoZS10ZXN0LW9ubHktIQ=="
 	nsdPort := acmetest.FreePort(t)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/acmebroker/acmebroker/internal/acmetest"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // TestNSDSecondary: a real NSD, secondary of the broker with a TSIG key and
@@ -13,7 +14,7 @@ import (
 // same database the serial keeps increasing, so NSD takes the new changes.
 func TestNSDSecondary(t *testing.T) {
 	if acmetest.NSDPath() == "" {
-		t.Skip("nsd is not installed (apt-get install nsd; .ci/run does it)")
+		testenv.Skip(t, "nsd is not installed (apt-get install nsd; .ci/run does it)")
 	}
 	db := filepath.Join(t.TempDir(), "broker.db")
 	// Enough data that the first transfer takes several messages, each

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // EnvDSN names the environment variable with the test database's DSN.
@@ -25,7 +27,7 @@ func BaseDSN(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv(EnvDSN)
 	if dsn == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s to a database they may create schemas in, e.g. %s=postgres://postgres@127.0.0.1:5432/test?sslmode=disable (.ci/run does)", EnvDSN, EnvDSN)
+		testenv.Skipf(t, "PostgreSQL tests skipped: %s is not set; start a throwaway database and set it with: eval \"$(scripts/test-postgres)\" (.ci/run does)", EnvDSN)
 	}
 	return dsn
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/acmebroker/acmebroker/internal/syncbuf"
+	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
 // Server is a private PostgreSQL server on loopback that a test may stop
@@ -48,7 +49,7 @@ func StartServer(t testing.TB) *Server {
 	BaseDSN(t)
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
-		t.Skip("no /usr/lib/postgresql/*/bin/initdb: install the PostgreSQL server package (.ci/run does)")
+		testenv.Skip(t, "no /usr/lib/postgresql/*/bin/initdb: install the PostgreSQL server package (.ci/run does)")
 	}
 	sort.Slice(bins, func(i, j int) bool { return version(bins[i]) < version(bins[j]) })
 	s := &Server{t: t, bin: filepath.Dir(bins[len(bins)-1]), log: &syncbuf.Buffer{}}
@@ -65,7 +66,7 @@ func StartServer(t testing.TB) *Server {
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			t.Skip("running as root and there is no postgres user to run PostgreSQL as")
+			testenv.Skip(t, "running as root and there is no postgres user to run PostgreSQL as")
 		}
 		s.uid, _ = strconv.Atoi(u.Uid)
 		s.gid, _ = strconv.Atoi(u.Gid)

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/mattn/go-sqlite3"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/acmebroker/acmebroker/internal/pgtest"
 )
 
 // The CREATE statements acme-dns runs at start-up (its db.go), verbatim
@@ -116,10 +117,7 @@ func WriteSQLite(t testing.TB, path string, v2 bool, accounts []Account, orphans
 // It skips the test when the variable is not set.
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv("ACMEBROKER_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("set ACMEBROKER_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable to run the PostgreSQL import test")
-	}
+	base := pgtest.BaseDSN(t)
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatalf("ACMEBROKER_TEST_POSTGRES: %v", err)
