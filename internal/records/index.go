@@ -69,6 +69,7 @@ type Index struct {
 
 	serial atomic.Uint32
 	zone   *zoneState // zone transfers (walk.go)
+	vers   versions   // per-name versions for the DNS answer cache (version.go)
 }
 
 // New returns an empty index that serves values according to policy, aging
@@ -82,6 +83,7 @@ func New(policy storage.TXTPolicy, now func() time.Time) *Index {
 		names:  make(map[string]int32),
 		spill:  make(map[int32]spilled),
 		zone:   newZoneState(),
+		vers:   newVersions(),
 	}
 }
 
@@ -134,6 +136,7 @@ func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force b
 		return
 	}
 	x.note(sub, i, ok, recs, serial, force)
+	x.changed(sub)
 	e.serial = serial
 	if x.fits(recs) {
 		e.n = int8(len(recs))
@@ -163,32 +166,8 @@ func (x *Index) fits(recs []storage.TXTRecord) bool {
 
 // TXT implements dnsserver.RecordSource.
 func (x *Index) TXT(dst []string, sub string) ([]string, bool) {
-	x.mu.RLock()
-	i, ok := x.find(sub)
-	if !ok {
-		x.mu.RUnlock()
-		return dst, false
-	}
-	e := x.at(i)
-	if e.n >= 0 {
-		for j := range e.n {
-			v := &e.vals[j]
-			dst = append(dst, string(v.val[:v.n]))
-		}
-		x.mu.RUnlock()
-		return dst, true
-	}
-	recs := x.spill[i].recs
-	x.mu.RUnlock()
-	// recs is never modified once stored (Set and Prune replace it), so it
-	// can be read outside the lock.
-	if len(recs) > x.policy.Always {
-		recs = x.policy.Keep(recs, x.now())
-	}
-	for _, r := range recs {
-		dst = append(dst, r.Value)
-	}
-	return dst, true
+	dst, ok, _ := x.txt(dst, sub, false)
+	return dst, ok
 }
 
 // Serial implements dnsserver.RecordSource.
@@ -208,6 +187,7 @@ func (x *Index) Remove(sub string, serial uint32) {
 	x.mu.Lock()
 	if i, ok := x.find(sub); ok {
 		x.noteRemove(sub, i, serial)
+		x.changed(sub)
 		if k, isUUID := uuidKey(sub); isUUID {
 			delete(x.uuids, k)
 		} else {

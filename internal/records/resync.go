@@ -155,6 +155,7 @@ func (x *Index) holds(i int32, recs []storage.TXTRecord) bool {
 // drop forgets entry i, named name, without touching the serial (Remove
 // without its bump). Called with mu held.
 func (x *Index) drop(name string, i int32) {
+	x.changed(name)
 	if k, isUUID := uuidKey(name); isUUID {
 		delete(x.uuids, k)
 	} else {

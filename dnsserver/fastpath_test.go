@@ -1,0 +1,361 @@
+package dnsserver
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// versionedSource makes the tests' fakeSource a VersionedSource: one
+// version for every name, moved by set.
+type versionedSource struct {
+	*fakeSource
+	gen   atomic.Uint32
+	until atomic.Int64 // the Until of every TXT (0: none)
+}
+
+func newVersionedSource() *versionedSource { return &versionedSource{fakeSource: testSource()} }
+
+func (v *versionedSource) TXTStamped(dst []string, sub string) ([]string, bool, Stamp) {
+	st := Stamp{Version: v.gen.Load(), Until: v.until.Load()} // before the data: a change after it is seen
+	dst, ok := v.TXT(dst, sub)
+	return dst, ok, st
+}
+
+func (v *versionedSource) Version(uint32) uint32 { return v.gen.Load() }
+
+func (v *versionedSource) set(sub string, vals []string) {
+	v.mu.Lock()
+	if vals == nil {
+		delete(v.subs, sub)
+	} else {
+		v.subs[sub] = vals
+	}
+	v.mu.Unlock()
+	v.gen.Add(1)
+}
+
+var testRemote = netip.MustParseAddrPort("192.0.2.1:5353")
+
+// fullAnswer is what the full server sends for the packet p: the handler
+// run on it as the server runs it (nil: no answer).
+func fullAnswer(t testing.TB, h *Handler, p []byte, tcp bool) []byte {
+	t.Helper()
+	req := new(dns.Msg)
+	if err := req.Unpack(p); err != nil {
+		t.Fatalf("full server: %v", err)
+	}
+	w := udpRecorder()
+	if tcp {
+		w = tcpRecorder()
+	}
+	h.ServeDNS(w, req)
+	if len(w.msgs) == 0 {
+		return nil
+	}
+	if len(w.msgs) != 1 {
+		t.Fatalf("full handler wrote %d answers", len(w.msgs))
+	}
+	return w.msgs[0]
+}
+
+// fastAnswer is what the fast path sends for p.
+func fastAnswer(f *FastPath, sc *fastScratch, p []byte, tcp bool, now time.Time) ([]byte, outcome) {
+	out := make([]byte, 65535)
+	n, _, _, o := f.answer(sc, p, testRemote, tcp, now.UnixNano(), out)
+	return out[:n], o
+}
+
+func newTestFastPath(t testing.TB, src RecordSource) (*Handler, *FastPath) {
+	t.Helper()
+	h := newTestHandler(t, src)
+	f, err := h.NewFastPath(FastConfig{CacheBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, f
+}
+
+// queryVariant is one way of asking a question.
+type queryVariant struct {
+	name    string
+	mod     func(*dns.Msg)
+	caseMod func(string) string
+}
+
+func ednsVariant(size uint16, do bool) func(*dns.Msg) {
+	return func(m *dns.Msg) { m.SetEdns0(size, do) }
+}
+
+func randomCase(r *rand.Rand) func(string) string {
+	return func(s string) string {
+		b := []byte(s)
+		for i, c := range b {
+			if r.IntN(2) == 0 {
+				b[i] = byte(strings.ToUpper(string(c))[0])
+			}
+		}
+		return string(b)
+	}
+}
+
+var queryVariants = func() []queryVariant {
+	r := rand.New(rand.NewPCG(1, 2))
+	return []queryVariant{
+		{"plain", func(*dns.Msg) {}, nil},
+		{"RD", func(m *dns.Msg) { m.RecursionDesired = true }, nil},
+		{"CD AD", func(m *dns.Msg) { m.CheckingDisabled, m.AuthenticatedData = true, true }, nil},
+		{"EDNS 1232 DO", ednsVariant(1232, true), nil},
+		{"EDNS 4096", ednsVariant(4096, false), nil},
+		{"EDNS 512 DO", ednsVariant(512, true), nil},
+		{"EDNS 100", ednsVariant(100, false), nil},
+		{"EDNS 800", ednsVariant(800, true), nil},
+		{"EDNS version 1", func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) }, nil},
+		{"upper case", func(*dns.Msg) {}, strings.ToUpper},
+		{"0x20", ednsVariant(1232, false), randomCase(r)},
+		{"0x20 again", func(*dns.Msg) {}, randomCase(r)},
+	}
+}()
+
+// TestFastPathByteIdentical goes over the handler's table of queries, each
+// asked in many ways over UDP and TCP: the fast path's answer, filled and
+// then from the cache, is byte for byte the full handler's.
+func TestFastPathByteIdentical(t *testing.T) {
+	src := newVersionedSource()
+	h, f := newTestFastPath(t, src)
+	sc := f.newScratch()
+	now := time.Now()
+	hits := 0
+	for _, tc := range append(answerTests(), extraFastCases()...) {
+		for _, v := range queryVariants {
+			for _, tcp := range []bool{false, true} {
+				name := tc.qname
+				if v.caseMod != nil {
+					name = v.caseMod(name)
+				}
+				q := query(name, tc.qtype)
+				v.mod(q)
+				for round := range 3 {
+					q.Id = uint16(rand.Uint32())
+					p, err := q.Pack()
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := fullAnswer(t, h, p, tcp)
+					got, o := fastAnswer(f, sc, p, tcp, now)
+					label := fmt.Sprintf("%s / %s / tcp %v / round %d", tc.name, v.name, tcp, round)
+					if o == toFull {
+						if tc.qtype != dns.TypeAXFR && tc.qtype != dns.TypeIXFR {
+							t.Errorf("%s: not taken by the fast path", label)
+						}
+						continue
+					}
+					if !bytes.Equal(got, want) {
+						t.Errorf("%s: fast path answer differs from the full handler's\nfast: %x\nfull: %x", label, got, want)
+					}
+					if o == hit {
+						hits++
+					}
+					if round > 0 && o != hit && !strings.Contains(tc.name, "panics") {
+						t.Errorf("%s: not from the cache the second time (%d)", label, o)
+					}
+				}
+			}
+		}
+	}
+	if hits == 0 {
+		t.Fatal("nothing came from the cache")
+	}
+}
+
+// extraFastCases are queries the handler table leaves out that matter to
+// the cache: large answers (truncation by size), a long value, a name
+// under a registered one, qtypes answered with errors.
+func extraFastCases() []answerTest {
+	return []answerTest{
+		{name: "crowd: truncated", qname: "crowd." + zone + ".", qtype: dns.TypeTXT},
+		{name: "long value", qname: "long." + zone + ".", qtype: dns.TypeTXT},
+		{name: "qtype OPT", qname: sub1 + "." + zone + ".", qtype: dns.TypeOPT},
+		{name: "qtype TKEY", qname: sub1 + "." + zone + ".", qtype: dns.TypeTKEY},
+		{name: "ANY", qname: "www." + zone + ".", qtype: dns.TypeANY},
+		{name: "registered static name", qname: "web." + zone + ".", qtype: dns.TypeTXT},
+	}
+}
+
+// TestFastPathFollowsSource: a cached answer is not served once what it
+// was built from has changed, or once a value in it has aged out.
+func TestFastPathFollowsSource(t *testing.T) {
+	src := newVersionedSource()
+	h, f := newTestFastPath(t, src)
+	sc := f.newScratch()
+	now := time.Now()
+	ask := func(name string, qtype uint16) ([]byte, outcome) {
+		t.Helper()
+		p, _ := query(name, qtype).Pack()
+		got, o := fastAnswer(f, sc, p, false, now)
+		if want := fullAnswer(t, h, p, false); !bytes.Equal(got, want) {
+			t.Fatalf("%s: fast path answer differs from the full handler's", name)
+		}
+		return got, o
+	}
+	name := "new." + zone + "."
+	first := func(name string, qtype uint16) {
+		t.Helper()
+		ask(name, qtype)
+		if _, o := ask(name, qtype); o != hit {
+			t.Fatalf("%s: not cached", name)
+		}
+	}
+	first(name, dns.TypeTXT)
+	first(zone+".", dns.TypeSOA)
+	first("deep.a.b."+zone+".", dns.TypeA) // reads no subdomain
+	src.set("new", []string{val1})
+	if _, o := ask(name, dns.TypeTXT); o == hit {
+		t.Fatal("registered: the cached NXDOMAIN was served")
+	}
+	first(name, dns.TypeTXT)
+	src.set("new", []string{val2})
+	if _, o := ask(name, dns.TypeTXT); o == hit {
+		t.Fatal("changed: the old value was served from the cache")
+	}
+	// The SOA holds the serial: a new serial is a new answer.
+	src.mu.Lock()
+	src.serial++
+	src.mu.Unlock()
+	if _, o := ask(zone+".", dns.TypeSOA); o == hit {
+		t.Fatal("the SOA with the old serial was served from the cache")
+	}
+	// Static data does not change: still cached after the changes above.
+	if _, o := ask("deep.a.b."+zone+".", dns.TypeA); o != hit {
+		t.Fatal("a static answer was dropped from the cache")
+	}
+	// A value that ages out changes the answer without a write.
+	src.until.Store(now.Add(time.Second).UnixNano())
+	src.set("new", []string{val1, val2})
+	first(name, dns.TypeTXT)
+	p, _ := query(name, dns.TypeTXT).Pack()
+	if _, o := fastAnswer(f, sc, p, false, now.Add(time.Second)); o == hit {
+		t.Fatal("served from the cache after a value in it aged out")
+	}
+	// And nothing stays cached longer than maxEntryAge.
+	src.until.Store(0)
+	first(name, dns.TypeTXT)
+	if _, o := fastAnswer(f, sc, p, false, now.Add(maxEntryAge)); o == hit {
+		t.Fatal("served from the cache after maxEntryAge")
+	}
+}
+
+// TestFastPathDeclines: what is not an ordinary query goes to the full
+// server untouched.
+func TestFastPathDeclines(t *testing.T) {
+	_, f := newTestFastPath(t, newVersionedSource())
+	sc := f.newScratch()
+	normal, _ := query(sub1+"."+zone+".", dns.TypeTXT).Pack()
+	mod := func(fn func(m *dns.Msg)) []byte {
+		m := query(sub1+"."+zone+".", dns.TypeTXT)
+		fn(m)
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	compressed := append(append([]byte(nil), normal[:12]...), 1, 'a', 0xc0, 12, 0, 16, 0, 1)
+	cookie := mod(func(m *dns.Msg) {
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+	})
+	tsig := mod(func(m *dns.Msg) {
+		m.Extra = append(m.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: "key.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+			Algorithm: dns.HmacSHA256, TimeSigned: 1, Fudge: 300})
+	})
+	for _, tc := range []struct {
+		name string
+		p    []byte
+	}{
+		{"NOTIFY", mod(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify })},
+		{"a response", mod(func(m *dns.Msg) { m.Response = true })},
+		{"class CH", mod(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS })},
+		{"class ANY", mod(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassANY })},
+		{"AXFR", mod(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR })},
+		{"IXFR", mod(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeIXFR })},
+		{"EDNS cookie", cookie},
+		{"TSIG", tsig},
+		{"two questions", mod(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) })},
+		{"trailing bytes", append(append([]byte(nil), normal...), 0)},
+		{"cut short", normal[:len(normal)-1]},
+		{"compressed question", compressed},
+		{"header only", normal[:12]},
+	} {
+		if _, o := fastAnswer(f, sc, tc.p, false, time.Now()); o != toFull {
+			t.Errorf("%s: taken by the fast path", tc.name)
+		}
+	}
+}
+
+// TestFastPathNoAllocs: an answer from the cache allocates nothing.
+func TestFastPathNoAllocs(t *testing.T) {
+	_, f := newTestFastPath(t, newVersionedSource())
+	sc := f.newScratch()
+	q := query(sub1+"."+zone+".", dns.TypeTXT)
+	q.SetEdns0(1232, false)
+	p, _ := q.Pack()
+	out := make([]byte, 4096)
+	now := time.Now().UnixNano()
+	if _, _, _, o := f.answer(sc, p, testRemote, false, now, out); o != filled {
+		t.Fatalf("first answer: outcome %d", o)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		binary.BigEndian.PutUint16(p, uint16(rand.Uint32()))
+		if _, _, _, o := f.answer(sc, p, testRemote, false, now, out); o != hit {
+			t.Fatalf("outcome %d", o)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per cached answer", allocs)
+	}
+}
+
+// TestWithSourceCopiesEveryField: the handler the cache is filled through
+// is the handler, field for field, but its source. A field added to
+// Handler and not copied by withSource fails here.
+func TestWithSourceCopiesEveryField(t *testing.T) {
+	h := newTestHandler(t, newVersionedSource())
+	if err := h.EnableTransfer(TransferConfig{}); err == nil {
+		t.Fatal("transfer enabled on a source that cannot walk the zone")
+	}
+	h.xfr = &transfer{h: h} // every field set
+	other := newVersionedSource()
+	c := h.withSource(other)
+	hv, cv := reflect.ValueOf(h).Elem(), reflect.ValueOf(c).Elem()
+	for i := range hv.NumField() {
+		name := hv.Type().Field(i).Name
+		switch name {
+		case "src":
+			if c.src != RecordSource(other) {
+				t.Error("src not replaced")
+			}
+			continue
+		case "bufs":
+			continue
+		}
+		if hv.Field(i).IsZero() {
+			t.Errorf("field %s is zero in the test handler: set it so that this test checks it", name)
+		}
+		if a, b := fmt.Sprintf("%#v", hv.Field(i)), fmt.Sprintf("%#v", cv.Field(i)); a != b {
+			t.Errorf("field %s not copied by withSource: %s, want %s", name, b, a)
+		}
+	}
+	if c.bufs.New == nil {
+		t.Error("bufs.New not set")
+	}
+}

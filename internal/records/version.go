@@ -1,0 +1,109 @@
+package records
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/acmebroker/acmebroker/dnsserver"
+)
+
+// What the DNS server's answer cache (dnsserver/fastpath.go) needs from the
+// index: a version per name that moves on every change of what TXT returns
+// for it, readable without a lock, and the time at which values age out
+// of the window (which changes the answer without any write).
+//
+// Versions live in a fixed table of counters indexed by a hash of the
+// name, not in the entries: reading one on every cached answer then costs
+// a hash and an atomic load, not a map lookup under the lock. Names that
+// share a counter invalidate each other's cached answers, which costs a
+// refill, never a wrong answer.
+
+var _ dnsserver.VersionedSource = (*Index)(nil)
+
+// versionBits sizes the table: 2^18 counters (1 MiB), about four names
+// each at a million accounts.
+const versionBits = 18
+
+type versions struct {
+	seed maphash.Seed
+	ctr  []atomic.Uint32
+}
+
+func newVersions() versions {
+	return versions{seed: maphash.MakeSeed(), ctr: make([]atomic.Uint32, 1<<versionBits)}
+}
+
+func (v *versions) ref(sub string) uint32 {
+	return uint32(maphash.String(v.seed, sub) & (1<<versionBits - 1))
+}
+
+// changed moves the version of sub. Called with Index.mu held for writing,
+// before it is released: a reader that finds the old version after the
+// write has returned is impossible.
+func (x *Index) changed(sub string) { x.vers.ctr[x.vers.ref(sub)].Add(1) }
+
+// TXTStamped implements dnsserver.VersionedSource: TXT, with the version of
+// sub read under the same lock as its values, and the time (Unix ns) at
+// which the oldest value served beyond the always-kept ones leaves the
+// window (0: none does).
+func (x *Index) TXTStamped(dst []string, sub string) ([]string, bool, dnsserver.Stamp) {
+	return x.txt(dst, sub, true)
+}
+
+// Version implements dnsserver.VersionedSource.
+func (x *Index) Version(ref uint32) uint32 {
+	return x.vers.ctr[ref&(1<<versionBits-1)].Load()
+}
+
+// Registered implements dnsserver.VersionedSource.
+func (x *Index) Registered(sub []byte) bool {
+	if len(sub) == 0 {
+		return false
+	}
+	// find only looks the name up; it keeps nothing of it.
+	s := unsafe.String(&sub[0], len(sub))
+	x.mu.RLock()
+	_, ok := x.find(s)
+	x.mu.RUnlock()
+	return ok
+}
+
+// txt is TXT, and with stamp also the stamp of what it returns.
+func (x *Index) txt(dst []string, sub string, stamp bool) ([]string, bool, dnsserver.Stamp) {
+	var st dnsserver.Stamp
+	x.mu.RLock()
+	if stamp {
+		st.Ref = x.vers.ref(sub)
+		st.Version = x.vers.ctr[st.Ref].Load()
+	}
+	i, ok := x.find(sub)
+	if !ok {
+		x.mu.RUnlock()
+		return dst, false, st
+	}
+	e := x.at(i)
+	if e.n >= 0 {
+		for j := range e.n {
+			v := &e.vals[j]
+			dst = append(dst, string(v.val[:v.n]))
+		}
+		x.mu.RUnlock()
+		return dst, true, st
+	}
+	recs := x.spill[i].recs
+	x.mu.RUnlock()
+	// recs is never modified once stored (Set and Prune replace it), so it
+	// can be read outside the lock.
+	if len(recs) > x.policy.Always {
+		recs = x.policy.Keep(recs, x.now())
+		if stamp && len(recs) > x.policy.Always {
+			// Newest first: the last one served leaves the window first.
+			st.Until = recs[len(recs)-1].UpdatedAt.Add(x.policy.Window).UnixNano()
+		}
+	}
+	for _, r := range recs {
+		dst = append(dst, r.Value)
+	}
+	return dst, true, st
+}
