@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -115,6 +116,46 @@ type FastPath struct {
 	logger  *slog.Logger
 	sockets int
 	scratch sync.Pool // *fastScratch, for TCP connections
+
+	// What the fast path did with the queries it read, summed per batch.
+	hits, fills, handed atomic.Uint64
+}
+
+// FastStats counts what the fast path did with the queries it read.
+type FastStats struct {
+	Hits   uint64 // answered from the cache
+	Fills  uint64 // answered by the handler inline (a miss, or not cacheable)
+	Handed uint64 // handed to the full server (not ordinary queries)
+}
+
+// Stats returns the counts so far.
+func (f *FastPath) Stats() FastStats {
+	return FastStats{Hits: f.hits.Load(), Fills: f.fills.Load(), Handed: f.handed.Load()}
+}
+
+// FastCounts returns Stats as plain numbers (for internal/metrics).
+func (f *FastPath) FastCounts() (hits, fills, handed uint64) {
+	s := f.Stats()
+	return s.Hits, s.Fills, s.Handed
+}
+
+// outcomes counts the outcomes of one goroutine's batch of queries; flush
+// adds them to the totals.
+type outcomes [3]uint64
+
+func (t *outcomes) count(o outcome) { t[o]++ }
+
+func (f *FastPath) flush(t *outcomes) {
+	if t[hit] > 0 {
+		f.hits.Add(t[hit])
+	}
+	if t[filled] > 0 {
+		f.fills.Add(t[filled])
+	}
+	if t[toFull] > 0 {
+		f.handed.Add(t[toFull])
+	}
+	*t = outcomes{}
 }
 
 // maxEntryAge bounds how long an answer stays cached whatever else: a

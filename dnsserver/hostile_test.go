@@ -30,8 +30,9 @@ const (
 )
 
 // startHostileDNS serves the real handler, fed by the real record index,
-// on 127.0.0.1:0 (UDP and TCP) until the test ends.
-func startHostileDNS(t *testing.T) (string, *records.Index) {
+// on 127.0.0.1:0 (UDP and TCP) until the test ends; with fast, through
+// the fast path (fastpath.go).
+func startHostileDNS(t *testing.T, fast bool) (string, *records.Index) {
 	t.Helper()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	idx.Add(hsub, 1)
@@ -50,6 +51,13 @@ func startHostileDNS(t *testing.T) (string, *records.Index) {
 	srv, err := dnsserver.Listen([]string{"127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fast {
+		fp, err := h.NewFastPath(dnsserver.FastConfig{CacheBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.EnableFastPath(fp)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -138,9 +146,16 @@ func isNormalAnswer(m *dns.Msg, id uint16) bool {
 // TestHostileDNSInputs sends hand-written hostile packets through real UDP
 // and TCP sockets. Each gets its expected rcode, or no answer at all; after
 // each, the server still answers a normal query on both transports, and
-// nothing a packet tried to change is served.
+// nothing a packet tried to change is served. Run with and without the
+// fast path.
 func TestHostileDNSInputs(t *testing.T) {
-	addr, idx := startHostileDNS(t)
+	for _, fast := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fast path %v", fast), func(t *testing.T) { hostileDNSInputs(t, fast) })
+	}
+}
+
+func hostileDNSInputs(t *testing.T, fast bool) {
+	addr, idx := startHostileDNS(t, fast)
 	q := func(name string, qtype, qclass uint16) []byte {
 		return cat(hdr(opcodeFlags(dns.OpcodeQuery), 1, 0, 0, 0), []byte(name), u16(qtype), u16(qclass))
 	}

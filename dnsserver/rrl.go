@@ -184,17 +184,22 @@ func (w *rrlWriter) Write(b []byte) (int, error) {
 
 // decide classifies the packed response b to remote and accounts for it.
 func (r *RRL) decide(remote net.Addr, b []byte) verdict {
-	cat := classify(b, r.cfg.LargeSize)
-	rate := r.rates[cat]
-	if rate == 0 {
-		return send
-	}
 	ua, ok := remote.(*net.UDPAddr)
 	if !ok {
 		return send
 	}
 	addr, ok := netip.AddrFromSlice(ua.IP)
 	if !ok {
+		return send
+	}
+	return r.decideAddr(addr, b)
+}
+
+// decideAddr is decide for a source address (rrl_fast.go uses it too).
+func (r *RRL) decideAddr(addr netip.Addr, b []byte) verdict {
+	cat := classify(b, r.cfg.LargeSize)
+	rate := r.rates[cat]
+	if rate == 0 {
 		return send
 	}
 	if len(r.cfg.Exempt) > 0 && r.exempt(addr.Unmap()) {
@@ -268,18 +273,7 @@ func slipAnswer(b []byte) []byte {
 	if len(b) < 12 {
 		return nil
 	}
-	end := 12
-	if binary.BigEndian.Uint16(b[4:6]) == 1 {
-		end = questionEnd(b)
-	}
-	out := make([]byte, end)
-	copy(out, b[:end])
-	out[2] |= 0x02 // TC
-	if end == 12 {
-		out[4], out[5] = 0, 0
-	}
-	clear(out[6:12]) // ANCOUNT, NSCOUNT, ARCOUNT
-	return out
+	return slipInPlace(append([]byte(nil), b...)) // rrl_fast.go
 }
 
 // questionEnd returns the offset just past the one question that starts at

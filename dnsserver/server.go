@@ -34,6 +34,7 @@ type Server struct {
 	// TCP limits (LimitTCP, tcplimit.go); zero: the defaults above.
 	tcpLimits TCPLimits
 	tcpLogger *slog.Logger
+	fast      *FastPath // EnableFastPath (fastserve.go)
 }
 
 // Listen binds UDP and TCP on each address (the same port for both; port 0
@@ -63,7 +64,7 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 		return nil, nil, fmt.Errorf("dns.listen %q: %w (write host:port, e.g. \"0.0.0.0:53\" or \"[::1]:53\")", addr, err)
 	}
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := listenUDP(addr) // SO_REUSEPORT on Linux (udp_linux.go)
 		if err != nil {
 			return nil, nil, listenError(addr, "udp", err)
 		}
@@ -100,9 +101,11 @@ func (s *Server) Addrs() []string { return append([]string(nil), s.addrs...) }
 // accepting, lets in-flight queries finish (bounded) and closes the sockets.
 // It returns early with an error if a socket fails.
 func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
+	udp, stopFast := s.startUDP(h) // fastserve.go
+	defer stopFast()
 	var srvs []*dns.Server
-	for _, pc := range s.pcs {
-		srvs = append(srvs, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg, TsigSecret: s.tsig})
+	for _, u := range udp {
+		srvs = append(srvs, &dns.Server{PacketConn: u.pc, Handler: u.h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg, TsigSecret: s.tsig})
 	}
 	for _, ln := range s.lns {
 		srvs = append(srvs, &dns.Server{

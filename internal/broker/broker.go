@@ -143,8 +143,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
+	dnsServed, rrl, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
 	if err != nil {
+		return &ConfigError{err}
+	}
+	if err := fastPath(cfg.DNS, dnsSrv, dnsHandler, rrl, ins, logger); err != nil { // fastpath.go
 		return &ConfigError{err}
 	}
 	apiLn, err := net.Listen("tcp", cfg.API.Listen)

@@ -13,18 +13,19 @@ import (
 
 // dnsLimits applies the abuse limits of c to the DNS server: TCP
 // connection limits on srv, and response rate limiting around h (the
-// handler to serve is returned; the limiter's counters go to ins).
-func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, ins *instruments, logger *slog.Logger) (dns.Handler, error) {
+// handler to serve is returned, with the limiter for the fast path, nil
+// when off; the limiter's counters go to ins).
+func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, ins *instruments, logger *slog.Logger) (dns.Handler, *dnsserver.RRL, error) {
 	if err := srv.LimitTCP(dnsserver.TCPLimits{
 		PerSource:      c.TCPPerSource,
 		MaxConnections: c.TCPMaxConnections,
 		IdleTimeout:    c.TCPIdleTimeout.Duration,
 		MaxQueries:     c.TCPMaxQueries,
 	}, logger); err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
+		return nil, nil, fmt.Errorf("dns: %w", err)
 	}
 	if !c.RRL.Enabled {
-		return h, nil
+		return h, nil, nil
 	}
 	r := c.RRL
 	rrl, err := dnsserver.NewRRL(dnsserver.RRLConfig{
@@ -41,12 +42,12 @@ func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, ins *instrume
 		Exempt:             prefixes(r.Exempt),
 	}, time.Now, logger)
 	if err != nil {
-		return nil, fmt.Errorf("dns.rrl: %w", err)
+		return nil, nil, fmt.Errorf("dns.rrl: %w", err)
 	}
 	if ins != nil {
 		if err := ins.m.WatchRRL(rrl); err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
+			return nil, nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	return rrl.Wrap(h), nil
+	return rrl.Wrap(h), rrl, nil
 }

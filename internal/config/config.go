@@ -65,6 +65,17 @@ type DNS struct {
 	TCPMaxQueries     int      `toml:"tcp_max_queries"`
 	// RRL is response rate limiting of UDP answers ([dns.rrl]).
 	RRL RRL `toml:"rrl"`
+	// FastPath answers ordinary queries over UDP in batches, from a cache
+	// of the answers the server built before (exact: an answer is dropped
+	// the moment what it holds changes); false: every query goes through
+	// the per-query server, as before.
+	FastPath bool `toml:"fast_path"`
+	// AnswerCacheMB bounds the memory of the fast path's answer cache, in
+	// MiB; 0: no cache.
+	AnswerCacheMB int `toml:"answer_cache_mb"`
+	// UDPSockets is the number of UDP sockets per listen address, each
+	// read by one goroutine (SO_REUSEPORT); 0: one per CPU core.
+	UDPSockets int `toml:"udp_sockets"`
 }
 
 // Transfer configures zone transfers to secondary name servers.
@@ -280,6 +291,7 @@ func Default() Config {
 			TXTMax:       16,
 			MaxUDPSize:   1232,
 			TCPPerSource: 16, TCPMaxConnections: 512, TCPIdleTimeout: Duration{8 * time.Second}, TCPMaxQueries: 256,
+			FastPath: true, AnswerCacheMB: 64, UDPSockets: 0,
 			RRL: RRL{
 				Enabled:            true,
 				ResponsesPerSecond: 100, NXDomainPerSecond: 10, ErrorsPerSecond: 10,
@@ -397,6 +409,12 @@ func (c *Config) Validate() error {
 	}
 	if q := c.DNS.TCPMaxQueries; q < 1 || q > 65535 {
 		bad("dns.tcp_max_queries", "%d is out of range: 1 to 65535", q)
+	}
+	if m := c.DNS.AnswerCacheMB; m < 0 || m > 1<<16 {
+		bad("dns.answer_cache_mb", "%d is out of range: 0 (no cache) to 65536 MiB", m)
+	}
+	if n := c.DNS.UDPSockets; n < 0 || n > 1024 {
+		bad("dns.udp_sockets", "%d is out of range: 0 (one per CPU core) to 1024", n)
 	}
 	if r := c.DNS.RRL; r.Enabled {
 		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,

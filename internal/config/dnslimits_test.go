@@ -40,6 +40,8 @@ exempt = ["192.0.2.0/24", "2001:db8::/32"]`))
 		{"[dns.rrl]\ntable_size = 1", "dns.rrl.table_size"},
 		{"[dns.rrl]\nexempt = [\"127.0.0.1\"]", "dns.rrl.exempt[0]"},
 		{"[dns.rrl]\nslipp = 1", "unknown key dns.rrl.slipp"},
+		{"[dns]\nanswer_cache_mb = -1", "dns.answer_cache_mb"},
+		{"[dns]\nudp_sockets = 5000", "dns.udp_sockets"},
 	} {
 		if _, err := Parse([]byte(tc.toml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err %v, want it to name %s", tc.toml, err, tc.want)
