@@ -1,40 +1,52 @@
 #!/usr/bin/env bash
-# bench/run.sh: measures acmebroker's API (register, update) and its DNS TXT
-# answers, next to two references answering the same names: a bare miekg/dns
-# responder (bench/bareresponder) and Knot DNS. Prints a Markdown table; raw
-# outputs go to bench/out/<timestamp>/ (bench/out/latest points at the last run).
+# bench/run.sh: acmebroker's DNS answers side by side with three references
+# answering the same names with the same values: a bare miekg/dns responder
+# (bench/bareresponder), Knot DNS and NSD (rate limiting off in both), at 500
+# and at 1,000,000 accounts, all in one run; then the API figures (register,
+# update). Prints one Markdown table per account count with every figure and
+# ratio; raw outputs go to bench/out/<timestamp>/ (bench/out/latest points at
+# the last run). See bench/README.md for what each row means.
 #
-# Servers run on core 0, load generators on core 1 (taskset), so the server is
-# measured, not the client. All traffic goes to 127.0.0.1. Exits non-zero only
-# when something failed to run; a missed floor is printed as BELOW FLOOR.
+# Each server runs alone on core 0 (taskset), the load generators on core 1.
+# The broker runs as in production: RRL on with its defaults, the bench's own
+# source (127.0.0.1) exempted; the fast path and its answer cache on. All
+# traffic goes to 127.0.0.1. Exits non-zero only when something failed to
+# run; a missed floor is printed as BELOW FLOOR.
 #
-#   bash bench/run.sh                       # defaults
-#   DURATION=20 ACCOUNTS=2000 CONCURRENCY=16 bash bench/run.sh
+#   bash bench/run.sh                      # 500 and 1,000,000 accounts, about 15 minutes
+#   SIZES=500 bash bench/run.sh            # 500 only, about 3 minutes
+#   DURATION=20 SIZES="500 200000" API=0 bash bench/run.sh
 #
-# Env: DURATION (s, default 10) of the update phase and of each dnsperf run;
-# ACCOUNTS (500); CONCURRENCY (8) HTTP workers; REF_NAMES=served (default: the
-# references serve every value the broker serves for each name, so answers are
-# the same size) or last (one TXT per name: the last value posted);
-# ACMEBROKER_BIN: measure this binary instead of building ./cmd/acmebroker.
+# Env: SIZES (accounts, "500 1000000"); DURATION (s, 10) of each timed run;
+# CONNS and INFLIGHT (8, 16): TCP connections and queries outstanding on each;
+# API (1): also measure POST /register and /update (apiload, 500 accounts);
+# CACHE_MB: the broker's answer_cache_mb (default: 64, or 512 from 300,000
+# accounts up, so that every answer fits); ACMEBROKER_BIN: measure this binary
+# instead of building ./cmd/acmebroker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SIZES=${SIZES:-500 1000000}
 DURATION=${DURATION:-10}
-ACCOUNTS=${ACCOUNTS:-500}
-CONCURRENCY=${CONCURRENCY:-8}
-REF_NAMES=${REF_NAMES:-served}
-for v in DURATION ACCOUNTS CONCURRENCY; do
+CONNS=${CONNS:-8}
+INFLIGHT=${INFLIGHT:-16}
+API=${API:-1}
+for v in DURATION CONNS INFLIGHT; do
   if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then echo "run.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; fi
 done
-case $REF_NAMES in served | last) ;; *) echo "run.sh: REF_NAMES must be served or last" >&2; exit 2 ;; esac
+for n in $SIZES; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: SIZES must be positive integers, got '$SIZES'" >&2; exit 2; }
+done
 
-# dnsperf: 4 sockets, 100 queries in flight, one thread. More in flight only
-# overflows the server's socket buffer (lost queries, each stalling a slot for
-# the timeout) without raising throughput on one server core.
+# dnsperf: 4 sockets, 100 queries in flight, one thread, EDNS0 as resolvers
+# send. More in flight only overflows a one-core server's socket buffer.
 DNSPERF_OPTS=(-c 4 -T 1 -q 100 -t 1 -e)
+FLOOR_TXT=0.7    # broker / Knot, challenge TXT over UDP
+FLOOR_NX=0.6     # broker / Knot, NXDOMAIN over UDP
+FLOOR_TCP=0.5    # broker / Knot, TCP
+FLOOR_P99_MS=1   # broker p99 at half its TXT peak
 FLOOR_REGISTER=500
 FLOOR_UPDATE=1000
-FLOOR_DNS_RATIO=0.7
 ZONE=auth.example.org
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -43,16 +55,16 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- clean-up
 TMP=$(mktemp -d /tmp/acmebroker-bench.XXXXXX)
 PIDS=()
-stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
+stop_pid() { # stop_pid PID: TERM, wait up to 10 s, then KILL
   local pid=$1 i
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
+  for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    say "process $pid ignored TERM for 5 s: killed"
+    say "process $pid ignored TERM for 10 s: killed"
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
@@ -64,10 +76,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# bounded CMD...: runs CMD in the background and waits for it. Bash runs a trap
-# only once a foreground command has finished, and ignores Ctrl-C altogether
-# when that command does not die of it; "wait" is interrupted at once, so
-# Ctrl-C or a TERM stops the run now, and the clean-up stops CMD too.
+# bounded CMD...: runs CMD in the background and waits for it, so that Ctrl-C
+# or a TERM stops the run at once (bash runs traps only between commands).
 bounded() {
   "$@" &
   local pid=$!
@@ -78,7 +88,8 @@ bounded() {
 # ---------------------------------------------------------------- tools
 need=()
 command -v dnsperf >/dev/null || need+=(dnsperf)
-command -v knotd >/dev/null || need+=(knot)
+command -v knotd >/dev/null || [ -x /usr/sbin/knotd ] || need+=(knot)
+command -v nsd >/dev/null || [ -x /usr/sbin/nsd ] || need+=(nsd)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
@@ -91,6 +102,8 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v go >/dev/null || die "go is not on PATH"
+KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
+NSD=$(command -v nsd || echo /usr/sbin/nsd)
 
 CORE_SERVER=0 CORE_CLIENT=1
 if [ "$(nproc)" -lt 2 ]; then
@@ -99,22 +112,24 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 STAMP=$(date +%Y%m%d-%H%M%S)
-OUT=bench/out/$STAMP
+OUT=$PWD/bench/out/$STAMP
 mkdir -p "$OUT"
 ln -sfn "$STAMP" bench/out/latest
+load1=$(cut -d' ' -f1 /proc/loadavg)
 {
   echo "date: $(date -Is)"
   echo "commit: $(git rev-parse HEAD 2>/dev/null || echo none) $(git status --porcelain 2>/dev/null | grep -q . && echo '(dirty)')"
   echo "go: $(go version)"
   echo "kernel: $(uname -sr)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "cores: $(nproc)"
   echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "knotd: $(knotd -V 2>&1 | head -1)"
+  echo "knotd: $("$KNOTD" -V 2>&1 | head -1)"
+  echo "nsd: $("$NSD" -v 2>&1 | head -1)"
   echo "dnsperf: $(dnsperf -h 2>&1 | grep -i '^Version' || true)"
-  echo "DURATION=$DURATION ACCOUNTS=$ACCOUNTS CONCURRENCY=$CONCURRENCY REF_NAMES=$REF_NAMES"
+  echo "SIZES=$SIZES DURATION=$DURATION CONNS=$CONNS INFLIGHT=$INFLIGHT API=$API CACHE_MB=${CACHE_MB:-}"
   echo "dnsperf options: ${DNSPERF_OPTS[*]} -l $DURATION"
 } >"$OUT/env.txt"
-load1=$(cut -d' ' -f1 /proc/loadavg)
 if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
   say "load average is $load1: something else is running, figures will be noisy"
 fi
@@ -122,7 +137,7 @@ fi
 # ---------------------------------------------------------------- build
 BIN=$TMP/bin
 mkdir -p "$BIN"
-say "building acmebroker, bareresponder, apiload"
+say "building acmebroker and the bench tools"
 if [ -n "${ACMEBROKER_BIN:-}" ]; then
   [ -x "$ACMEBROKER_BIN" ] || die "ACMEBROKER_BIN=$ACMEBROKER_BIN is not an executable"
   cp "$ACMEBROKER_BIN" "$BIN/acmebroker"
@@ -130,15 +145,20 @@ if [ -n "${ACMEBROKER_BIN:-}" ]; then
 else
   go build -o "$BIN/acmebroker" ./cmd/acmebroker || die "go build ./cmd/acmebroker failed"
 fi
-go build -o "$BIN/bareresponder" ./bench/bareresponder || die "go build ./bench/bareresponder failed"
-go build -o "$BIN/apiload" ./bench/apiload || die "go build ./bench/apiload failed"
+for t in bareresponder apiload bulkload dnsload; do
+  go build -o "$BIN/$t" "./bench/$t" || die "go build ./bench/$t failed"
+done
+
+# Allocations per answer of the fast path (Go benchmark, no socket).
+ALLOCS=$(go test -run '^$' -bench '^BenchmarkFastPath$' -benchmem -benchtime 20000x ./dnsserver 2>/dev/null |
+  awk '/^BenchmarkFastPath\// { split($1, n, "/"); sub(/-[0-9]+$/, "", n[2]); for (i = 2; i <= NF; i++) if ($(i) == "allocs/op") printf "%s%s %s", sep, n[2], $(i-1); sep = ", " }')
+[ -n "$ALLOCS" ] || ALLOCS="(benchmark failed)"
 
 # ---------------------------------------------------------------- helpers
-# free_port: a port free for TCP and UDP on 127.0.0.1, picked at random below
-# the kernel's ephemeral range so that no outgoing connection takes it. Starts
-# are retried on a new port anyway (see start_server), should one be taken.
+# free_port VAR: a port free for TCP and UDP on 127.0.0.1, below the
+# ephemeral range; starts are retried on a new port should one be taken.
 used_ports=" "
-free_port() { # free_port VAR: sets VAR to the port
+free_port() {
   local p i
   for ((i = 0; i < 200; i++)); do
     p=$((20000 + RANDOM % 12000))
@@ -159,242 +179,362 @@ dns_answers() {
   grep -q 'status: NOERROR' <<<"$out" && grep -q 'ANSWER: [1-9]' <<<"$out"
 }
 
-# wait_ready PID WHAT CHECK...: polls CHECK every 0.1 s for at most 30 s while
-# PID is alive. Returns 0 when ready, 1 when PID died, 2 on timeout.
+# wait_ready PID WHAT SECONDS CHECK...: polls CHECK every 0.2 s while PID is
+# alive. Returns 0 when ready, 1 when PID died, 2 on timeout.
 wait_ready() {
-  local pid=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < 300; i++)); do
+  local pid=$1 what=$2 secs=$3 i
+  shift 3
+  for ((i = 0; i < secs * 5; i++)); do
     kill -0 "$pid" 2>/dev/null || return 1
     "$@" && return 0
-    sleep 0.1
+    sleep 0.2
   done
-  say "$what not ready after 30 s"
+  say "$what not ready after $secs s"
   return 2
 }
 
-# start_server NAME CHECK_FN: calls launch_NAME PORT... with fresh ports until
-# the server is ready (at most 3 tries, a new port each time the old one turned
-# out to be taken). Sets SERVER_PID. The launch function writes its log to
-# $OUT/NAME.log and sets LAUNCHED_PID.
+# start_server NAME SECONDS: calls launch_NAME (which picks its ports, writes
+# its log to $LOG and sets LAUNCHED_PID) until ready_NAME succeeds, at most 3
+# tries, a new port each time the old one turned out to be taken.
 start_server() {
-  local name=$1 try rc
+  local name=$1 secs=$2 try rc
   for ((try = 1; try <= 3; try++)); do
     "launch_$name"
     PIDS+=("$LAUNCHED_PID")
     rc=0
-    wait_ready "$LAUNCHED_PID" "$name" "ready_$name" || rc=$?
+    wait_ready "$LAUNCHED_PID" "$name" "$secs" "ready_$name" || rc=$?
     if ((rc == 0)); then
       SERVER_PID=$LAUNCHED_PID
       return 0
     fi
     stop_pid "$LAUNCHED_PID"
-    if ((rc == 1)) && grep -qi 'address already in use' "$OUT/$name.log"; then
+    if ((rc == 1)) && grep -qi 'address already in use\|address in use' "$LOG"; then
       say "$name: port taken, retrying on another"
       continue
     fi
-    say "$name failed to start; the end of $OUT/$name.log:"
-    tail -n 20 "$OUT/$name.log" >&2
+    say "$name failed to start; the end of $LOG:"
+    tail -n 20 "$LOG" >&2
     die "$name did not start"
   done
   die "$name: no free port after 3 tries"
 }
 
-# dnsperf_run NAME PORT: runs dnsperf against 127.0.0.1:PORT; raw output in
-# $OUT/dnsperf-NAME.txt; sets QPS, LAT_MS, LOST, RCODES.
+# cpu_ticks PID: CPU time (user + system, in clock ticks) of PID and every
+# process below it (NSD answers from a child process).
+cpu_ticks() {
+  local all=$1 next p t=0
+  next=$1
+  while [ -n "$next" ]; do
+    next=$(for p in $next; do pgrep -P "$p" || true; done)
+    all+=" $next"
+  done
+  for p in $all; do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+# cpu_per_answer TICKS ANSWERS: microseconds of server CPU per answer.
+cpu_per_answer() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }'; }
+
+# dnsperf_run TAG PORT FILE [ARGS...]: dnsperf against 127.0.0.1:PORT (the
+# server's pid in SERVER_PID); raw output in $OUT/N/dnsperf-TAG.txt; sets
+# QPS, LOST and CPU (server CPU microseconds per answer).
 dnsperf_run() {
-  local name=$1 port=$2 f=$OUT/dnsperf-$1.txt
-  say "dnsperf against $name (127.0.0.1:$port, ${DURATION}s)"
-  bounded timeout $((DURATION + 30)) taskset -c "$CORE_CLIENT" dnsperf -s 127.0.0.1 -p "$port" \
-    -d "$OUT/dnsperf-queries.txt" -l "$DURATION" "${DNSPERF_OPTS[@]}" >"$f" 2>&1 ||
-    die "dnsperf against $name failed; see $f"
+  local tag=$1 port=$2 file=$3 f=$DIR/dnsperf-$1.txt c0 done
+  shift 3
+  c0=$(cpu_ticks "$SERVER_PID")
+  bounded timeout $((DURATION + 300)) taskset -c "$CORE_CLIENT" dnsperf -s 127.0.0.1 -p "$port" -d "$file" \
+    "${DNSPERF_OPTS[@]}" "$@" >"$f" 2>&1 || die "dnsperf ($tag) failed; see $f"
   QPS=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$f")
-  LAT_MS=$(awk '/Average Latency \(s\):/ { printf "%.3f", $4 * 1000 }' "$f")
-  LOST=$(awk '/Queries lost:/ { print $3 " " $4 }' "$f")
-  RCODES=$(sed -n 's/^ *Response codes: *//p' "$f")
-  [ -n "$QPS" ] || die "dnsperf against $name printed no result; see $f"
-  printf '%s: %s QPS, %s ms average, lost %s, %s\n' "$name" "$QPS" "$LAT_MS" "$LOST" "$RCODES" >&2
+  LOST=$(awk '/Queries lost:/ { print $3 }' "$f")
+  done=$(awk '/Queries completed:/ { print $3 }' "$f")
+  CPU=$(cpu_per_answer $(($(cpu_ticks "$SERVER_PID") - c0)) "$done")
+  [ -n "$QPS" ] || die "dnsperf ($tag) printed no result; see $f"
+  say "$tag: $QPS qps, lost $LOST, $CPU us CPU/answer, $(sed -n 's/^ *Response codes: *//p' "$f")"
 }
 
-# ---------------------------------------------------------------- broker
+# dnsload_run TAG PORT ARGS...: bench/dnsload; raw JSON in $OUT/N/dnsload-TAG.json;
+# sets CPU as dnsperf_run does.
+dnsload_run() {
+  local tag=$1 port=$2 f=$DIR/dnsload-$1.json c0
+  shift 2
+  c0=$(cpu_ticks "$SERVER_PID")
+  bounded timeout $((DURATION + 60)) taskset -c "$CORE_CLIENT" "$BIN/dnsload" -s "127.0.0.1:$port" -duration "${DURATION}s" "$@" \
+    >"$f" 2>"$DIR/dnsload-$tag.err" || die "dnsload ($tag) failed; see $DIR/dnsload-$tag.err"
+  CPU=$(cpu_per_answer $(($(cpu_ticks "$SERVER_PID") - c0)) "$(jq .answered "$f")")
+  say "$tag: $(cat "$f") $CPU us CPU/answer"
+}
+jf() { jq -r "$2" "$1"; }
+
+# measure NAME PORT: every DNS figure of one server, into R_<NAME>_*.
+measure() {
+  local name=$1 port=$2 p99rate
+  if ((N >= 10000)); then
+    dnsperf_run "$name-first-pass" "$port" "$DIR/txt.txt" -n 1
+    eval "R_${name}_COLD=$QPS"
+  else
+    eval "R_${name}_COLD=-"
+  fi
+  dnsperf_run "$name-txt" "$port" "$DIR/txt.txt" -l "$DURATION"
+  eval "R_${name}_TXT=$QPS R_${name}_TXTLOST=$LOST R_${name}_TXTCPU=$CPU"
+  dnsperf_run "$name-nx" "$port" "$DIR/nx.txt" -l "$DURATION"
+  eval "R_${name}_NX=$QPS R_${name}_NXLOST=$LOST R_${name}_NXCPU=$CPU"
+  # Latency at half the broker's peak (measured first), for every server.
+  p99rate=$((R_broker_TXT / 2))
+  dnsload_run "$name-p99" "$port" -d "$DIR/txt.txt" -proto udp -rate "$p99rate" -sockets 4
+  eval "R_${name}_P99=$(jf "$DIR/dnsload-$name-p99.json" .p99_ms) R_${name}_P99LOST=$(jf "$DIR/dnsload-$name-p99.json" .lost)"
+  dnsload_run "$name-tcp" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight "$INFLIGHT"
+  eval "R_${name}_TCP=$(jf "$DIR/dnsload-$name-tcp.json" '.qps | floor') R_${name}_TCPERR=$(jf "$DIR/dnsload-$name-tcp.json" .errors) R_${name}_TCPCPU=$CPU"
+  dnsload_run "$name-tcp1" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight 1 -per-conn 1
+  eval "R_${name}_TCP1=$(jf "$DIR/dnsload-$name-tcp1.json" '.qps | floor') R_${name}_TCP1CPU=$CPU"
+}
+
+# ---------------------------------------------------------------- servers
 launch_broker() {
   free_port API_PORT
   free_port DNS_PORT
-  cat >"$TMP/broker.toml" <<EOF
+  LOG=$DIR/broker.log
+  cat >"$DIR/broker.toml" <<EOF
 [dns]
 listen  = ["127.0.0.1:$DNS_PORT"]
 zone    = "$ZONE"
 nsname  = "ns1.$ZONE"
 nsadmin = "hostmaster.example.org"
 records = ["$ZONE. NS ns1.$ZONE.", "ns1.$ZONE. A 127.0.0.1"]
-# dnsperf floods from 127.0.0.1: response rate limiting off, so that the figures
-# measure the server and stay comparable with earlier runs (see README, DNS behaviour).
+# Every account keeps its 2 newest values, as bulkload made them.
+txt_max = 2
+# The references have no per-connection query limit either.
+tcp_max_queries = 65535
+answer_cache_mb = $CACHE
+# RRL on (the defaults), as in production; the load comes from 127.0.0.1.
 [dns.rrl]
-enabled = false
+exempt = ["127.0.0.1/32"]
 [api]
 listen = "127.0.0.1:$API_PORT"
-# The load comes from one address at thousands of requests a second: no rate limits.
-register_limit = 0
-update_limit = 0
-update_source_limit = 0
 [storage]
-engine = "sqlite"
-dsn    = "$TMP/bench.db"
+dsn = "$DIR/db/broker.db"
 [log]
 level = "warn"
 EOF
-  cp "$TMP/broker.toml" "$OUT/broker.toml"
-  rm -f "$TMP"/bench.db*
-  taskset -c "$CORE_SERVER" "$BIN/acmebroker" serve -config "$TMP/broker.toml" >"$OUT/broker.log" 2>&1 &
+  taskset -c "$CORE_SERVER" "$BIN/acmebroker" serve -config "$DIR/broker.toml" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
-ready_broker() {
-  local soa
-  curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$API_PORT/health" 2>/dev/null || return 1
-  soa=$(dig +time=1 +tries=1 +norecurse -p "$DNS_PORT" @127.0.0.1 "$ZONE" SOA 2>/dev/null) || return 1
-  grep -q 'status: NOERROR' <<<"$soa"
-}
+ready_broker() { dns_answers "$DNS_PORT" "$FIRST_NAME"; }
 
-say "starting acmebroker on core $CORE_SERVER"
-start_server broker
-BROKER_PID=$SERVER_PID
-say "broker ready: api 127.0.0.1:$API_PORT, dns 127.0.0.1:$DNS_PORT"
-
-say "apiload on core $CORE_CLIENT: $ACCOUNTS accounts, $CONCURRENCY workers, ${DURATION}s of updates"
-set +e
-bounded timeout $((DURATION + 400)) taskset -c "$CORE_CLIENT" "$BIN/apiload" \
-  -api "http://127.0.0.1:$API_PORT" -accounts "$ACCOUNTS" -concurrency "$CONCURRENCY" \
-  -duration "${DURATION}s" -phase-limit 90s -dns "127.0.0.1:$DNS_PORT" -out "$OUT" \
-  >"$OUT/apiload.txt" 2>"$OUT/apiload.err"
-rc=$?
-set -e
-cat "$OUT/apiload.err" >&2
-((rc == 0)) || { kill -0 "$BROKER_PID" 2>/dev/null || say "the broker exited; see $OUT/broker.log"; die "apiload failed (exit $rc)"; }
-head -n -1 "$OUT/apiload.txt" >&2
-API_JSON=$(tail -n 1 "$OUT/apiload.txt")
-jq -e . >/dev/null <<<"$API_JSON" || die "apiload printed no JSON result; see $OUT/apiload.txt"
-
-kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during apiload; see $OUT/broker.log"
-FIRST_NAME=$(awk 'NR == 1 { print $1 }' "$OUT/dnsperf-queries.txt")
-dns_answers "$DNS_PORT" "$FIRST_NAME" || say "the broker does not answer $FIRST_NAME TXT (measuring anyway; see the response codes)"
-dnsperf_run broker "$DNS_PORT"
-B_QPS=$QPS B_LAT=$LAT_MS B_LOST=$LOST B_RC=$RCODES
-kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during dnsperf; see $OUT/broker.log"
-# Free core 0 for the references.
-stop_pid "$BROKER_PID"
-
-# The references answer the same names with the same values.
-NAMES=$OUT/names.txt
-if [ "$REF_NAMES" = served ]; then
-  if [ -s "$OUT/names-served.txt" ]; then
-    NAMES=$OUT/names-served.txt
-  else
-    say "no names-served.txt (the broker answered nothing): references serve names.txt"
-  fi
-fi
-TXT_PER_NAME=$(awk '{ n[$1]++ } END { if (length(n)) printf "%.1f", NR / length(n); else print 0 }' "$NAMES")
-
-# ---------------------------------------------------------------- bare responder
 launch_bare() {
   free_port BARE_PORT
-  taskset -c "$CORE_SERVER" "$BIN/bareresponder" -listen "127.0.0.1:$BARE_PORT" -names "$NAMES" >"$OUT/bare.log" 2>&1 &
+  LOG=$DIR/bare.log
+  taskset -c "$CORE_SERVER" "$BIN/bareresponder" -listen "127.0.0.1:$BARE_PORT" -names "$DIR/db/names.txt" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_bare() { dns_answers "$BARE_PORT" "$FIRST_NAME"; }
-say "starting the bare responder on core $CORE_SERVER"
-start_server bare
-dnsperf_run bare "$BARE_PORT"
-R_QPS=$QPS R_LAT=$LAT_MS R_LOST=$LOST R_RC=$RCODES
-stop_pid "$SERVER_PID"
 
-# ---------------------------------------------------------------- knot
-KNOT_DIR=$TMP/knot
-mkdir -p "$KNOT_DIR"
-{
-  echo "\$ORIGIN $ZONE."
-  echo "\$TTL 1"
-  echo "@ SOA ns1.$ZONE. hostmaster.example.org. 1 3600 600 86400 1"
-  echo "@ NS ns1.$ZONE."
-  echo "ns1 A 127.0.0.1"
-  awk '{ printf "%s 1 TXT \"%s\"\n", $1, $2 }' "$NAMES"
-} >"$KNOT_DIR/$ZONE.zone"
-cp "$KNOT_DIR/$ZONE.zone" "$OUT/knot.zone"
 launch_knot() {
   free_port KNOT_PORT
-  cat >"$KNOT_DIR/knot.conf" <<EOF
+  LOG=$DIR/knot.log
+  cat >"$DIR/knot/knot.conf" <<EOF
 server:
-    rundir: "$KNOT_DIR"
-    pidfile: "$KNOT_DIR/knot.pid"
+    rundir: "$DIR/knot"
+    pidfile: "$DIR/knot/knot.pid"
     user: $(id -un):$(id -gn)
     listen: 127.0.0.1@$KNOT_PORT
     udp-workers: 1
     tcp-workers: 1
     background-workers: 1
 database:
-    storage: "$KNOT_DIR"
+    storage: "$DIR/knot"
 log:
   - target: stderr
     any: warning
 template:
   - id: default
-    storage: "$KNOT_DIR"
+    storage: "$DIR/knot"
     zonefile-sync: -1
     journal-content: none
 zone:
   - domain: $ZONE
     file: "$ZONE.zone"
 EOF
-  cp "$KNOT_DIR/knot.conf" "$OUT/knot.conf"
-  taskset -c "$CORE_SERVER" knotd -c "$KNOT_DIR/knot.conf" >"$OUT/knot.log" 2>&1 &
+  taskset -c "$CORE_SERVER" "$KNOTD" -c "$DIR/knot/knot.conf" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_knot() { dns_answers "$KNOT_PORT" "$FIRST_NAME"; }
-say "starting knotd on core $CORE_SERVER"
-start_server knot
-dnsperf_run knot "$KNOT_PORT"
-K_QPS=$QPS K_LAT=$LAT_MS K_LOST=$LOST K_RC=$RCODES
-stop_pid "$SERVER_PID"
 
-# ---------------------------------------------------------------- table
-j() { jq -r "$1" <<<"$API_JSON"; }
-verdict() { # verdict VALUE FLOOR
-  if awk -v v="$1" -v f="$2" 'BEGIN { exit !(v >= f) }'; then echo ok; else echo "**BELOW FLOOR**"; fi
+launch_nsd() {
+  free_port NSD_PORT
+  LOG=$DIR/nsd.log
+  cat >"$DIR/nsd/nsd.conf" <<EOF
+server:
+	ip-address: 127.0.0.1@$NSD_PORT
+	do-ip6: no
+	username: ""
+	chroot: ""
+	zonesdir: "$DIR/nsd"
+	pidfile: "$DIR/nsd/nsd.pid"
+	xfrdfile: "$DIR/nsd/xfrd.state"
+	zonelistfile: "$DIR/nsd/zone.list"
+	database: ""
+	server-count: 1
+	reuseport: no
+	rrl-ratelimit: 0
+	tcp-count: 1000
+	tcp-query-count: 0
+remote-control:
+	control-enable: no
+zone:
+	name: "$ZONE"
+	zonefile: "$ZONE.zone"
+EOF
+  taskset -c "$CORE_SERVER" "$NSD" -d -c "$DIR/nsd/nsd.conf" >"$LOG" 2>&1 &
+  LAUNCHED_PID=$!
 }
-errs() { # errs PHASE: "0" or "N (status: n, ...)"
-  local n
-  n=$(j ".$1.errors")
-  if [ "$n" = 0 ]; then echo 0; else echo "$n ($(j ".$1.errors_by_status | to_entries | map(\"\(.key): \(.value)\") | join(\", \")"))"; fi
+ready_nsd() { dns_answers "$NSD_PORT" "$FIRST_NAME"; }
+
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
+verdict() { # verdict VALUE FLOOR ge|lt
+  awk -v v="$1" -v f="$2" -v op="$3" 'BEGIN { if (v == "-") { print "-"; exit } ok = (op == "ge") ? (v >= f) : (v < f); print ok ? "ok" : "**BELOW FLOOR**" }'
 }
-REG_RPS=$(j '.register.rps | floor')
-UPD_RPS=$(j '.update.rps | floor')
-RATIO=$(awk -v b="$B_QPS" -v r="$R_QPS" 'BEGIN { if (r > 0) printf "%.2f", b / r; else print 0 }')
-DNS_FLOOR=$(awk -v r="$R_QPS" -v f="$FLOOR_DNS_RATIO" 'BEGIN { printf "%.0f", r * f }')
-REG_ERR=$(errs register)
-UPD_ERR=$(errs update)
-REG_V=$(verdict "$REG_RPS" "$FLOOR_REGISTER")
-UPD_V=$(verdict "$UPD_RPS" "$FLOOR_UPDATE")
-DNS_V=$(verdict "$RATIO" "$FLOOR_DNS_RATIO")
-[ "$(j '.register.errors')" = 0 ] || REG_V+=" (errors)"
-[ "$(j '.update.errors')" = 0 ] || UPD_V+=" (errors)"
-CHECK=$(j 'if .dns_check then "\(.dns_check.last_value_served)/\(.dns_check.names) names serve their last value, \(.dns_check.last_value_missing) missing, \(.dns_check.query_failed) failed" else "not run" end')
+
+# ---------------------------------------------------------------- one size
+SUMMARY=()
+run_size() {
+  N=$1
+  DIR=$OUT/$N
+  mkdir -p "$DIR/db" "$DIR/knot" "$DIR/nsd"
+  CACHE=${CACHE_MB:-$((N >= 300000 ? 512 : 64))}
+  say "$N accounts: bulk load (2 TXT values each)"
+  bounded taskset -c "$CORE_SERVER" "$BIN/bulkload" -db "$DIR/db/broker.db" -accounts "$N" -creds 0 -zone "$ZONE" 2>"$DIR/bulkload.txt" ||
+    die "bulkload failed; see $DIR/bulkload.txt"
+  awk '{ print $1, $2 }' "$DIR/db/dnsperf-queries.txt" >"$DIR/txt.txt"
+  sed 's/^/nx-/' "$DIR/txt.txt" >"$DIR/nx.txt"
+  FIRST_NAME=$(awk 'NR == 1 { print $1 }' "$DIR/txt.txt")
+  {
+    echo "\$ORIGIN $ZONE."
+    echo "\$TTL 1"
+    echo "@ SOA ns1.$ZONE. hostmaster.example.org. 1 3600 600 86400 1"
+    echo "@ NS ns1.$ZONE."
+    echo "ns1 A 127.0.0.1"
+    awk '{ printf "%s 1 TXT \"%s\"\n", $1, $2 }' "$DIR/db/names.txt"
+  } >"$DIR/knot/$ZONE.zone"
+  cp "$DIR/knot/$ZONE.zone" "$DIR/nsd/$ZONE.zone"
+
+  say "$N accounts: the broker on core $CORE_SERVER (answer_cache_mb = $CACHE)"
+  local t0 t1
+  t0=$(date +%s.%N)
+  start_server broker 300
+  t1=$(date +%s.%N)
+  local start_s rss
+  start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  R_broker_TXT=0
+  measure broker "$DNS_PORT"
+  rss=$(($(status_kb "$SERVER_PID" VmHWM) / 1024))
+  kill -0 "$SERVER_PID" 2>/dev/null || die "the broker exited; see $DIR/broker.log"
+  stop_pid "$SERVER_PID"
+
+  say "$N accounts: the bare miekg/dns responder"
+  start_server bare 300
+  measure bare "$BARE_PORT"
+  stop_pid "$SERVER_PID"
+  say "$N accounts: Knot DNS (1 UDP, 1 TCP worker)"
+  start_server knot 600
+  measure knot "$KNOT_PORT"
+  stop_pid "$SERVER_PID"
+  say "$N accounts: NSD (1 server process, RRL off)"
+  start_server nsd 600
+  measure nsd "$NSD_PORT"
+  stop_pid "$SERVER_PID"
+
+  local row s t
+  row() { # row LABEL VAR FLOORTEXT FLOOR OP: a row of the four servers' VAR and broker/Knot
+    local r
+    r=$(ratio "$(eval echo "\$R_broker_$2")" "$(eval echo "\$R_knot_$2")")
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" \
+      "$(eval echo "\$R_broker_$2")" "$(eval echo "\$R_bare_$2")" "$(eval echo "\$R_knot_$2")" "$(eval echo "\$R_nsd_$2")" \
+      "$r" "$(ratio "$(eval echo "\$R_broker_$2")" "$(eval echo "\$R_nsd_$2")")" "$3" "$([ -n "$4" ] && verdict "$r" "$4" "$5" || echo)"
+  }
+  cpurow() { # cpurow LABEL VAR: server CPU per answer; the ratios are Knot's (NSD's) over the broker's, as for qps
+    printf '| %s, server CPU per answer, us | %s | %s | %s | %s | %s | %s | | |\n' "$1" \
+      "$(eval echo "\$R_broker_$2")" "$(eval echo "\$R_bare_$2")" "$(eval echo "\$R_knot_$2")" "$(eval echo "\$R_nsd_$2")" \
+      "$(ratio "$(eval echo "\$R_knot_$2")" "$(eval echo "\$R_broker_$2")")" "$(ratio "$(eval echo "\$R_nsd_$2")" "$(eval echo "\$R_broker_$2")")"
+  }
+  {
+    echo
+    echo "## $N accounts, $(date -Is)"
+    echo
+    echo "Servers alone on core $CORE_SERVER, load on core $CORE_CLIENT; load average at start of the run: $load1."
+    echo "Broker: RRL on (127.0.0.1 exempt), answer_cache_mb = $CACHE, start-up until DNS answers ${start_s} s, peak RSS $rss MiB."
+    echo "UDP: dnsperf ${DNSPERF_OPTS[*]} -l $DURATION over every name (2 TXT each) or as many unregistered ones."
+    echo "p99: bench/dnsload at $((R_broker_TXT / 2)) qps (half the broker's TXT peak) for ${DURATION} s. TCP: bench/dnsload, $CONNS connections x $INFLIGHT in flight; and a new connection per query."
+    echo
+    echo "| measure | broker | bare miekg/dns | Knot | NSD | broker / Knot | broker / NSD | floor (broker / Knot) | verdict |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
+    row "challenge TXT, UDP qps" TXT ">= $FLOOR_TXT" "$FLOOR_TXT" ge
+    row "NXDOMAIN, UDP qps" NX ">= $FLOOR_NX" "$FLOOR_NX" ge
+    row "TXT, first pass over every name (cold cache), qps" COLD "" "" ""
+    printf '| p99 latency at %s qps, ms | %s | %s | %s | %s | | | broker < %s ms | %s |\n' "$((R_broker_TXT / 2))" \
+      "$R_broker_P99" "$R_bare_P99" "$R_knot_P99" "$R_nsd_P99" "$FLOOR_P99_MS" "$(verdict "$R_broker_P99" "$FLOOR_P99_MS" lt)"
+    printf '| queries lost at that rate | %s | %s | %s | %s | | | | |\n' "$R_broker_P99LOST" "$R_bare_P99LOST" "$R_knot_P99LOST" "$R_nsd_P99LOST"
+    row "TXT over TCP, qps ($CONNS conns x $INFLIGHT in flight)" TCP ">= $FLOOR_TCP" "$FLOOR_TCP" ge
+    row "TXT over TCP, a connection per query, qps" TCP1 "" "" ""
+    cpurow "challenge TXT, UDP" TXTCPU
+    cpurow "NXDOMAIN, UDP" NXCPU
+    cpurow "TXT over TCP ($CONNS x $INFLIGHT)" TCPCPU
+    cpurow "TXT over TCP, a connection per query" TCP1CPU
+    echo
+    echo "broker / bare miekg/dns: TXT $(ratio "$R_broker_TXT" "$R_bare_TXT"), NXDOMAIN $(ratio "$R_broker_NX" "$R_bare_NX"), TCP $(ratio "$R_broker_TCP" "$R_bare_TCP")."
+    echo "Queries lost (dnsperf): TXT broker $R_broker_TXTLOST, bare $R_bare_TXTLOST, Knot $R_knot_TXTLOST, NSD $R_nsd_TXTLOST; NXDOMAIN broker $R_broker_NXLOST, bare $R_bare_NXLOST, Knot $R_knot_NXLOST, NSD $R_nsd_NXLOST. TCP errors (reconnects): broker $R_broker_TCPERR, Knot $R_knot_TCPERR, NSD $R_nsd_TCPERR."
+    echo "Fast path allocations per answer (BenchmarkFastPath): $ALLOCS."
+  } | tee "$DIR/summary.md" >&2
+  SUMMARY+=("$(cat "$DIR/summary.md")")
+  rm -f "$DIR/db/broker.db"*
+}
+
+for n in $SIZES; do run_size "$n"; done
+
+# ---------------------------------------------------------------- API
+if [ "$API" = 1 ]; then
+  DIR=$OUT/api
+  mkdir -p "$DIR/db"
+  CACHE=64
+  : >"$DIR/db/names.txt"
+  FIRST_NAME=ns1.$ZONE
+  ready_broker() { curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$API_PORT/health" 2>/dev/null; }
+  say "API: a new broker, apiload on core $CORE_CLIENT (500 accounts, 8 workers, ${DURATION}s of updates)"
+  start_server broker 60
+  set +e
+  bounded timeout $((DURATION + 400)) taskset -c "$CORE_CLIENT" "$BIN/apiload" \
+    -api "http://127.0.0.1:$API_PORT" -accounts 500 -concurrency 8 \
+    -duration "${DURATION}s" -phase-limit 90s -dns "127.0.0.1:$DNS_PORT" -out "$DIR" \
+    >"$DIR/apiload.txt" 2>"$DIR/apiload.err"
+  rc=$?
+  set -e
+  stop_pid "$SERVER_PID"
+  ((rc == 0)) || die "apiload failed (exit $rc); see $DIR/apiload.err"
+  API_JSON=$(tail -n 1 "$DIR/apiload.txt")
+  j() { jq -r "$1" <<<"$API_JSON"; }
+  REG=$(j '.register.rps | floor') UPD=$(j '.update.rps | floor')
+  {
+    echo
+    echo "## API, 500 accounts"
+    echo
+    echo "| measure | result | latency | errors | floor | verdict |"
+    echo "|---|---:|---|---|---|---|"
+    echo "| POST /register | $REG req/s | p50 $(j .register.p50_ms) ms, p99 $(j .register.p99_ms) ms | $(j .register.errors) | >= $FLOOR_REGISTER req/s | $(verdict "$REG" "$FLOOR_REGISTER" ge) |"
+    echo "| POST /update | $UPD req/s | p50 $(j .update.p50_ms) ms, p99 $(j .update.p99_ms) ms | $(j .update.errors) | >= $FLOOR_UPDATE req/s | $(verdict "$UPD" "$FLOOR_UPDATE" ge) |"
+    echo
+    echo "DNS check after the updates: $(j 'if .dns_check then "\(.dns_check.last_value_served)/\(.dns_check.names) names serve their last value, \(.dns_check.last_value_missing) missing" else "not run" end')."
+  } | tee "$DIR/summary.md" >&2
+  SUMMARY+=("$(cat "$DIR/summary.md")")
+fi
 
 {
+  echo "# acmebroker benchmark, $(date -Is)"
   echo
-  echo "## acmebroker benchmark, $(date -Is)"
+  echo "$(grep -E '^(commit|cpu|cores|kernel|go|knotd|nsd):' "$OUT/env.txt" | tr '\n' ';' | sed 's/;$//; s/;/; /g')."
+  for s in "${SUMMARY[@]}"; do echo "$s"; done
   echo
-  echo "Servers on core $CORE_SERVER, clients on core $CORE_CLIENT; load average at start: $load1."
-  echo "$ACCOUNTS accounts, $CONCURRENCY HTTP workers, ${DURATION}s of updates; dnsperf ${DNSPERF_OPTS[*]} -l $DURATION over ${TXT_PER_NAME} TXT per name."
-  echo
-  echo "| measure | result | latency | errors / lost | floor | verdict |"
-  echo "|---|---:|---|---|---|---|"
-  echo "| broker POST /register | $REG_RPS req/s | p50 $(j .register.p50_ms) ms, p99 $(j .register.p99_ms) ms | $REG_ERR | >= $FLOOR_REGISTER req/s | $REG_V |"
-  echo "| broker POST /update | $UPD_RPS req/s | p50 $(j .update.p50_ms) ms, p99 $(j .update.p99_ms) ms | $UPD_ERR | >= $FLOOR_UPDATE req/s | $UPD_V |"
-  echo "| DNS TXT, broker | $B_QPS QPS | avg $B_LAT ms | $B_LOST | >= $DNS_FLOOR QPS (0.7 x bare) | $DNS_V |"
-  echo "| DNS TXT, bare miekg/dns responder | $R_QPS QPS | avg $R_LAT ms | $R_LOST | reference | |"
-  echo "| DNS TXT, Knot DNS (1 UDP worker) | $K_QPS QPS | avg $K_LAT ms | $K_LOST | reference | |"
-  echo "| ratio broker / bare | $RATIO | | | >= $FLOOR_DNS_RATIO | $DNS_V |"
-  echo
-  echo "Response codes: broker $B_RC; bare $R_RC; knot $K_RC."
-  echo "DNS check of the broker after the updates: $CHECK."
   echo "Raw outputs: $OUT/"
-} | tee "$OUT/summary.md"
+} >"$OUT/summary.md"
+echo
+cat "$OUT/summary.md"

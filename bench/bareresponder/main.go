@@ -14,7 +14,7 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:5353", "UDP address to serve on")
+	listen := flag.String("listen", "127.0.0.1:5353", "address to serve on, UDP and TCP")
 	names := flag.String("names", "names.txt", `file of "fqdn. value" lines`)
 	flag.Parse()
 
@@ -46,7 +46,9 @@ func main() {
 		}
 		w.WriteMsg(m)
 	})
+	tcp := &dns.Server{Addr: *listen, Net: "tcp", Handler: handler, MaxTCPQueries: -1}
+	go func() { log.Fatal(tcp.ListenAndServe()) }()
 	srv := &dns.Server{Addr: *listen, Net: "udp", Handler: handler}
-	log.Printf("bareresponder: %d names, udp %s", len(answers), *listen)
+	log.Printf("bareresponder: %d names, udp and tcp %s", len(answers), *listen)
 	log.Fatal(srv.ListenAndServe())
 }

@@ -7,7 +7,9 @@
 // It writes, next to the database:
 //   - accounts.json: the credentials of -creds randomly chosen accounts
 //     (for apiload -accounts-file), mode 0600;
-//   - dnsperf-queries.txt: every name once, shuffled ("<sub>.<zone> TXT").
+//   - dnsperf-queries.txt: every name once, shuffled ("<sub>.<zone> TXT");
+//   - names.txt: every name with each of its values ("<sub>.<zone>. value"
+//     lines), for the reference servers of bench/run.sh.
 package main
 
 import (
@@ -84,6 +86,12 @@ func run() error {
 	}
 	var kept []cred
 	names := make([]string, 0, *n)
+	vf, err := os.Create(filepath.Join(filepath.Dir(*dbPath), "names.txt"))
+	if err != nil {
+		return err
+	}
+	defer vf.Close()
+	values := bufio.NewWriter(vf)
 	old := time.Now().Add(-time.Hour)
 	val := make([]byte, 32)
 	for lo := 0; lo < *n; lo += *batch {
@@ -120,6 +128,7 @@ func run() error {
 				if _, err := insT.Exec(sub, txt, old.Add(time.Duration(v)*time.Second).UnixNano()); err != nil {
 					return fmt.Errorf("txt of account %d: %w", i, err)
 				}
+				fmt.Fprintf(values, "%s.%s. %s\n", sub, *zone, txt)
 			}
 			names = append(names, sub+"."+*zone)
 			if pick[i] {
@@ -141,6 +150,12 @@ func run() error {
 		return err
 	}
 
+	if err := values.Flush(); err != nil {
+		return err
+	}
+	if err := vf.Close(); err != nil {
+		return err
+	}
 	dir := filepath.Dir(*dbPath)
 	b, err := json.Marshal(kept)
 	if err != nil {
