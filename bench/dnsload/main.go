@@ -184,7 +184,7 @@ func runUDP(server string, queries [][]byte, rate, sockets int, duration, timeou
 		// the CPU (capped by net.core.rmem_max).
 		_ = conn.(*net.UDPConn).SetReadBuffer(4 << 20)
 		var sentAt [65536]atomic.Int64 // ns since start; 0: not outstanding
-		wg.Go(func() { // reader
+		wg.Go(func() {                 // reader
 			buf := make([]byte, 65535)
 			var lat []time.Duration
 			rcodes := map[int]int{}
