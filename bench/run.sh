@@ -219,16 +219,13 @@ start_server() {
   die "$name: no free port after 3 tries"
 }
 
-# cpu_ticks PID: CPU time (user + system, in clock ticks) of PID and every
-# process below it (NSD answers from a child process).
+# cpu_ticks PID: CPU time (user + system, in clock ticks) of the processes
+# of PID's process group: the servers are started with setsid, so that
+# this counts NSD's server processes too (they are forked, then
+# reparented).
 cpu_ticks() {
-  local all=$1 next p t=0
-  next=$1
-  while [ -n "$next" ]; do
-    next=$(for p in $next; do pgrep -P "$p" || true; done)
-    all+=" $next"
-  done
-  for p in $all; do
+  local p t=0
+  for p in $(pgrep -g "$1" || true); do
     t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
   echo "$t"
@@ -316,7 +313,7 @@ dsn = "$DIR/db/broker.db"
 [log]
 level = "warn"
 EOF
-  taskset -c "$CORE_SERVER" "$BIN/acmebroker" serve -config "$DIR/broker.toml" >"$LOG" 2>&1 &
+  setsid taskset -c "$CORE_SERVER" "$BIN/acmebroker" serve -config "$DIR/broker.toml" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_broker() { dns_answers "$DNS_PORT" "$FIRST_NAME"; }
@@ -324,7 +321,7 @@ ready_broker() { dns_answers "$DNS_PORT" "$FIRST_NAME"; }
 launch_bare() {
   free_port BARE_PORT
   LOG=$DIR/bare.log
-  taskset -c "$CORE_SERVER" "$BIN/bareresponder" -listen "127.0.0.1:$BARE_PORT" -names "$DIR/db/names.txt" >"$LOG" 2>&1 &
+  setsid taskset -c "$CORE_SERVER" "$BIN/bareresponder" -listen "127.0.0.1:$BARE_PORT" -names "$DIR/db/names.txt" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_bare() { dns_answers "$BARE_PORT" "$FIRST_NAME"; }
@@ -355,7 +352,7 @@ zone:
   - domain: $ZONE
     file: "$ZONE.zone"
 EOF
-  taskset -c "$CORE_SERVER" "$KNOTD" -c "$DIR/knot/knot.conf" >"$LOG" 2>&1 &
+  setsid taskset -c "$CORE_SERVER" "$KNOTD" -c "$DIR/knot/knot.conf" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_knot() { dns_answers "$KNOT_PORT" "$FIRST_NAME"; }
@@ -385,7 +382,7 @@ zone:
 	name: "$ZONE"
 	zonefile: "$ZONE.zone"
 EOF
-  taskset -c "$CORE_SERVER" "$NSD" -d -c "$DIR/nsd/nsd.conf" >"$LOG" 2>&1 &
+  setsid taskset -c "$CORE_SERVER" "$NSD" -d -c "$DIR/nsd/nsd.conf" >"$LOG" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_nsd() { dns_answers "$NSD_PORT" "$FIRST_NAME"; }

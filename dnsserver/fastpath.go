@@ -340,17 +340,51 @@ func ordinaryQuery(p []byte) (qtype uint16, ok bool) {
 }
 
 // packedRcode is the rcode of a packed answer: the header's 4 bits, plus
-// the upper 8 bits from an OPT record's TTL when there is one (BADVERS).
+// the upper 8 bits from the TTL of its OPT record when it has one
+// (BADVERS, BADCOOKIE). A record it cannot walk ends the search.
 func packedRcode(b []byte) int {
 	rcode := int(b[3] & 0x0f)
-	if binary.BigEndian.Uint16(b[10:]) == 0 {
+	ar := int(binary.BigEndian.Uint16(b[10:]))
+	if ar == 0 {
 		return rcode
 	}
-	m := new(dns.Msg)
-	if m.Unpack(b) != nil {
-		return rcode
+	off := 12
+	for range binary.BigEndian.Uint16(b[4:]) { // questions
+		if off = skipName(b, off) + 4; off < 4 || off > len(b) {
+			return rcode
+		}
 	}
-	return m.Rcode
+	an := int(binary.BigEndian.Uint16(b[6:])) + int(binary.BigEndian.Uint16(b[8:]))
+	for i := range an + ar {
+		if off = skipName(b, off); off < 0 || off+10 > len(b) {
+			return rcode
+		}
+		if i >= an && binary.BigEndian.Uint16(b[off:]) == dns.TypeOPT {
+			return int(b[off+4])<<4 | rcode
+		}
+		off += 10 + int(binary.BigEndian.Uint16(b[off+8:]))
+	}
+	return rcode
+}
+
+// skipName returns the offset just past the name at off in b, or -1.
+func skipName(b []byte, off int) int {
+	for range 128 {
+		if off >= len(b) {
+			return -1
+		}
+		switch c := int(b[off]); {
+		case c == 0:
+			return off + 1
+		case c&0xc0 == 0xc0:
+			return off + 2 // a pointer ends the name
+		case c&0xc0 != 0:
+			return -1
+		default:
+			off += 1 + c
+		}
+	}
+	return -1
 }
 
 // Meta data of a cache entry: when it expires (Unix ns), its rcode, the

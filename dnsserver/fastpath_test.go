@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -357,5 +358,51 @@ func TestWithSourceCopiesEveryField(t *testing.T) {
 	}
 	if c.bufs.New == nil {
 		t.Error("bufs.New not set")
+	}
+}
+
+// TestPackedRcode: the rcode read from a packed answer is miekg/dns's,
+// extended rcodes included.
+func TestPackedRcode(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rcode int
+		edns  bool
+		extra int
+	}{
+		{"NOERROR", dns.RcodeSuccess, false, 0},
+		{"NXDOMAIN with OPT", dns.RcodeNameError, true, 0},
+		{"BADVERS", dns.RcodeBadVers, true, 0},
+		{"BADCOOKIE after other records", dns.RcodeBadCookie, true, 3},
+		{"REFUSED", dns.RcodeRefused, true, 1},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion(sub1+"."+zone+".", dns.TypeTXT)
+		m.Response = true
+		m.Rcode = tc.rcode
+		for range tc.extra {
+			m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: zone + ".", Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.IPv4(192, 0, 2, 1)})
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: sub1 + "." + zone + ".", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{"x"}})
+		}
+		if tc.edns {
+			m.SetEdns0(1232, true)
+		}
+		m.Compress = true
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := packedRcode(b); got != tc.rcode {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.rcode)
+		}
+	}
+	// Cut short: the header's bits, no panic.
+	m := new(dns.Msg)
+	m.SetQuestion(zone+".", dns.TypeSOA)
+	m.SetEdns0(1232, false)
+	m.Rcode = dns.RcodeBadVers
+	b, _ := m.Pack()
+	for n := 12; n < len(b); n++ {
+		packedRcode(b[:n])
 	}
 }

@@ -9,10 +9,11 @@ import (
 	"github.com/miekg/dns"
 )
 
-// EnableFastPath makes Serve answer UDP queries through f (see
-// fastpath.go): one goroutine per socket reads and answers them in
-// batches, and hands the queries it does not take to the full server.
-// Call it before Serve. Without Linux it changes nothing.
+// EnableFastPath makes Serve answer queries through f (see fastpath.go):
+// over UDP, one goroutine per socket reads and answers them in batches;
+// over TCP, each connection's pipelined queries are read and answered
+// together (tcpfast.go). Queries that are not ordinary go to the full
+// server. Call it before Serve. Without Linux, UDP stays as it was.
 func (s *Server) EnableFastPath(f *FastPath) { s.fast = f }
 
 // udpServe is what a miekg/dns server reads UDP queries from, and the

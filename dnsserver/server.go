@@ -107,9 +107,11 @@ func (s *Server) Serve(ctx context.Context, h dns.Handler) error {
 	for _, u := range udp {
 		srvs = append(srvs, &dns.Server{PacketConn: u.pc, Handler: u.h, UDPSize: udpReadSize, MsgAcceptFunc: acceptMsg, TsigSecret: s.tsig})
 	}
-	for _, ln := range s.lns {
+	tcp, stopFastTCP := s.startTCP() // tcpfast.go
+	defer stopFastTCP()
+	for _, ln := range tcp {
 		srvs = append(srvs, &dns.Server{
-			Listener: s.tcpListener(ln), Handler: h, MsgAcceptFunc: acceptMsg,
+			Listener: ln, Handler: h, MsgAcceptFunc: acceptMsg,
 			ReadTimeout: tcpReadTimeout, WriteTimeout: tcpWriteTimeout,
 			IdleTimeout:   s.tcpIdle,
 			MaxTCPQueries: s.tcpQueries(),

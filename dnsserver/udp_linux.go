@@ -150,7 +150,7 @@ func setPktinfo(rc syscall.RawConn) error {
 
 func (l *udpLoop) recvmmsg(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.rh[0])), uintptr(len(l.rh)), unix.MSG_DONTWAIT, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.rh[0])), uintptr(len(l.rh)), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case unix.EINTR:
 			continue
@@ -164,7 +164,7 @@ func (l *udpLoop) recvmmsg(fd uintptr) bool {
 
 func (l *udpLoop) sendmmsg(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&l.sh[l.sent])), uintptr(l.ns-l.sent), unix.MSG_DONTWAIT, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&l.sh[l.sent])), uintptr(l.ns-l.sent), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case unix.EINTR:
 			continue
