@@ -4,13 +4,53 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/testenv"
 )
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testRRLConfig: negative answers 5/s, window 3 s, slip 2.
+func testRRLConfig() rrl.Config {
+	return rrl.Config{
+		ResponsesPerSecond: 100, NXDomainPerSecond: 5, ErrorsPerSecond: 5, LargePerSecond: 5,
+		LargeSize: 512, Slip: 2, Window: 3 * time.Second,
+		IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024,
+	}
+}
+
+func newTestRRL(t testing.TB, cfg rrl.Config, clk *fakeClock) *rrl.Limiter {
+	t.Helper()
+	r, err := rrl.New(cfg, clk.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // udpFrom is a UDP socket bound to src (any 127.x.y.z is loopback on
 // Linux), talking to the server at addr.

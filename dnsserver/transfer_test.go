@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -272,11 +273,11 @@ func TestSignedQueryAnsweredSigned(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { testSignedQuery(t, nil) })
 	t.Run("behind RRL", func(t *testing.T) {
 		// RRL sees UDP answers first; a signed one must keep its MAC.
-		rrl, err := dnsserver.NewRRL(dnsserver.RRLConfig{ResponsesPerSecond: 100, LargeSize: 512, LargePerSecond: 20, Slip: 2, Window: 5 * time.Second, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024}, time.Now, slog.New(slog.DiscardHandler))
+		lim, err := rrl.New(rrl.Config{ResponsesPerSecond: 100, LargeSize: 512, LargePerSecond: 20, Slip: 2, Window: 5 * time.Second, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024}, time.Now, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		testSignedQuery(t, rrl.Wrap)
+		testSignedQuery(t, lim.Wrap)
 	})
 }
 

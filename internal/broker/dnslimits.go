@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/config"
 )
 
@@ -27,7 +28,7 @@ func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, ins *instrume
 		return h, nil
 	}
 	r := c.RRL
-	rrl, err := dnsserver.NewRRL(dnsserver.RRLConfig{
+	lim, err := rrl.New(rrl.Config{
 		ResponsesPerSecond: r.ResponsesPerSecond,
 		NXDomainPerSecond:  r.NXDomainPerSecond,
 		ErrorsPerSecond:    r.ErrorsPerSecond,
@@ -44,9 +45,9 @@ func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, ins *instrume
 		return nil, fmt.Errorf("dns.rrl: %w", err)
 	}
 	if ins != nil {
-		if err := ins.m.WatchRRL(rrl); err != nil {
+		if err := ins.m.WatchRRL(lim); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	return rrl.Wrap(h), nil
+	return lim.Wrap(h), nil
 }
