@@ -188,3 +188,30 @@ func TestRRLOverSockets(t *testing.T) {
 		t.Fatalf("after the window: %d answers, %d slips, want 3 answers", full, tc)
 	}
 }
+
+// TestCookieResolverNotRateLimited: over real sockets, a resolver that
+// returns the server cookie it was given is answered in full however fast
+// it asks, while cookieless queries from its /24 are limited (issue 12).
+func TestCookieResolverNotRateLimited(t *testing.T) {
+	clk := newFakeClock()
+	h := cookieHandler(t, clk.Now)
+	cfg := testRRLConfig()
+	cfg.Verified = h.cfg.Cookies.Verified
+	srv := startServer(t, newTestRRL(t, cfg, clk).Wrap(h), "127.0.0.1:0")
+	addr := srv.Addrs()[0]
+
+	c := udpFrom(t, "127.0.0.4", addr)
+	first := burst(t, c, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, "0102030405060708"), 1, 1)
+	if len(first) != 1 || len(answerCookie(first[0])) != 48 {
+		t.Fatalf("no server cookie in the first answer: %v", first)
+	}
+	nx := withCookie(query("nope."+zone+".", dns.TypeTXT), 1232, answerCookie(first[0]))
+	if full, tc := countTC(burst(t, c, nx, 40, 40)); full != 40 || tc != 0 {
+		t.Fatalf("40 NXDOMAIN queries with a valid cookie: %d answers, %d slips; want 40 answers", full, tc)
+	}
+	plain := query("nope."+zone+".", dns.TypeTXT)
+	plain.SetEdns0(1232, false)
+	if full, _ := countTC(burst(t, udpFrom(t, "127.0.0.5", addr), plain, 40, 5+17)); full != 5 {
+		t.Fatalf("40 cookieless NXDOMAIN queries from the same /24: %d answers, want 5", full)
+	}
+}

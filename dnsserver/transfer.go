@@ -198,7 +198,7 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(t.h.failure(r, dns.RcodeRefused))
 			return
 		}
-		m := t.h.Answer(r, isTCP(w))
+		m := t.h.AnswerTo(r, w.RemoteAddr())
 		t.sign(m, ts)
 		_ = w.WriteMsg(m)
 		return

@@ -43,6 +43,11 @@ type Config struct {
 	TableSize int
 	// Exempt sources are never limited (e.g. the operator's monitoring).
 	Exempt []netip.Prefix
+	// Verified, if not nil, is asked about every UDP query before it is
+	// answered: true means the query proves its source address (it carries
+	// a valid DNS server cookie, RFC 7873 5.3), so its answer cannot be
+	// reflected at a victim and goes out unlimited.
+	Verified func(q *dns.Msg, from netip.Addr) bool
 }
 
 // Check reports the first invalid field, naming it.
@@ -137,7 +142,8 @@ func (r *Limiter) Stats() Stats {
 // over TCP pass untouched.
 func (r *Limiter) Wrap(next dns.Handler) dns.Handler {
 	return dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		if _, ok := w.RemoteAddr().(*net.UDPAddr); !ok {
+		ua, ok := w.RemoteAddr().(*net.UDPAddr)
+		if !ok || (r.cfg.Verified != nil && r.cfg.Verified(q, ua.AddrPort().Addr().Unmap())) {
 			next.ServeDNS(w, q)
 			return
 		}

@@ -430,3 +430,37 @@ func TestRRLLogsEpisodesSparingly(t *testing.T) {
 		t.Fatalf("second line missing or miscounted:\n%s", &buf)
 	}
 }
+
+// TestRRLVerifiedSourcesUnlimited: a query that proves its source (a valid
+// DNS server cookie) is answered however much its prefix floods; the same
+// query from an address the check refuses is limited as before.
+func TestRRLVerifiedSourcesUnlimited(t *testing.T) {
+	cfg := testConfig()
+	var asked []netip.Addr
+	cfg.Verified = func(q *dns.Msg, from netip.Addr) bool {
+		asked = append(asked, from)
+		return q.Id == 7 && from == netip.MustParseAddr("192.0.2.1")
+	}
+	h := newTestLimiter(t, cfg, newFakeClock()).Wrap(zoneHandler{})
+	nx := query("nope."+zone+".", dns.TypeTXT)
+	proven, spoofed := udpRecorder(), &recorder{remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5353}}
+	for range 20 {
+		nx.Id = 7
+		h.ServeDNS(proven, nx)
+		h.ServeDNS(spoofed, nx)
+	}
+	if len(proven.msgs) != 20 {
+		t.Fatalf("verified source: %d answers to 20 queries", len(proven.msgs))
+	}
+	for _, b := range proven.msgs {
+		if b[2]&0x02 != 0 {
+			t.Fatal("a verified source got a slip")
+		}
+	}
+	if len(spoofed.msgs) >= 20 {
+		t.Fatalf("unverified source in the same /24: %d answers, not limited", len(spoofed.msgs))
+	}
+	if len(asked) != 40 {
+		t.Fatalf("Verified asked %d times for 40 UDP queries", len(asked))
+	}
+}

@@ -92,14 +92,20 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	defer ins.shutdown(context.Background(), logger) // releases the listener on an early return
 	used := ins.store(st)
 
+	jar, err := cookieJar(cfg.DNS.Cookies, logger) // dnslimits.go; nil when off
+	if err != nil {
+		return &ConfigError{err}
+	}
 	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone:        cfg.DNS.Zone,
-		NSName:      cfg.DNS.NSName,
-		NSAdmin:     cfg.DNS.NSAdmin,
-		Records:     static,
-		TXTTTL:      cfg.DNS.TXTTTL,
-		NegativeTTL: cfg.DNS.NegativeTTL,
-		MaxUDPSize:  cfg.DNS.MaxUDPSize,
+		Zone:              cfg.DNS.Zone,
+		NSName:            cfg.DNS.NSName,
+		NSAdmin:           cfg.DNS.NSAdmin,
+		Records:           static,
+		TXTTTL:            cfg.DNS.TXTTTL,
+		NegativeTTL:       cfg.DNS.NegativeTTL,
+		MaxUDPSize:        cfg.DNS.MaxUDPSize,
+		Cookies:           jar,
+		CookielessUDPSize: cfg.DNS.Cookies.CookielessUDPSize,
 	}, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
@@ -143,7 +149,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
+	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, jar, ins, logger) // dnslimits.go
 	if err != nil {
 		return &ConfigError{err}
 	}

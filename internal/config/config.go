@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 )
 
 // Config is the whole configuration of `acmebroker serve`.
@@ -63,8 +65,39 @@ type DNS struct {
 	TCPMaxConnections int      `toml:"tcp_max_connections"`
 	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
 	TCPMaxQueries     int      `toml:"tcp_max_queries"`
+	// TCPMaxLifetime closes a TCP connection this long after it was
+	// opened (once its current answer is sent), however busy: a client
+	// that trickles queries cannot hold a slot for long.
+	TCPMaxLifetime Duration `toml:"tcp_max_lifetime"`
 	// RRL is response rate limiting of UDP answers ([dns.rrl]).
 	RRL RRL `toml:"rrl"`
+	// Cookies are DNS Cookies (RFC 7873, RFC 9018) ([dns.cookies]).
+	Cookies Cookies `toml:"cookies"`
+}
+
+// Cookies configures DNS Cookies: answers to EDNS queries that carry a
+// client cookie carry a server cookie back; a resolver that returns it has
+// proven its address, so its UDP answers are not rate limited and may use
+// the full max_udp_size.
+type Cookies struct {
+	// Enabled turns DNS Cookies on.
+	Enabled bool `toml:"enabled"`
+	// Secret is the 128-bit server secret as 32 hex digits (`openssl rand
+	// -hex 16`); "" makes a random one at every start. Nodes answering for
+	// one zone should share it. Never logged.
+	Secret string `toml:"secret"`
+	// PreviousSecrets are still accepted (not handed out) while a new
+	// Secret reaches every node.
+	PreviousSecrets []string `toml:"previous_secrets"`
+	// CookielessUDPSize caps UDP answers to queries without a valid server
+	// cookie (their source may be forged), bytes; at most max_udp_size.
+	CookielessUDPSize uint16 `toml:"cookieless_udp_size"`
+}
+
+// String leaves the secrets out, so a config printed by mistake shows none.
+func (c Cookies) String() string {
+	return fmt.Sprintf("{enabled %v, secret set %v, previous %d, cookieless_udp_size %d}",
+		c.Enabled, c.Secret != "", len(c.PreviousSecrets), c.CookielessUDPSize)
 }
 
 // Transfer configures zone transfers to secondary name servers.
@@ -280,6 +313,7 @@ func Default() Config {
 			TXTMax:       16,
 			MaxUDPSize:   1232,
 			TCPPerSource: 16, TCPMaxConnections: 512, TCPIdleTimeout: Duration{8 * time.Second}, TCPMaxQueries: 256,
+			TCPMaxLifetime: Duration{30 * time.Second},
 			RRL: RRL{
 				Enabled:            true,
 				ResponsesPerSecond: 100, NXDomainPerSecond: 10, ErrorsPerSecond: 10,
@@ -288,6 +322,7 @@ func Default() Config {
 				IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536,
 				Exempt: []string{},
 			},
+			Cookies: Cookies{Enabled: true, PreviousSecrets: []string{}, CookielessUDPSize: 512},
 		},
 		API: API{
 			Listen:        "127.0.0.1:8080",
@@ -397,6 +432,24 @@ func (c *Config) Validate() error {
 	}
 	if q := c.DNS.TCPMaxQueries; q < 1 || q > 65535 {
 		bad("dns.tcp_max_queries", "%d is out of range: 1 to 65535", q)
+	}
+	if d := c.DNS.TCPMaxLifetime.Duration; d < time.Second || d > 24*time.Hour {
+		bad("dns.tcp_max_lifetime", "%s is out of range: 1s to 24h", d)
+	}
+	if ck := c.DNS.Cookies; ck.Enabled {
+		if ck.Secret != "" {
+			if _, err := cookie.ParseSecret(ck.Secret); err != nil {
+				bad("dns.cookies.secret", "%v", err) // the value itself is never quoted
+			}
+		}
+		for i, p := range ck.PreviousSecrets {
+			if _, err := cookie.ParseSecret(p); err != nil {
+				bad(fmt.Sprintf("dns.cookies.previous_secrets[%d]", i), "%v", err)
+			}
+		}
+		if ck.CookielessUDPSize < 512 {
+			bad("dns.cookies.cookieless_udp_size", "%d is below the DNS minimum of 512", ck.CookielessUDPSize)
+		}
 	}
 	if r := c.DNS.RRL; r.Enabled {
 		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
