@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // Config is the whole configuration of `acmebroker serve`.
@@ -477,7 +478,7 @@ func (c *Config) Validate() error {
 			bad("dns.rrl.table_size", "%d is out of range: 16 to 16777216 entries", r.TableSize)
 		}
 		for i, p := range r.Exempt {
-			if _, err := ParsePrefix(p); err != nil {
+			if _, err := storage.ParsePrefix(p); err != nil {
 				bad(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err)
 			}
 		}
@@ -516,7 +517,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.API.TrustedProxies {
-		if _, err := ParsePrefix(p); err != nil {
+		if _, err := storage.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("api.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
@@ -601,21 +602,6 @@ func (s Storage) RedactedDSN() string {
 	return strings.Join(fields, " ")
 }
 
-// ParsePrefix parses a CIDR such as "192.0.2.0/24" or "2001:db8::/32".
-// Brackets around IPv6 ("[2001:db8::]/32") are tolerated, as acme-dns does;
-// a bare address is refused: write it as /32 or /128.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(strings.NewReplacer("[", "", "]", "").Replace(s))
-	if !strings.Contains(s, "/") {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (write a single address as %s/32 or /128)", s, s)
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
-	}
-	return p, nil
-}
-
 func checkHostPort(a string) error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
@@ -659,7 +645,7 @@ func checkName(s string) error {
 
 func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 	for i, p := range t.AllowFrom {
-		if _, err := ParsePrefix(p); err != nil {
+		if _, err := storage.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("dns.transfer.allow_from[%d]", i), "%v", err)
 		}
 	}
