@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/acmebroker/acmebroker/internal/secret"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
@@ -72,7 +73,14 @@ type Deps struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 	Sync   SyncStatus // nil: one node, nothing to hear of
+	// Keys checks API keys with bounded bcrypt work; nil: a verifier
+	// allowing DefaultBcryptPerSecond.
+	Keys *secret.Verifier
 }
+
+// DefaultBcryptPerSecond bounds bcrypt compares (legacy hashes) when Deps
+// has no Keys.
+const DefaultBcryptPerSecond = 5
 
 type server struct {
 	cfg Config
@@ -90,6 +98,9 @@ func New(cfg Config, d Deps) http.Handler {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Keys == nil {
+		d.Keys = secret.NewVerifier(DefaultBcryptPerSecond, d.Now)
 	}
 	s := &server{cfg: cfg, Deps: d,
 		regLimit:    newLimiter(cfg.Limits.RegisterPerSource),

@@ -336,7 +336,11 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 	}
 	acct, err := s.Store.Account(r.Context(), u.String())
 	if errors.Is(err, storage.ErrNotFound) {
-		secret.VerifyDummy(key)
+		// As dear as a wrong key (secret.Verifier says why).
+		if err := s.Keys.Unknown(key); err != nil {
+			busy(w, err)
+			return storage.Account{}, false
+		}
 		failed()
 		return storage.Account{}, false
 	}
@@ -344,7 +348,11 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		s.storageError(w, r, "update: load account", err)
 		return storage.Account{}, false
 	}
-	ok, rehash, err := secret.Verify(acct.KeyHash, key)
+	ok, rehash, err := s.Keys.Verify(acct.KeyHash, key)
+	if errors.Is(err, secret.ErrBusy) {
+		busy(w, err)
+		return storage.Account{}, false
+	}
 	if err != nil {
 		s.Logger.Error("update: stored key hash unreadable", "subdomain", acct.Subdomain, "err", err)
 	}

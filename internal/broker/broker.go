@@ -117,7 +117,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if watcher != nil {
 		syncStatus = watcher
 	}
-	zoneWrites := newInflight() // zone transfers wait for writes between database and index
+	// Zone transfers wait for writes between database and index.
+	zoneWrites := newInflight()
+	// Key checks with bounded bcrypt work (legacykeys.go).
+	keys, scanKeys := keyVerifier(st, cfg.API.BcryptPerSecond, logger)
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -129,7 +132,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: inflightStore{used, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now, Sync: syncStatus})
+	}, api.Deps{Store: inflightStore{used, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -160,6 +163,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
 
 	// The background loops stop (and are waited for) before storage closes.
+	defer background(scanKeys)()
 	defer background(func(ctx context.Context) {
 		idx.PruneEvery(ctx, pruneInterval(policy.Window), used, logger)
 	})()

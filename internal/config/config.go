@@ -242,6 +242,10 @@ type API struct {
 	UpdateLimit       int `toml:"update_limit"`        // POST /update per account
 	UpdateSourceLimit int `toml:"update_source_limit"` // POST /update per source address
 	AuthFailLimit     int `toml:"auth_fail_limit"`     // failed authentications per source address
+	// BcryptPerSecond bounds bcrypt compares a second (legacy keys
+	// imported from acme-dns, and the equal-cost work of failures while
+	// such keys exist); past it the API answers 503 with Retry-After.
+	BcryptPerSecond int `toml:"bcrypt_per_second"`
 	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
 	BasePath string `toml:"base_path"`
 }
@@ -330,8 +334,9 @@ func Default() Config {
 			TLS:           "none",
 			Registration:  "open",
 			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,
-			CORSOrigins:    []string{},
-			TrustedProxies: []string{},
+			BcryptPerSecond: 5,
+			CORSOrigins:     []string{},
+			TrustedProxies:  []string{},
 		},
 		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db", BusyTimeout: Duration{5 * time.Second}, ResyncInterval: Duration{time.Minute}},
 		Log:     Log{Level: "info", Format: "text"},
@@ -515,6 +520,9 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			bad(key, "must be 0 (no limit) or a number per minute")
 		}
+	}
+	if b := c.API.BcryptPerSecond; b < 1 || b > 1000 {
+		bad("api.bcrypt_per_second", "%d is out of range: 1 to 1000 bcrypt checks a second", b)
 	}
 	for i, p := range c.API.TrustedProxies {
 		if _, err := storage.ParsePrefix(p); err != nil {
