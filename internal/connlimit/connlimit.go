@@ -221,6 +221,15 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes a TCP connection (net/http does before closing
+// on an error, so the client reads the answer instead of a reset).
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *conn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(c.clamp(t))
 }
