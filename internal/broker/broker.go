@@ -15,6 +15,7 @@ import (
 	"github.com/acmebroker/acmebroker/api"
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/connlimit"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -160,7 +161,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
 	}
+	// Connection limits in all and per source prefix, within the
+	// open-files limit (fdlimit.go); net/http's own errors as JSON.
+	limitedLn := connlimit.Wrap(apiLn, "api", connlimit.Limits{
+		Total:     apiConnections(cfg, logger),
+		PerPrefix: cfg.API.ConnectionsPerSource,
+		Exempt:    prefixes(cfg.API.TrustedProxies),
+	}, logger)
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
+	httpSrv.IdleTimeout = cfg.API.IdleTimeout.Duration
 
 	// The background loops stop (and are waited for) before storage closes.
 	defer background(scanKeys)()
@@ -188,9 +197,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	go func() {
 		var err error
 		if tlsCert != "" {
-			err = httpSrv.ServeTLS(apiLn, tlsCert, tlsKey)
+			err = httpSrv.ServeTLS(limitedLn, tlsCert, tlsKey)
 		} else {
-			err = httpSrv.Serve(apiLn)
+			err = httpSrv.Serve(api.JSONErrors(limitedLn))
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)

@@ -246,6 +246,14 @@ type API struct {
 	// imported from acme-dns, and the equal-cost work of failures while
 	// such keys exist); past it the API answers 503 with Retry-After.
 	BcryptPerSecond int `toml:"bcrypt_per_second"`
+	// Connections: at most MaxConnections open at once (lowered at start
+	// if the open-files limit cannot hold them besides what DNS over TCP
+	// and the database need), ConnectionsPerSource from one source prefix
+	// (IPv4 /24, IPv6 /56; 0: no limit; trusted_proxies are not counted per
+	// prefix), and a keep-alive connection idle for IdleTimeout is closed.
+	MaxConnections       int      `toml:"max_connections"`
+	ConnectionsPerSource int      `toml:"connections_per_source"`
+	IdleTimeout          Duration `toml:"idle_timeout"`
 	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
 	BasePath string `toml:"base_path"`
 }
@@ -335,8 +343,9 @@ func Default() Config {
 			Registration:  "open",
 			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,
 			BcryptPerSecond: 5,
-			CORSOrigins:     []string{},
-			TrustedProxies:  []string{},
+			MaxConnections:  4096, ConnectionsPerSource: 64, IdleTimeout: Duration{10 * time.Second},
+			CORSOrigins:    []string{},
+			TrustedProxies: []string{},
 		},
 		Storage: Storage{Engine: "sqlite", DSN: "acmebroker.db", BusyTimeout: Duration{5 * time.Second}, ResyncInterval: Duration{time.Minute}},
 		Log:     Log{Level: "info", Format: "text"},
@@ -520,6 +529,15 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			bad(key, "must be 0 (no limit) or a number per minute")
 		}
+	}
+	if n := c.API.MaxConnections; n < 1 || n > 1<<20 {
+		bad("api.max_connections", "%d is out of range: 1 to 1048576", n)
+	}
+	if n := c.API.ConnectionsPerSource; n < 0 {
+		bad("api.connections_per_source", "must be 0 (no limit) or a number of connections")
+	}
+	if d := c.API.IdleTimeout.Duration; d < time.Second || d > 10*time.Minute {
+		bad("api.idle_timeout", "%s is out of range: 1s to 10m", d)
 	}
 	if b := c.API.BcryptPerSecond; b < 1 || b > 1000 {
 		bad("api.bcrypt_per_second", "%d is out of range: 1 to 1000 bcrypt checks a second", b)

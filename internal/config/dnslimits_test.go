@@ -65,3 +65,28 @@ exempt = ["192.0.2.0/24", "2001:db8::/32"]`))
 		}
 	}
 }
+
+func TestAPIAbuseLimits(t *testing.T) {
+	c, err := Parse([]byte("[api]\nmax_connections = 100\nconnections_per_source = 0\nidle_timeout = \"30s\"\nbcrypt_per_second = 2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.MaxConnections != 100 || c.API.ConnectionsPerSource != 0 || c.API.IdleTimeout.Duration != 30*time.Second || c.API.BcryptPerSecond != 2 {
+		t.Fatalf("parsed %+v", c.API)
+	}
+	d := Default()
+	if d.API.MaxConnections != 4096 || d.API.ConnectionsPerSource != 64 || d.API.IdleTimeout.Duration != 10*time.Second || d.API.BcryptPerSecond != 5 {
+		t.Fatalf("defaults %+v", d.API)
+	}
+	for _, tc := range []struct{ toml, want string }{
+		{"[api]\nmax_connections = 0", "api.max_connections"},
+		{"[api]\nconnections_per_source = -1", "api.connections_per_source"},
+		{"[api]\nidle_timeout = \"0s\"", "api.idle_timeout"},
+		{"[api]\nidle_timeout = \"1h\"", "api.idle_timeout"},
+		{"[api]\nbcrypt_per_second = 0", "api.bcrypt_per_second"},
+	} {
+		if _, err := Parse([]byte(tc.toml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want it to name %s", tc.toml, err, tc.want)
+		}
+	}
+}
