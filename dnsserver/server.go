@@ -20,6 +20,7 @@ const (
 	tcpWriteTimeout  = 2 * time.Second
 	tcpIdleTimeout   = 8 * time.Second
 	tcpMaxQueries    = 256
+	tcpMaxLifetime   = 30 * time.Second
 	udpReadSize      = 4096
 	listenAttempts   = 20 // port 0: tries to find a port free on both UDP and TCP
 	shutdownDeadline = 5 * time.Second

@@ -15,6 +15,7 @@ import (
 	"github.com/acmebroker/acmebroker/api"
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/connlimit"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/internal/zone"
 )
@@ -96,14 +97,20 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	logger.Info("records loaded", "subdomains", idx.Len(), "serial", idx.Serial(), "took", time.Since(start).Round(time.Millisecond))
 
+	jar, err := cookieJar(cfg.DNS.Cookies, logger) // dnslimits.go; nil when off
+	if err != nil {
+		return &ConfigError{err}
+	}
 	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone:        cfg.DNS.Zone,
-		NSName:      cfg.DNS.NSName,
-		NSAdmin:     cfg.DNS.NSAdmin,
-		Records:     static,
-		TXTTTL:      cfg.DNS.TXTTTL,
-		NegativeTTL: cfg.DNS.NegativeTTL,
-		MaxUDPSize:  cfg.DNS.MaxUDPSize,
+		Zone:              cfg.DNS.Zone,
+		NSName:            cfg.DNS.NSName,
+		NSAdmin:           cfg.DNS.NSAdmin,
+		Records:           static,
+		TXTTTL:            cfg.DNS.TXTTTL,
+		NegativeTTL:       cfg.DNS.NegativeTTL,
+		MaxUDPSize:        cfg.DNS.MaxUDPSize,
+		Cookies:           jar,
+		CookielessUDPSize: cfg.DNS.Cookies.CookielessUDPSize,
 	}, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
@@ -115,6 +122,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if watcher != nil {
 		syncStatus = watcher
 	}
+	// Key checks with bounded bcrypt work (legacykeys.go).
+	keys, scanKeys := keyVerifier(st, cfg.API.BcryptPerSecond, logger)
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -126,7 +135,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus})
+	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -146,7 +155,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
+	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, jar, ins, logger) // dnslimits.go
 	if err != nil {
 		return &ConfigError{err}
 	}
@@ -154,9 +163,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
 	}
+	// Connection limits in all and per source prefix, within the
+	// open-files limit (fdlimit.go); net/http's own errors as JSON.
+	limitedLn := connlimit.Wrap(apiLn, "api", connlimit.Limits{
+		Total:     apiConnections(cfg, logger),
+		PerPrefix: cfg.API.ConnectionsPerSource,
+		Exempt:    prefixes(cfg.API.TrustedProxies),
+	}, logger)
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
+	httpSrv.IdleTimeout = cfg.API.IdleTimeout.Duration
 
 	// The background loops stop (and are waited for) before storage closes.
+	defer background(scanKeys)()
 	defer background(func(ctx context.Context) {
 		writer.PruneEvery(ctx, pruneInterval(policy.Window))
 	})()
@@ -181,9 +199,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	go func() {
 		var err error
 		if tlsCert != "" {
-			err = httpSrv.ServeTLS(apiLn, tlsCert, tlsKey)
+			err = httpSrv.ServeTLS(limitedLn, tlsCert, tlsKey)
 		} else {
-			err = httpSrv.Serve(apiLn)
+			err = httpSrv.Serve(api.JSONErrors(limitedLn))
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)

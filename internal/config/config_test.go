@@ -127,24 +127,6 @@ func errorsUnwrapAll(err error) error {
 	}
 }
 
-func TestParsePrefix(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.0/24":      "192.0.2.0/24",
-		"[2001:db8::]/32":   "2001:db8::/32",
-		" 198.51.100.7/32 ": "198.51.100.7/32",
-	} {
-		p, err := ParsePrefix(in)
-		if err != nil || p.String() != want {
-			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
-		}
-	}
-	for _, in := range []string{"192.0.2.1", "", "abc/8", "192.0.2.0/33"} {
-		if _, err := ParsePrefix(in); err == nil {
-			t.Errorf("ParsePrefix(%q) accepted", in)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	b, _ := os.ReadFile(filepath.Join("..", "..", "config.toml"))
 	f.Add(b)
