@@ -4,7 +4,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,11 +11,10 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // Config is the whole configuration of `acmebroker serve`.
@@ -323,36 +321,36 @@ func Parse(b []byte) (Config, error) {
 		return parseAcmeDNS(b)
 	}
 	c := Default()
-	// Lists given in the file replace the defaults rather than merge.
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
-	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			if perr.LastKey != "" {
-				return Config{}, fmt.Errorf("line %d: %s: %s", perr.Position.Line, perr.LastKey, perr.Message)
-			}
-			return Config{}, fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
-		}
-		return Config{}, err
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return Config{}, fmt.Errorf("unknown key %s (check the spelling against config.toml)", strings.Join(keys, ", "))
-	}
+	// Every refused or unknown key is reported, and with them every value
+	// Validate refuses among the keys that did decode.
+	errs, failed := decode(b, &c)
 	if err := c.Validate(); err != nil {
-		return Config{}, err
+		for _, e := range unjoin(err) {
+			if ke := (*KeyError)(nil); errors.As(e, &ke) && slices.ContainsFunc(failed, func(k string) bool { return under(ke.Key, k) }) {
+				continue // its value was refused already; this is the default's consequence
+			}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// unjoin lists the errors errors.Join put together (or err alone).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Validate checks every field and normalises names. Errors name the key.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 
 	if len(c.DNS.Listen) == 0 {
