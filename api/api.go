@@ -2,7 +2,8 @@
 // POST /register, POST /update and GET /health, with the same paths, headers,
 // JSON bodies, status codes and error strings, so existing ACME clients
 // (lego, certbot's hook, acme.sh, cert-manager, Caddy, Traefik) work as they
-// are. It knows nothing of SQL: it talks to a Store and keeps the DNS
+// are; plus acmebroker's own POST /account/allowfrom, POST /account/rotate
+// and DELETE /account (see docs/api.md). It knows nothing of SQL: it talks to a Store and keeps the DNS
 // server's in-memory Index current after every durable write.
 package api
 
