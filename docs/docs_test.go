@@ -136,34 +136,57 @@ var (
 	word  = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 	// invocation is "acmebroker" where a command starts: at the start of a
 	// line (or of a comment), after a shell operator or quote, after exec or
-	// sudo, or as a path's last part; not in prose or as an argument.
-	invocation = regexp.MustCompile(`(?:^[\s#]*|[;|&('"=]\s*|\bexec\s+|\bsudo\s+|/)acmebroker((?: +[^\s'"]+)*)`)
+	// sudo, or as a path's last part; not in prose or as an argument. Group
+	// 1 is the quote it starts after, if any; group 2 the rest of the line.
+	invocation = regexp.MustCompile(`(?:^[\s#]*|[;|&(=]\s*|(['"])\s*|\bexec\s+|\bsudo\s+|/)acmebroker( .*)?$`)
 )
 
-// commands lists, for each page, the command lines shown in code: the
-// words after "acmebroker" up to the first flag or argument.
-func commands(text string) [][]string {
+// command is one command line the docs show: the words after "acmebroker"
+// up to the first flag or argument, and the flags given to it.
+type command struct {
+	words, flags []string
+}
+
+// commands lists the command lines a page shows in code blocks and inline
+// code. Lines continued with a backslash are joined first.
+func commands(text string) []command {
 	var code []string
 	for _, m := range fence.FindAllStringSubmatch(text, -1) {
-		code = append(code, strings.Split(m[1], "\n")...)
+		code = append(code, strings.Split(strings.ReplaceAll(m[1], "\\\n", " "), "\n")...)
 	}
 	prose := fence.ReplaceAllString(text, "")
 	for _, m := range span.FindAllStringSubmatch(prose, -1) {
 		code = append(code, m[1])
 	}
-	var out [][]string
+	var out []command
 	for _, line := range code {
-		for _, m := range invocation.FindAllStringSubmatch(line, -1) {
-			var words []string
-			for _, w := range strings.Fields(m[1]) {
-				if !word.MatchString(w) {
-					break
-				}
-				words = append(words, w)
+		m := invocation.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		rest := m[2]
+		if q := m[1]; q != "" { // the command ends where its quotes do
+			rest, _, _ = strings.Cut(rest, q)
+		}
+		var c command
+		args := true
+		for _, tok := range strings.Fields(rest) {
+			if strings.ContainsAny(tok[:1], "|>;&#<") {
+				break // another command, a redirection or a comment
 			}
-			if len(words) > 0 {
-				out = append(out, words)
+			switch {
+			case strings.HasPrefix(tok, "-") && len(tok) > 1:
+				args = false
+				name, _, _ := strings.Cut(strings.TrimLeft(tok, "-"), "=")
+				c.flags = append(c.flags, name)
+			case args && word.MatchString(tok):
+				c.words = append(c.words, tok)
+			default:
+				args = false
 			}
+		}
+		if len(c.words) > 0 {
+			out = append(out, c)
 		}
 	}
 	return out
@@ -194,8 +217,16 @@ func subcommands(t *testing.T, prefix []string) []string {
 	return next
 }
 
+// help is what the CLI prints for args (stdout and stderr together).
+func help(args ...string) string {
+	var out bytes.Buffer
+	cli.Run(context.Background(), args, &out, &out)
+	return out.String()
+}
+
 // TestCommandsInDocsExist: every "acmebroker X Y ..." the docs show in code
-// names commands the CLI has, level by level, as its own help lists them.
+// names commands the CLI has, level by level, as its own help lists them,
+// and every flag given to it is one its -h lists.
 func TestCommandsInDocsExist(t *testing.T) {
 	t.Setenv("HOME", t.TempDir()) // the client's default state directory, never the real one
 	t.Setenv("XDG_CONFIG_HOME", "")
@@ -210,25 +241,43 @@ func TestCommandsInDocsExist(t *testing.T) {
 	if top := next(nil); !slices.Contains(top, "serve") || !slices.Contains(top, "client") {
 		t.Fatalf("the CLI's help lists %v; the test cannot read it", top)
 	}
-	checked := 0
+	helps := map[string]string{}
+	checked, flags := 0, 0
 	for page, text := range pages(t) {
-		for _, words := range commands(text) {
-			for i := range words {
-				offered := next(words[:i])
+	commands:
+		for _, c := range commands(text) {
+			shown := "acmebroker " + strings.Join(c.words, " ")
+			path := c.words
+			for i := range c.words {
+				offered := next(c.words[:i])
 				if len(offered) == 0 {
-					break // no subcommands here: the rest are arguments
-				}
-				if !slices.Contains(offered, words[i]) {
-					t.Errorf("%s shows `acmebroker %s`, but the CLI has no %q after `acmebroker %s` (it has %v)",
-						page, strings.Join(words, " "), words[i], strings.Join(words[:i], " "), offered)
+					path = c.words[:i] // the rest are arguments
 					break
+				}
+				if !slices.Contains(offered, c.words[i]) {
+					t.Errorf("%s shows `%s`, but the CLI has no %q after `acmebroker %s` (it has %v)",
+						page, shown, c.words[i], strings.Join(c.words[:i], " "), offered)
+					continue commands
 				}
 			}
 			checked++
+			k := strings.Join(path, " ")
+			if _, ok := helps[k]; !ok {
+				helps[k] = help(append(slices.Clone(path), "-h")...)
+			}
+			for _, f := range c.flags {
+				if f == "h" || f == "help" {
+					continue
+				}
+				flags++
+				if !regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(f) + `(\s|$)`).MatchString(helps[k]) {
+					t.Errorf("%s shows `%s ... -%s`, but `acmebroker %s -h` lists no such flag", page, shown, f, k)
+				}
+			}
 		}
 	}
-	if checked < 30 {
-		t.Errorf("checked only %d command lines; is the extraction broken?", checked)
+	if checked < 30 || flags < 30 {
+		t.Errorf("checked only %d command lines and %d flags; is the extraction broken?", checked, flags)
 	}
 }
 
