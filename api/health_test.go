@@ -25,7 +25,10 @@ func TestHealthSaysWhichPartIsDown(t *testing.T) {
 	defer st.Close()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	get := func(sync SyncStatus) (int, string) {
-		h := New(Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}, Deps{Store: st, Index: idx, Sync: sync})
+		cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+		d := testDeps(cfg, st, idx)
+		d.Sync = sync
+		h := New(cfg, d)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
 		return rec.Code, rec.Body.String()

@@ -136,9 +136,12 @@ type Store interface {
 	// Account returns the account with that username, or ErrNotFound.
 	Account(ctx context.Context, username string) (Account, error)
 
-	// UpdateKeyHash replaces the stored hash of an account's key (used to
-	// upgrade legacy bcrypt hashes). ErrNotFound if there is no such account.
-	UpdateKeyHash(ctx context.Context, username, keyHash string) error
+	// UpdateKeyHash replaces the stored hash of an account's key with
+	// newHash if it is still oldHash (a key rotation, or the upgrade of a
+	// legacy bcrypt hash), so that of two concurrent changes exactly one
+	// wins. ErrConflict if the stored hash is no longer oldHash (nothing
+	// changes), ErrNotFound if there is no such account.
+	UpdateKeyHash(ctx context.Context, username, oldHash, newHash string) error
 
 	// SetTXT adds value to subdomain's TXT set (or refreshes its time if it
 	// is there already), drops what policy no longer keeps, and returns the

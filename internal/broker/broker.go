@@ -16,7 +16,7 @@ import (
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/records"
-	"github.com/acmebroker/acmebroker/storage"
+	"github.com/acmebroker/acmebroker/internal/zone"
 )
 
 // ConfigError is a configuration problem found while starting (the process
@@ -45,7 +45,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns.records: %w", err)}
 	}
-	policy := storage.TXTPolicy{Always: 2, Window: cfg.DNS.TXTWindow.Duration, Max: cfg.DNS.TXTMax}
+	policy := cfg.DNS.TXTPolicy()
 	idx := records.New(policy, time.Now)
 
 	// Bind everything before touching storage: an address in use (another
@@ -85,10 +85,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		logger.Info("storage closed")
 	}()
 
+	// used is the store as the zone writer and the API use it (its failures
+	// counted).
+	used := ins.store(st)
+	// The one writer of the zone: the API, the pruner, node sync and the
+	// admin-change poller all change storage and idx through it.
+	writer := zone.New(zone.Config{
+		Zone: cfg.DNS.Zone, Policy: policy, Reserved: reserved(cfg.DNS, static), Now: time.Now, Logger: logger,
+	}, used, idx)
 	// Follows what admin commands change in a SQLite file while this runs
 	// (nil for PostgreSQL, whose notifications carry those too). Its mark is
 	// taken before the load so that nothing committed in between is missed.
-	poller := adminPoller(st, idx, logger)
+	poller := adminPoller(st, writer, logger)
 	if poller != nil {
 		if err := poller.Mark(ctx); err != nil {
 			return fmt.Errorf("reading storage: %w", err)
@@ -102,9 +110,6 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return fmt.Errorf("loading records from storage: %w", err)
 	}
 	logger.Info("records loaded", "subdomains", idx.Len(), "serial", idx.Serial(), "took", time.Since(start).Round(time.Millisecond))
-
-	// used is the store as the API and the pruner use it (its failures counted).
-	used := ins.store(st)
 
 	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
 		Zone:        cfg.DNS.Zone,
@@ -120,12 +125,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	// Keeps idx current with other nodes' changes (shared PostgreSQL); nil
 	// for SQLite. Started below, stopped before storage closes.
-	watcher := nodeSync(st, idx, cfg.Storage, logger)
+	watcher := nodeSync(st, writer, cfg.Storage, logger)
 	var syncStatus api.SyncStatus
 	if watcher != nil {
 		syncStatus = watcher
 	}
-	zoneWrites := newInflight() // zone transfers wait for writes between database and index
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -137,7 +141,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Store: inflightStore{used, zoneWrites}, Index: inflightIndex{idx, zoneWrites}, Logger: logger, Now: time.Now, Sync: syncStatus})
+	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
@@ -147,7 +151,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		}
 	}
 
-	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, zoneWrites.wait, ins.transferObserver())
+	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, writer.Quiesce, ins.transferObserver())
 	if err != nil {
 		return err
 	}
@@ -159,7 +163,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 
 	// The background loops stop (and are waited for) before storage closes.
 	defer background(func(ctx context.Context) {
-		idx.PruneEvery(ctx, pruneInterval(policy.Window), used, logger)
+		writer.PruneEvery(ctx, pruneInterval(policy.Window))
 	})()
 	if poller != nil {
 		defer background(poller.Run)()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // Config is the whole configuration of `acmebroker serve`.
@@ -663,4 +664,11 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 			bad("dns.transfer.notify_key", "%q is not the name of a key in [[dns.transfer.keys]]", t.NotifyKey)
 		}
 	}
+}
+
+// TXTPolicy is the policy of which TXT values are kept and served: the 2
+// newest always (as acme-dns), any other while younger than txt_window, at
+// most txt_max.
+func (d DNS) TXTPolicy() storage.TXTPolicy {
+	return storage.TXTPolicy{Always: 2, Window: d.TXTWindow.Duration, Max: d.TXTMax}
 }

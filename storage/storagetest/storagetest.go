@@ -324,9 +324,15 @@ func (s suite) updateKeyHash(t *testing.T) {
 	other := account(2)
 	mustCreate(t, st, other)
 
+	old := a.KeyHash
 	a.KeyHash = "$argon2id$v=19$m=65536,t=3,p=4$new"
-	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash); err != nil {
+	if err := st.UpdateKeyHash(ctx, a.Username, old, a.KeyHash); err != nil {
 		t.Fatalf("UpdateKeyHash: %v", err)
+	}
+	// Compare-and-swap: a second change from the same old hash loses and
+	// changes nothing (two concurrent rotations: exactly one wins).
+	if err := st.UpdateKeyHash(ctx, a.Username, old, "$argon2id$v=19$m=65536,t=3,p=4$late"); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("UpdateKeyHash from a stale hash: %v, want ErrConflict", err)
 	}
 	got, err := st.Account(ctx, a.Username)
 	if err != nil {
@@ -339,7 +345,7 @@ func (s suite) updateKeyHash(t *testing.T) {
 	}
 	sameAccount(t, gotOther, other)
 
-	if err := st.UpdateKeyHash(ctx, "no-such-user", "x"); !errors.Is(err, storage.ErrNotFound) {
+	if err := st.UpdateKeyHash(ctx, "no-such-user", "x", "y"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("UpdateKeyHash(unknown) error = %v, want ErrNotFound", err)
 	}
 }
@@ -577,7 +583,7 @@ func (s suite) serialIncreases(t *testing.T) {
 	_, serial = mustSet(t, st, b.Subdomain, "later", later, storage.DefaultTXTPolicy)
 	check("SetTXT(much later)", serial)
 
-	if err := st.UpdateKeyHash(ctx, a.Username, "new"); err != nil {
+	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "new"); err != nil {
 		t.Fatal(err)
 	}
 	if _, snap := snapshot(t, st); snap != last {
@@ -690,8 +696,9 @@ func (s suite) persistence(t *testing.T) {
 	mustCreate(t, st, b)
 	mustSet(t, st, a.Subdomain, "one", base, storage.DefaultTXTPolicy)
 	mustSet(t, st, a.Subdomain, "two", base.Add(time.Second), storage.DefaultTXTPolicy)
+	old := a.KeyHash
 	a.KeyHash = "rehashed"
-	if err := st.UpdateKeyHash(context.Background(), a.Username, a.KeyHash); err != nil {
+	if err := st.UpdateKeyHash(context.Background(), a.Username, old, a.KeyHash); err != nil {
 		t.Fatal(err)
 	}
 	before, serial := snapshot(t, st)
@@ -882,7 +889,7 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	check("CreateAccount", err)
 	_, err = st.Account(ctx, a.Username)
 	check("Account", err)
-	check("UpdateKeyHash", st.UpdateKeyHash(ctx, a.Username, "changed"))
+	check("UpdateKeyHash", st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "changed"))
 	_, _, err = st.SetTXT(ctx, a.Subdomain, "v", base, storage.DefaultTXTPolicy)
 	check("SetTXT", err)
 	called := false
@@ -992,7 +999,7 @@ func (s suite) callsAfterClose(t *testing.T) {
 	if _, _, err := st.SetTXT(ctx, a.Subdomain, "v", base, storage.DefaultTXTPolicy); err == nil {
 		t.Error("SetTXT after Close returned nil")
 	}
-	if err := st.UpdateKeyHash(ctx, a.Username, "h"); err == nil {
+	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "h"); err == nil {
 		t.Error("UpdateKeyHash after Close returned nil")
 	}
 	if _, err := st.Account(ctx, a.Username); err == nil {
