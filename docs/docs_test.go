@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -353,5 +354,37 @@ func TestUnitsHaveTheirOwnStateDirectories(t *testing.T) {
 		if !strings.Contains(string(ops), "/var/lib/"+dir+"`") {
 			t.Errorf("operations.md does not name /var/lib/%s", dir)
 		}
+	}
+}
+
+// tomlBlock finds the TOML examples.
+var tomlBlock = regexp.MustCompile("(?ms)^\\s*```toml\\n(.*?)^\\s*```")
+
+// TestTOMLExamplesUseRealKeys: every TOML example in the docs uses keys
+// the program accepts, with values of the right type. (Placeholders such
+// as a secret to be made with openssl may fail the value checks.)
+func TestTOMLExamplesUseRealKeys(t *testing.T) {
+	n := 0
+	for page, text := range pages(t) {
+		for _, m := range tomlBlock.FindAllStringSubmatch(text, -1) {
+			n++
+			_, err := config.Parse([]byte(m[1]))
+			if err == nil {
+				continue
+			}
+			errs := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errs = j.Unwrap()
+			}
+			for _, e := range errs {
+				var ke *config.KeyError
+				if !errors.As(e, &ke) || ke.Unknown || ke.Line > 0 { // unknown key, syntax or type error
+					t.Errorf("%s: a TOML example does not load: %v\n%s", page, e, m[1])
+				}
+			}
+		}
+	}
+	if n < 2 {
+		t.Errorf("found only %d TOML examples", n)
 	}
 }
