@@ -1,8 +1,9 @@
 // Package docs holds no code: its tests keep the documentation true to the
 // program. They fail when a configuration key is missing from
-// configuration.md (or documented but gone), when a command the docs show
-// does not exist, when a relative link or anchor leads nowhere, and when the
-// systemd units share a state directory.
+// configuration.md (or documented but gone), when a command or flag the
+// docs show does not exist, when a TOML example uses a key that does not,
+// when a relative link or anchor leads nowhere, and when the systemd units
+// share a state directory.
 package docs
 
 import (
