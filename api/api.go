@@ -2,9 +2,10 @@
 // POST /register, POST /update and GET /health, with the same paths, headers,
 // JSON bodies, status codes and error strings, so existing ACME clients
 // (lego, certbot's hook, acme.sh, cert-manager, Caddy, Traefik) work as they
-// are. It knows nothing of SQL: it reads accounts from a read-only view and
-// makes every change through the zone writer (internal/zone), which keeps
-// storage and what DNS serves in step.
+// are; plus acmebroker's own POST /account/allowfrom, POST /account/rotate
+// and DELETE /account (see docs/api.md). It knows nothing of SQL: it reads
+// accounts from a read-only view and makes every change through the zone
+// writer (internal/zone), which keeps storage and what DNS serves in step.
 package api
 
 import (

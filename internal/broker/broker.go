@@ -36,10 +36,10 @@ type Ready struct {
 	Startup  time.Duration
 }
 
-// Run opens storage, loads the records, binds every socket (failing before
-// anything is served if one cannot be had), calls ready, and serves until ctx
-// ends; then it shuts down in order: API (finishing in-flight requests), DNS,
-// storage.
+// Run binds every socket (failing before anything else if one cannot be
+// had, so a second instance on the same addresses creates no database), opens
+// storage, loads the records, calls ready, and serves until ctx ends; then it
+// shuts down in order: API (finishing in-flight requests), DNS, storage.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(Ready)) error {
 	start := time.Now()
 	static, err := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
@@ -47,6 +47,28 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return &ConfigError{fmt.Errorf("dns.records: %w", err)}
 	}
 	policy := cfg.DNS.TXTPolicy()
+	idx := records.New(policy, time.Now)
+
+	// Bind everything before touching storage: an address in use (another
+	// instance) fails here, before a database file is created or migrated.
+	// Nothing is served until every step below has succeeded.
+	dnsSrv, err := dnsserver.Listen(cfg.DNS.Listen)
+	if err != nil {
+		return err
+	}
+	defer dnsSrv.Close()
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
+	}
+	defer apiLn.Close() // after Serve, closing again is harmless
+	// Metrics ([metrics] listen; nil when off): the listener is bound here,
+	// served with the rest and shut down after DNS.
+	ins, err := newInstruments(cfg.Metrics.Listen, idx, logger)
+	if err != nil {
+		return err
+	}
+	defer ins.shutdown(context.Background(), logger) // releases the listener on an early return
 
 	st, err := OpenStore(ctx, cfg.Storage, logger)
 	if err != nil {
@@ -64,15 +86,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		logger.Info("storage closed")
 	}()
 
-	idx := records.New(policy, time.Now)
-	// Metrics ([metrics] listen; nil when off): the listener is bound here,
-	// served with the rest and shut down after DNS. used is the store as the
-	// zone writer and the API use it (its failures counted).
-	ins, err := newInstruments(cfg.Metrics.Listen, idx, logger)
-	if err != nil {
-		return err
-	}
-	defer ins.shutdown(context.Background(), logger) // releases the listener on an early return
+	// used is the store as the zone writer and the API use it (its failures
+	// counted).
 	used := ins.store(st)
 	// The one writer of the zone: the API, the pruner, node sync and the
 	// admin-change poller all change storage and idx through it.
@@ -145,12 +160,6 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		}
 	}
 
-	// Bind everything before serving anything.
-	dnsSrv, err := dnsserver.Listen(cfg.DNS.Listen)
-	if err != nil {
-		return err
-	}
-	defer dnsSrv.Close()
 	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, writer.Quiesce, ins.transferObserver())
 	if err != nil {
 		return err
@@ -158,10 +167,6 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, jar, ins, logger) // dnslimits.go
 	if err != nil {
 		return &ConfigError{err}
-	}
-	apiLn, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
 	}
 	// Connection limits in all and per source prefix, within the
 	// open-files limit (fdlimit.go); net/http's own errors as JSON.
