@@ -215,6 +215,33 @@ type Store interface {
 	// has it. A node uses it to refresh a subdomain another node changed.
 	Subdomain(ctx context.Context, name string) (Subdomain, uint32, error)
 
+	// GetValue returns the named value (values.go), or ErrNotFound.
+	GetValue(ctx context.Context, name string) (Value, error)
+
+	// PutValue stores data under name, replacing any value there, with
+	// the modification time at. It does not change the zone.
+	PutValue(ctx context.Context, name string, data []byte, at time.Time) error
+
+	// DeleteValue deletes the named value. ErrNotFound if there is none.
+	DeleteValue(ctx context.Context, name string) error
+
+	// ListValues describes every value whose name starts with prefix
+	// ("" for all), in bytewise order of their names.
+	ListValues(ctx context.Context, prefix string) ([]ValueInfo, error)
+
+	// TryLock takes the lease name for owner until at+ttl if it is free,
+	// expired at time at, or owner's already (then it is extended to
+	// at+ttl), and reports whether owner holds it now. Of owners racing
+	// for a free lease exactly one gets it. Times are the callers': nodes
+	// sharing a database should keep their clocks in step (NTP), and a
+	// holder should extend its lease well before it runs out.
+	TryLock(ctx context.Context, name, owner string, at time.Time, ttl time.Duration) (bool, error)
+
+	// Unlock releases the lease name if owner holds it; otherwise it does
+	// nothing (the lease expired and someone else took it, or it was
+	// never taken).
+	Unlock(ctx context.Context, name, owner string) error
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 

@@ -94,6 +94,11 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Accounts/CallbackError", s.accountsCallbackError},
 		{"Account/SetDisabled", s.setDisabled},
 		{"Subdomain", s.subdomain},
+		{"Value/RoundTrip", s.valueRoundTrip},
+		{"Value/DeleteAndList", s.valueDeleteAndList},
+		{"Value/BadInput", s.valueBadInput},
+		{"Lease/Exclusive", s.leaseExclusive},
+		{"Lease/Race", s.leaseRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
@@ -877,6 +882,9 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	a := account(1)
 	mustCreate(t, st, a)
 	_, before := snapshot(t, st)
+	if err := st.PutValue(context.Background(), "v", []byte("kept"), base); err != nil {
+		t.Fatal(err)
+	}
 
 	b := account(2)
 	_, err := st.CreateAccount(ctx, b)
@@ -899,6 +907,7 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 		t.Error("Snapshot called fn with a done ctx")
 	}
 	check("Ping", st.Ping(ctx))
+	valuesDeadContext(t, st, ctx, check)
 
 	// Nothing changed.
 	if _, err := st.Account(context.Background(), b.Username); !errors.Is(err, storage.ErrNotFound) {
@@ -915,6 +924,15 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	}
 	if after != before {
 		t.Errorf("serial changed from %d to %d by calls with a done ctx", before, after)
+	}
+	if v, err := st.GetValue(context.Background(), "v"); err != nil || string(v.Data) != "kept" {
+		t.Errorf("value after calls with a done ctx: %q, %v; want \"kept\"", v.Data, err)
+	}
+	if vs, _ := st.ListValues(context.Background(), "v2"); len(vs) != 0 {
+		t.Errorf("PutValue with a done ctx stored %v", vs)
+	}
+	if held, err := st.TryLock(context.Background(), "l", "b", base, time.Minute); err != nil || !held {
+		t.Errorf("TryLock with a done ctx took the lease (b cannot: %v, %v)", held, err)
 	}
 }
 
@@ -1010,6 +1028,15 @@ func (s suite) callsAfterClose(t *testing.T) {
 	}
 	if err := st.Ping(ctx); err == nil {
 		t.Error("Ping after Close returned nil")
+	}
+	if err := st.PutValue(ctx, "v", nil, base); err == nil {
+		t.Error("PutValue after Close returned nil")
+	}
+	if _, err := st.GetValue(ctx, "v"); err == nil {
+		t.Error("GetValue after Close returned nil")
+	}
+	if _, err := st.TryLock(ctx, "l", "a", base, time.Minute); err == nil {
+		t.Error("TryLock after Close returned nil")
 	}
 }
 
