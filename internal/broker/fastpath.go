@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/config"
 )
 
 // fastPath enables the DNS fast path on srv as c says (dns.fast_path,
 // answer_cache_mb, udp_sockets): the same handler, the same rate limiter
 // (its buckets shared with the full path) and the same query metrics.
-func fastPath(c config.DNS, srv *dnsserver.Server, h *dnsserver.Handler, rrl *dnsserver.RRL, ins *instruments, logger *slog.Logger) error {
+func fastPath(c config.DNS, srv *dnsserver.Server, h *dnsserver.Handler, limiter *rrl.Limiter, ins *instruments, logger *slog.Logger) error {
 	if !c.FastPath {
 		return nil
 	}
@@ -23,8 +24,8 @@ func fastPath(c config.DNS, srv *dnsserver.Server, h *dnsserver.Handler, rrl *dn
 		Now:        time.Now, // the index's clock (records.New in Run)
 		Logger:     logger,
 	}
-	if rrl != nil {
-		cfg.Limiter = rrl
+	if limiter != nil {
+		cfg.Limiter = limiter
 	}
 	f, err := h.NewFastPath(cfg)
 	if err != nil {
