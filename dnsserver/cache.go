@@ -126,23 +126,3 @@ func (c *answerCache) put(h uint64, key, meta, ans []byte) {
 	}
 	s.mu.Unlock()
 }
-
-// remove forgets the entry for key (hash h).
-func (c *answerCache) remove(h uint64) {
-	s := c.shard(h)
-	s.mu.Lock()
-	delete(s.index, h)
-	s.mu.Unlock()
-}
-
-// len is the number of entries indexed (some may be overwritten already).
-func (c *answerCache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		n += len(s.index)
-		s.mu.Unlock()
-	}
-	return n
-}

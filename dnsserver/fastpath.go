@@ -116,6 +116,11 @@ type FastPath struct {
 	logger  *slog.Logger
 	sockets int
 	scratch sync.Pool // *fastScratch, for TCP connections
+	// seen holds the key hashes of NXDOMAIN answers built once: such an
+	// answer is cached the second time its question is asked, so that a
+	// flood of random names (each asked once) does not push the answers
+	// in use out of the cache.
+	seen []atomic.Uint64
 
 	// What the fast path did with the queries it read, summed per batch.
 	hits, fills, handed atomic.Uint64
@@ -183,6 +188,7 @@ func (h *Handler) NewFastPath(cfg FastConfig) (*FastPath, error) {
 		f.src = vs
 		if cfg.CacheBytes > 0 {
 			f.cache = newAnswerCache(cfg.CacheBytes)
+			f.seen = make([]atomic.Uint64, 1<<16)
 		}
 	}
 	f.scratch.New = func() any { return f.newScratch() }
@@ -281,11 +287,25 @@ func (f *FastPath) fill(sc *fastScratch, p []byte, remote netip.AddrPort, tcp bo
 	}
 	resp := sc.w.buf
 	rcode := packedRcode(resp)
-	if f.cache != nil && sc.rec.cacheable() && rcode != dns.RcodeServerFailure {
+	if f.cache != nil && sc.rec.cacheable() && rcode != dns.RcodeServerFailure && f.admit(h, rcode) {
 		meta := sc.rec.meta(sc.meta, rcode, now+int64(maxEntryAge))
 		f.cache.put(h, sc.key, meta, resp)
 	}
 	return copy(out, resp), rcode, filled
+}
+
+// admit reports whether an answer with rcode, for the key with hash h,
+// goes into the cache: NXDOMAIN answers only when asked a second time.
+func (f *FastPath) admit(h uint64, rcode int) bool {
+	if rcode != dns.RcodeNameError {
+		return true
+	}
+	slot := &f.seen[h&uint64(len(f.seen)-1)]
+	if slot.Load() == h {
+		return true
+	}
+	slot.Store(h)
+	return false
 }
 
 // ordinaryQuery reports whether p is a query the fast path takes, and its

@@ -17,15 +17,13 @@ import (
 // through the listen address's first socket, from the address the query
 // was sent to when the socket is bound to a wildcard address.
 type handoff struct {
-	conn  *net.UDPConn // replies go out through it
-	in    chan slowPacket
-	done  chan struct{}
-	close sync.Once
+	conn *net.UDPConn // replies go out through it
+	in   chan slowPacket
+	closer
 
 	mu       sync.Mutex
 	deadline time.Time
 	wake     chan struct{} // closed when the deadline changes
-	err      error         // why the loops stopped, returned by ReadFrom once done
 	// oob holds the control message for each reply still owed to a
 	// query from a wildcard socket (its source address), by the address
 	// handed out with the query, which the server gives back to WriteTo.
@@ -42,7 +40,7 @@ type slowPacket struct {
 const handoffQueue = 512
 
 func newHandoff(conn *net.UDPConn) *handoff {
-	return &handoff{conn: conn, in: make(chan slowPacket, handoffQueue), done: make(chan struct{}),
+	return &handoff{conn: conn, in: make(chan slowPacket, handoffQueue), closer: newCloser(),
 		wake: make(chan struct{}), oob: make(map[*net.UDPAddr][]byte)}
 }
 
@@ -75,43 +73,30 @@ func (c *handoff) forget(addr net.Addr) {
 	}
 }
 
-// stop ends the reads with err (nil: closed normally).
-func (c *handoff) stop(err error) {
-	c.mu.Lock()
-	if c.err == nil {
-		c.err = err
-	}
-	c.mu.Unlock()
-	c.close.Do(func() { close(c.done) })
-}
-
 func (c *handoff) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		c.mu.Lock()
 		dl, wake := c.deadline, c.wake
 		c.mu.Unlock()
 		var timeout <-chan time.Time
+		var t *time.Timer
 		if !dl.IsZero() {
 			d := time.Until(dl)
 			if d <= 0 {
 				return 0, nil, os.ErrDeadlineExceeded
 			}
-			t := time.NewTimer(d)
-			defer t.Stop()
+			t = time.NewTimer(d)
 			timeout = t.C
 		}
 		select {
 		case p := <-c.in:
+			stopTimer(t)
 			return copy(b, p.data), p.addr, nil
 		case <-c.done:
-			c.mu.Lock()
-			err := c.err
-			c.mu.Unlock()
-			if err == nil {
-				err = net.ErrClosed
-			}
-			return 0, nil, err
-		case <-wake:
+			stopTimer(t)
+			return 0, nil, c.reason()
+		case <-wake: // a new deadline: wait again with it
+			stopTimer(t)
 		case <-timeout:
 			return 0, nil, os.ErrDeadlineExceeded
 		}
@@ -163,4 +148,40 @@ type handoffHandler struct {
 func (h handoffHandler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	h.next.ServeDNS(w, r)
 	h.c.forget(w.RemoteAddr())
+}
+
+// closer is the end of a handoff: done is closed once, and reason says
+// why (the first error given to stop, or net.ErrClosed).
+type closer struct {
+	done  chan struct{}
+	once  sync.Once
+	errMu sync.Mutex
+	err   error
+}
+
+func newCloser() closer { return closer{done: make(chan struct{})} }
+
+// stop ends the handoff with err (nil: closed normally).
+func (c *closer) stop(err error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
+	c.once.Do(func() { close(c.done) })
+}
+
+func (c *closer) reason() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.err == nil {
+		return net.ErrClosed
+	}
+	return c.err
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
 }

@@ -271,16 +271,13 @@ func (c *replayConn) Read(b []byte) (int, error) {
 // connHandoff is the net.Listener the full server accepts handed-over
 // connections from.
 type connHandoff struct {
-	addr  net.Addr
-	in    chan net.Conn
-	done  chan struct{}
-	close sync.Once
-	mu    sync.Mutex
-	err   error
+	addr net.Addr
+	in   chan net.Conn
+	closer
 }
 
 func newConnHandoff(addr net.Addr) *connHandoff {
-	return &connHandoff{addr: addr, in: make(chan net.Conn, 64), done: make(chan struct{})}
+	return &connHandoff{addr: addr, in: make(chan net.Conn, 64), closer: newCloser()}
 }
 
 // pass hands c over; false if the full server has stopped or is behind.
@@ -300,33 +297,18 @@ func (h *connHandoff) pass(c net.Conn) bool {
 	}
 }
 
-func (h *connHandoff) stop(err error) {
-	h.mu.Lock()
-	if h.err == nil {
-		h.err = err
-	}
-	h.mu.Unlock()
-	h.close.Do(func() { close(h.done) })
-}
-
 func (h *connHandoff) Accept() (net.Conn, error) {
 	select {
 	case c := <-h.in:
 		return c, nil
 	case <-h.done:
-		h.mu.Lock()
-		err := h.err
-		h.mu.Unlock()
-		if err == nil {
-			err = net.ErrClosed
-		}
 		// Connections handed over but never accepted are closed.
 		for {
 			select {
 			case c := <-h.in:
 				_ = c.Close()
 			default:
-				return nil, err
+				return nil, h.reason()
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package records
 import (
 	"hash/maphash"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 )
@@ -54,19 +53,6 @@ func (x *Index) TXTStamped(dst []string, sub string) ([]string, bool, dnsserver.
 // Version implements dnsserver.VersionedSource.
 func (x *Index) Version(ref uint32) uint32 {
 	return x.vers.ctr[ref&(1<<versionBits-1)].Load()
-}
-
-// Registered implements dnsserver.VersionedSource.
-func (x *Index) Registered(sub []byte) bool {
-	if len(sub) == 0 {
-		return false
-	}
-	// find only looks the name up; it keeps nothing of it.
-	s := unsafe.String(&sub[0], len(sub))
-	x.mu.RLock()
-	_, ok := x.find(s)
-	x.mu.RUnlock()
-	return ok
 }
 
 // txt is TXT, and with stamp also the stamp of what it returns.
