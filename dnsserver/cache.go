@@ -44,11 +44,13 @@ const (
 func newAnswerCache(size int) *answerCache {
 	per := max(size/cacheShards, minShardBytes)
 	c := &answerCache{seed: maphash.MakeSeed(), shards: make([]cacheShard, cacheShards), mask: cacheShards - 1}
+	// Pages of the rings are touched only as they fill: an idle server's
+	// resident memory does not grow by the cache's size.
+	rings := newRings(c, cacheShards, per) // arena_unix.go
 	for i := range c.shards {
 		c.shards[i].index = make(map[uint64]uint64)
-		// Pages of the ring are touched only as it fills: an idle
-		// server's resident memory does not grow by the cache's size.
-		c.shards[i].ring = make([]byte, per)
+		c.shards[i].ring = rings[i]
+
 	}
 	return c
 }

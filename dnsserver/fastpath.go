@@ -144,6 +144,12 @@ func (f *FastPath) FastCounts() (hits, fills, handed uint64) {
 	return s.Hits, s.Fills, s.Handed
 }
 
+func (f *FastPath) observe(qtype uint16, rcode int) {
+	if f.obs != nil {
+		f.obs.Answered(qtype, rcode)
+	}
+}
+
 // outcomes counts the outcomes of one goroutine's batch of queries; flush
 // adds them to the totals.
 type outcomes [3]uint64

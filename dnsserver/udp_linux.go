@@ -278,12 +278,6 @@ func (l *udpLoop) batch(n int) {
 	}
 }
 
-func (f *FastPath) observe(qtype uint16, rcode int) {
-	if f.obs != nil {
-		f.obs.Answered(qtype, rcode)
-	}
-}
-
 // queue sets the next message to send: n bytes of its buffer, to the
 // source of datagram i.
 func (l *udpLoop) queue(i, n int) {
