@@ -27,8 +27,9 @@ import (
 const fastUDPSupported = true
 
 const (
-	udpBatch     = 64
-	sockaddrSize = unix.SizeofSockaddrInet6
+	udpBatch      = 64
+	udpReadBuffer = 4 << 20
+	sockaddrSize  = unix.SizeofSockaddrInet6
 	// oobSize holds one IP_PKTINFO or IPV6_PKTINFO control message.
 	oobSize = 64
 )
@@ -95,6 +96,10 @@ func newUDPLoop(f *FastPath, conn *net.UDPConn, full *handoff, pktinfo bool) (*u
 			return nil, fmt.Errorf("asking for the destination address of queries: %w", err)
 		}
 	}
+	// Room for the queries of a burst, or of a moment the process waits
+	// for the CPU: past the socket's buffer they are lost (NSD takes 2
+	// MiB). The kernel caps it at net.core.rmem_max.
+	_ = conn.SetReadBuffer(udpReadBuffer)
 	l.rh = make([]unix.Mmsghdr, udpBatch)
 	l.riov = make([]unix.Iovec, udpBatch)
 	l.names = make([]byte, udpBatch*sockaddrSize)
