@@ -18,7 +18,10 @@
 #   DURATION=20 SIZES="500 200000" API=0 bash bench/run.sh
 #
 # Env: SIZES (accounts, "500 1000000"); DURATION (s, 10) of each timed run;
-# CONNS and INFLIGHT (8, 16): TCP connections and queries outstanding on each;
+# ROUNDS (1): the four servers are all loaded and measured in turn (the
+# others stopped with SIGSTOP), ROUNDS times, and the medians compared: on a
+# shared machine, 3 keeps minutes-long swings in its speed from deciding a
+# ratio; CONNS and INFLIGHT (8, 16): TCP connections and queries outstanding on each;
 # API (1): also measure POST /register and /update (apiload, 500 accounts);
 # CACHE_MB: the broker's answer_cache_mb (default: 64, or 512 from 300,000
 # accounts up, so that every answer fits); ACMEBROKER_BIN: measure this binary
@@ -31,7 +34,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-8}
 INFLIGHT=${INFLIGHT:-16}
 API=${API:-1}
-for v in DURATION CONNS INFLIGHT; do
+ROUNDS=${ROUNDS:-1}
+for v in DURATION CONNS INFLIGHT ROUNDS; do
   if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then echo "run.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; fi
 done
 for n in $SIZES; do
@@ -58,6 +62,7 @@ PIDS=()
 stop_pid() { # stop_pid PID: TERM, wait up to 10 s, then KILL
   local pid=$1 i
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -CONT -- "-$pid" 2>/dev/null || kill -CONT "$pid" 2>/dev/null || true # a stopped server (only) cannot act on TERM
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || break
@@ -127,7 +132,7 @@ load1=$(cut -d' ' -f1 /proc/loadavg)
   echo "knotd: $("$KNOTD" -V 2>&1 | head -1)"
   echo "nsd: $("$NSD" -v 2>&1 | head -1)"
   echo "dnsperf: $(dnsperf -h 2>&1 | grep -i '^Version' || true)"
-  echo "SIZES=$SIZES DURATION=$DURATION CONNS=$CONNS INFLIGHT=$INFLIGHT API=$API CACHE_MB=${CACHE_MB:-}"
+  echo "SIZES=$SIZES DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS INFLIGHT=$INFLIGHT API=$API CACHE_MB=${CACHE_MB:-}"
   echo "dnsperf options: ${DNSPERF_OPTS[*]} -l $DURATION"
 } >"$OUT/env.txt"
 if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
@@ -284,35 +289,75 @@ dnsload_run() {
 }
 jf() { jq -r "$2" "$1"; }
 
-# measure NAME PORT: every DNS figure of one server, into R_<NAME>_*.
-measure() {
-  local name=$1 port=$2 p99rate
-  # From 10,000 names up, a first pass over every name (every answer new to
-  # the broker's cache), over UDP for TXT and NXDOMAIN and over TCP for TXT;
-  # the timed runs after it then find the names asked before.
-  if ((N >= 10000)); then
-    dnsperf_run "$name-first-pass" "$port" "$DIR/txt.txt" -n 1
-    eval "R_${name}_COLD=$QPS R_${name}_COLDCPU=$CPU"
-    dnsperf_run "$name-nx-first-pass" "$port" "$DIR/nx.txt" -n 1
-    eval "R_${name}_NXNEW=$QPS R_${name}_NXNEWCPU=$CPU"
-    bounded timeout 1200 taskset -c "$CORE_CLIENT" "$BIN/dnsload" -s "127.0.0.1:$port" -d "$DIR/txt.txt" -proto tcp \
-      -conns "$CONNS" -inflight "$INFLIGHT" -count "$N" -duration 1000s >"$DIR/dnsload-$name-tcp-first-pass.json" 2>&1 ||
-      die "dnsload ($name-tcp-first-pass) failed; see $DIR/dnsload-$name-tcp-first-pass.json"
-  else
-    eval "R_${name}_COLD=- R_${name}_COLDCPU=- R_${name}_NXNEW=- R_${name}_NXNEWCPU=-"
+SERVERS=(broker bare knot nsd)
+declare -A PID PORT
+# only NAME: NAME's processes run, the other servers' are stopped (SIGSTOP
+# to the process group): each is measured alone on core 0, yet all stay
+# loaded, so that the rounds of one measure come minutes, not a quarter of
+# an hour, apart.
+only() {
+  local s
+  for s in "${SERVERS[@]}"; do
+    [ "$s" = "$1" ] || kill -STOP -- "-${PID[$s]}" 2>/dev/null || true
+  done
+  kill -CONT -- "-${PID[$1]}" 2>/dev/null || true
+  SERVER_PID=${PID[$1]}
+}
+median() {
+  printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk '{ v[NR] = $1 } END {
+    if (!NR) { print "-"; exit }
+    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    if (m >= 100 || m == int(m)) printf "%.0f\n", m; else printf "%.3g\n", m }'
+}
+# keep NAME KEY VALUE: one round's figure; R_<NAME>_<KEY> becomes the
+# median of the rounds and A_<NAME>_<KEY> lists them.
+keep() {
+  local a="A_$1_$2"
+  printf -v "$a" '%s' "${!a:-}${!a:+ }$3"
+  # shellcheck disable=SC2086
+  printf -v "R_$1_$2" '%s' "$(median ${!a})"
+}
+
+# first_passes NAME: from 10,000 names up, one pass over every name, each
+# asked once (every answer new to the broker's cache): UDP TXT, UDP
+# NXDOMAIN, and TCP TXT (not reported). The rounds after them then find
+# the names asked before.
+first_passes() {
+  local name=$1 port=${PORT[$1]}
+  if ((N < 10000)); then
+    keep "$name" COLD -; keep "$name" COLDCPU -; keep "$name" NXNEW -; keep "$name" NXNEWCPU -
+    return
   fi
-  dnsperf_run "$name-txt" "$port" "$DIR/txt.txt" -l "$DURATION"
-  eval "R_${name}_TXT=$QPS R_${name}_TXTLOST=$LOST R_${name}_TXTCPU=$CPU"
-  dnsperf_run "$name-nx" "$port" "$DIR/nx-again.txt" -l "$DURATION"
-  eval "R_${name}_NX=$QPS R_${name}_NXLOST=$LOST R_${name}_NXCPU=$CPU"
-  # Latency at half the broker's peak (measured first), for every server.
-  p99rate=$((R_broker_TXT / 2))
-  dnsload_run "$name-p99" "$port" -d "$DIR/txt.txt" -proto udp -rate "$p99rate" -sockets 4
-  eval "R_${name}_P99=$(jf "$DIR/dnsload-$name-p99.json" .p99_ms) R_${name}_P99LOST=$(jf "$DIR/dnsload-$name-p99.json" .lost)"
-  dnsload_run "$name-tcp" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight "$INFLIGHT"
-  eval "R_${name}_TCP=$(jf "$DIR/dnsload-$name-tcp.json" '.qps | floor') R_${name}_TCPERR=$(jf "$DIR/dnsload-$name-tcp.json" .errors) R_${name}_TCPCPU=$CPU"
-  dnsload_run "$name-tcp1" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight 1 -per-conn 1
-  eval "R_${name}_TCP1=$(jf "$DIR/dnsload-$name-tcp1.json" '.qps | floor') R_${name}_TCP1CPU=$CPU"
+  dnsperf_run "$name-first-pass" "$port" "$DIR/txt.txt" -n 1
+  keep "$name" COLD "$QPS"; keep "$name" COLDCPU "$CPU"
+  dnsperf_run "$name-nx-first-pass" "$port" "$DIR/nx.txt" -n 1
+  keep "$name" NXNEW "$QPS"; keep "$name" NXNEWCPU "$CPU"
+  bounded timeout 1200 taskset -c "$CORE_CLIENT" "$BIN/dnsload" -s "127.0.0.1:$port" -d "$DIR/txt.txt" -proto tcp \
+    -conns "$CONNS" -inflight "$INFLIGHT" -count "$N" -duration 1000s >"$DIR/dnsload-$name-tcp-first-pass.json" 2>&1 ||
+    die "dnsload ($name-tcp-first-pass) failed; see $DIR/dnsload-$name-tcp-first-pass.json"
+}
+
+# peaks NAME ROUND: the UDP peaks of one server.
+peaks() {
+  local name=$1 port=${PORT[$1]} r=$2
+  dnsperf_run "$name-txt-$r" "$port" "$DIR/txt.txt" -l "$DURATION"
+  keep "$name" TXT "$QPS"; keep "$name" TXTLOST "$LOST"; keep "$name" TXTCPU "$CPU"
+  dnsperf_run "$name-nx-$r" "$port" "$DIR/nx-again.txt" -l "$DURATION"
+  keep "$name" NX "$QPS"; keep "$name" NXLOST "$LOST"; keep "$name" NXCPU "$CPU"
+}
+
+# rest NAME ROUND: latency at P99_RATE (half the broker's TXT peak, the
+# same rate for every server) and TCP.
+rest() {
+  local name=$1 port=${PORT[$1]} r=$2 f
+  dnsload_run "$name-p99-$r" "$port" -d "$DIR/txt.txt" -proto udp -rate "$P99_RATE" -sockets 4
+  f=$DIR/dnsload-$name-p99-$r.json
+  keep "$name" P99 "$(jf "$f" .p99_ms)"; keep "$name" P99LOST "$(jf "$f" .lost)"
+  dnsload_run "$name-tcp-$r" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight "$INFLIGHT"
+  f=$DIR/dnsload-$name-tcp-$r.json
+  keep "$name" TCP "$(jf "$f" '.qps | floor')"; keep "$name" TCPERR "$(jf "$f" .errors)"; keep "$name" TCPCPU "$CPU"
+  dnsload_run "$name-tcp1-$r" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight 1 -per-conn 1
+  keep "$name" TCP1 "$(jf "$DIR/dnsload-$name-tcp1-$r.json" '.qps | floor')"; keep "$name" TCP1CPU "$CPU"
 }
 
 # ---------------------------------------------------------------- servers
@@ -450,35 +495,46 @@ run_size() {
   } >"$DIR/knot/$ZONE.zone"
   cp "$DIR/knot/$ZONE.zone" "$DIR/nsd/$ZONE.zone"
 
+  # Every server loaded, one after the other, each left idle before the
+  # next starts (the broker scans its accounts for legacy key hashes after
+  # start-up; Knot and NSD finish loading in the background).
+  local t0 t1 start_s rss srv r
+  for v in $(compgen -v | grep -E '^[AR]_(broker|bare|knot|nsd)_'); do unset "$v"; done
   say "$N accounts: the broker on core $CORE_SERVER (answer_cache_mb = $CACHE)"
-  local t0 t1
   t0=$(date +%s.%N)
   start_server broker 300
   t1=$(date +%s.%N)
-  wait_idle broker
-  local start_s rss
   start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-  R_broker_TXT=0
-  measure broker "$DNS_PORT"
-  rss=$(($(status_kb "$SERVER_PID" VmHWM) / 1024))
-  kill -0 "$SERVER_PID" 2>/dev/null || die "the broker exited; see $DIR/broker.log"
-  stop_pid "$SERVER_PID"
-
+  PID[broker]=$SERVER_PID PORT[broker]=$DNS_PORT
+  wait_idle broker
+  kill -STOP -- "-${PID[broker]}"
   say "$N accounts: the bare miekg/dns responder"
   start_server bare 300
+  PID[bare]=$SERVER_PID PORT[bare]=$BARE_PORT
   wait_idle bare
-  measure bare "$BARE_PORT"
-  stop_pid "$SERVER_PID"
+  kill -STOP -- "-${PID[bare]}"
   say "$N accounts: Knot DNS (1 UDP, 1 TCP worker)"
   start_server knot 600
+  PID[knot]=$SERVER_PID PORT[knot]=$KNOT_PORT
   wait_idle knot
-  measure knot "$KNOT_PORT"
-  stop_pid "$SERVER_PID"
+  kill -STOP -- "-${PID[knot]}"
   say "$N accounts: NSD (1 server process, RRL off)"
   start_server nsd 600
+  PID[nsd]=$SERVER_PID PORT[nsd]=$NSD_PORT
   wait_idle nsd
-  measure nsd "$NSD_PORT"
-  stop_pid "$SERVER_PID"
+
+  for srv in "${SERVERS[@]}"; do only "$srv"; first_passes "$srv"; done
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for srv in "${SERVERS[@]}"; do only "$srv"; say "round $r of $ROUNDS: $srv"; peaks "$srv" "$r"; done
+  done
+  P99_RATE=$(awk -v q="$R_broker_TXT" 'BEGIN { printf "%d", q / 2 }')
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for srv in "${SERVERS[@]}"; do only "$srv"; say "round $r of $ROUNDS: $srv"; rest "$srv" "$r"; done
+  done
+  for srv in "${SERVERS[@]}"; do kill -CONT -- "-${PID[$srv]}" 2>/dev/null || true; done
+  kill -0 "${PID[broker]}" 2>/dev/null || die "the broker exited; see $DIR/broker.log"
+  rss=$(($(status_kb "${PID[broker]}" VmHWM) / 1024))
+  for srv in "${SERVERS[@]}"; do stop_pid "${PID[$srv]}"; done
 
   local row s t
   row() { # row LABEL VAR FLOORTEXT FLOOR OP: a row of the four servers' VAR and broker/Knot
@@ -497,10 +553,11 @@ run_size() {
     echo
     echo "## $N accounts, $(date -Is)"
     echo
-    echo "Servers alone on core $CORE_SERVER, load on core $CORE_CLIENT; load average at start of the run: $load1."
+    echo "Servers alone on core $CORE_SERVER (the others stopped), load on core $CORE_CLIENT; load average at start of the run: $load1."
+    echo "Medians of $ROUNDS round(s), the four servers measured in turn in each; every round in $DIR/rounds.txt."
     echo "Broker: RRL on (127.0.0.1 exempt), answer_cache_mb = $CACHE, start-up until DNS answers ${start_s} s, peak RSS $rss MiB."
     echo "UDP: dnsperf ${DNSPERF_OPTS[*]} -l $DURATION over every name (2 TXT each) or as many unregistered ones."
-    echo "p99: bench/dnsload at $((R_broker_TXT / 2)) qps (half the broker's TXT peak) for ${DURATION} s. TCP: bench/dnsload, $CONNS connections x $INFLIGHT in flight; and a new connection per query."
+    echo "p99: bench/dnsload at $P99_RATE qps (half the broker's TXT peak) for ${DURATION} s. TCP: bench/dnsload, $CONNS connections x $INFLIGHT in flight; and a new connection per query."
     echo
     echo "| measure | broker | bare miekg/dns | Knot | NSD | broker / Knot | broker / NSD | floor (broker / Knot) | verdict |"
     echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
@@ -508,7 +565,7 @@ run_size() {
     row "NXDOMAIN, UDP qps ($(wc -l <"$DIR/nx-again.txt") names, asked again and again)" NX ">= $FLOOR_NX" "$FLOOR_NX" ge
     row "TXT, UDP, first pass over every name (a cold cache), qps" COLD "" "" ""
     row "NXDOMAIN, UDP, every name new ($N names once), qps" NXNEW "" "" ""
-    printf '| p99 latency at %s qps, ms | %s | %s | %s | %s | | | broker < %s ms | %s |\n' "$((R_broker_TXT / 2))" \
+    printf '| p99 latency at %s qps, ms | %s | %s | %s | %s | | | broker < %s ms | %s |\n' "$P99_RATE" \
       "$R_broker_P99" "$R_bare_P99" "$R_knot_P99" "$R_nsd_P99" "$FLOOR_P99_MS" "$(verdict "$R_broker_P99" "$FLOOR_P99_MS" lt)"
     printf '| queries lost at that rate | %s | %s | %s | %s | | | | |\n' "$R_broker_P99LOST" "$R_bare_P99LOST" "$R_knot_P99LOST" "$R_nsd_P99LOST"
     row "TXT over TCP, qps ($CONNS conns x $INFLIGHT in flight)" TCP ">= $FLOOR_TCP" "$FLOOR_TCP" ge
@@ -525,6 +582,7 @@ run_size() {
     echo "Fast path allocations per answer (BenchmarkFastPath): $ALLOCS."
   } | tee "$DIR/summary.md" >&2
   SUMMARY+=("$(cat "$DIR/summary.md")")
+  for v in $(compgen -v | grep -E '^A_' | sort); do printf '%s: %s\n' "${v#A_}" "${!v}"; done >"$DIR/rounds.txt"
   rm -f "$DIR/db/broker.db"*
 }
 
