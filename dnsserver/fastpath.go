@@ -257,7 +257,7 @@ func (f *FastPath) answer(sc *fastScratch, p []byte, remote netip.AddrPort, tcp 
 		h = f.cache.hash(sc.key)
 		if nm, na, ok := f.cache.get(h, sc.key, sc.meta, out); ok {
 			if rc, ok := f.valid(sc.meta[:nm], now); ok {
-				out[0], out[1] = p[0], p[1] // the ID: the only byte the key leaves out
+				out[0], out[1] = p[0], p[1] // the ID: the only bytes the key leaves out
 				return na, qtype, rc, hit
 			}
 		}
