@@ -57,7 +57,7 @@ func TestUDPAndTCPAnswersIdentical(t *testing.T) {
 	}
 }
 
-func cookieHandler(t *testing.T, now func() time.Time) *Handler {
+func cookieHandler(t testing.TB, now func() time.Time) *Handler {
 	t.Helper()
 	rrs, err := ParseRecords(zone, staticLines)
 	if err != nil {
