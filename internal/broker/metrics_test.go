@@ -160,7 +160,16 @@ func TestMetricsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A query is counted just after its answer is written, so the last
+	// one may not be yet: wait (bounded) until it is.
 	mfs, body := scrape(t, rd.Metrics)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if n, _ := value(mfs, "acmebroker_dns_queries_total", map[string]string{"qtype": "SOA", "rcode": "NOERROR"}); n >= 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		mfs, body = scrape(t, rd.Metrics)
+	}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string

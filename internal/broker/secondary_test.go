@@ -127,13 +127,18 @@ func txtValues(r *dns.Msg) []string {
 	return out
 }
 
-// brokerTXT returns the TXT values the broker serves for name, sorted.
+// brokerTXT returns the TXT values the broker serves for name, sorted. A
+// truncated UDP answer is asked again over TCP, as a resolver does (UDP
+// answers to queries without a DNS cookie are held to 512 bytes).
 func brokerTXT(t *testing.T, addr, name string) []string {
 	t.Helper()
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
 	q.SetEdns0(dns.DefaultMsgSize, false)
 	r, err := dns.Exchange(q, addr)
+	if err == nil && r.Truncated {
+		r, _, err = (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(q, addr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
