@@ -2,8 +2,10 @@
 // POST /register, POST /update and GET /health, with the same paths, headers,
 // JSON bodies, status codes and error strings, so existing ACME clients
 // (lego, certbot's hook, acme.sh, cert-manager, Caddy, Traefik) work as they
-// are. It knows nothing of SQL: it talks to a Store and keeps the DNS
-// server's in-memory Index current after every durable write.
+// are; plus acmebroker's own POST /account/allowfrom, POST /account/rotate
+// and DELETE /account (see docs/api.md). It knows nothing of SQL: it reads
+// accounts from a read-only view and makes every change through the zone
+// writer (internal/zone), which keeps storage and what DNS serves in step.
 package api
 
 import (
@@ -17,20 +19,28 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/acmebroker/acmebroker/internal/secret"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
-// Store is the part of storage.Store the API uses.
-type Store interface {
-	CreateAccount(ctx context.Context, a storage.Account) (uint32, error)
+// Accounts is the read-only view of accounts and tokens the API
+// authenticates against (storage.Store).
+type Accounts interface {
 	Account(ctx context.Context, username string) (storage.Account, error)
-	UpdateKeyHash(ctx context.Context, username, keyHash string) error
-	SetTXT(ctx context.Context, subdomain, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
-	UpdateAllowFrom(ctx context.Context, username string, allow []netip.Prefix) error
-	DeleteAccount(ctx context.Context, username string) (uint32, error)
-	CreateAccountWithToken(ctx context.Context, a storage.Account, tokenID string) (uint32, error)
 	Token(ctx context.Context, id string) (storage.Token, error)
 	Ping(ctx context.Context) error
+}
+
+// Zone makes every change the API asks for (internal/zone.Writer): durable
+// first, then served. The API never writes storage or the DNS server's
+// view itself.
+type Zone interface {
+	Register(ctx context.Context, req zone.NewAccount) (zone.Registration, error)
+	SetTXT(ctx context.Context, subdomain, value string) ([]storage.TXTRecord, error)
+	Delete(ctx context.Context, a storage.Account) error
+	RotateKey(ctx context.Context, a storage.Account) (string, error)
+	UpgradeKeyHash(ctx context.Context, a storage.Account, key string) error
+	SetAllowFrom(ctx context.Context, a storage.Account, allow []netip.Prefix) error
 }
 
 // Registration modes (Config.Registration).
@@ -39,13 +49,6 @@ const (
 	RegistrationToken    = "token"    // a bearer token is needed
 	RegistrationDisabled = "disabled" // POST /register does not exist
 )
-
-// Index is the DNS server's in-memory view, updated after each write.
-type Index interface {
-	Add(subdomain string, serial uint32)
-	Set(subdomain string, recs []storage.TXTRecord, serial uint32)
-	Remove(subdomain string, serial uint32)
-}
 
 // Config of the API.
 type Config struct {
@@ -73,11 +76,11 @@ type SyncStatus interface {
 
 // Deps are the injected collaborators.
 type Deps struct {
-	Store  Store
-	Index  Index
-	Logger *slog.Logger
-	Now    func() time.Time
-	Sync   SyncStatus // nil: one node, nothing to hear of
+	Accounts Accounts
+	Zone     Zone
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Sync     SyncStatus // nil: one node, nothing to hear of
 	// Keys checks API keys with bounded bcrypt work; nil: a verifier
 	// allowing DefaultBcryptPerSecond.
 	Keys *secret.Verifier
@@ -179,7 +182,7 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	if !recentOK {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := s.Store.Ping(ctx); err != nil {
+		if err := s.Accounts.Ping(ctx); err != nil {
 			// DNS keeps answering what it had loaded (the index is in memory);
 			// the API cannot write until storage is back.
 			s.Logger.Warn("health: storage unreachable", "err", err)

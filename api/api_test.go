@@ -16,11 +16,12 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/internal/secret"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
-const zone = "auth.example.test"
+const testZone = "auth.example.test"
 
 type env struct {
 	h     http.Handler
@@ -36,11 +37,18 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
-	cfg := Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
 	if mod != nil {
 		mod(&cfg)
 	}
-	return &env{h: New(cfg, Deps{Store: st, Index: idx}), store: st, idx: idx}
+	return &env{h: New(cfg, testDeps(cfg, st, idx)), store: st, idx: idx}
+}
+
+// testDeps makes the API's collaborators as the broker does: st read
+// directly, written through a zone writer that keeps idx current.
+func testDeps(cfg Config, st *sqlite.Store, idx *records.Index) Deps {
+	w := zone.New(zone.Config{Zone: cfg.Zone, Policy: cfg.TXTPolicy}, st, idx)
+	return Deps{Accounts: st, Zone: w}
 }
 
 type result struct {
@@ -122,6 +130,9 @@ func TestRegister(t *testing.T) {
 		{name: "trailing data", body: `{} {}`, status: 400, errCode: "malformed_json_payload"},
 		{name: "allowfrom wrong type", body: `{"allowfrom":"192.0.2.0/24"}`, status: 400, errCode: "malformed_json_payload"},
 		{name: "form content type", body: ``, ctype: "application/x-www-form-urlencoded", status: 201, allow: []string{}},
+		{name: "allow_from spelling", body: `{"allow_from":["192.0.2.0/24"]}`, status: 201, allow: []string{"192.0.2.0/24"}},
+		{name: "both spellings", body: `{"allowfrom":[],"allow_from":["192.0.2.0/24"]}`, status: 400, errCode: "malformed_json_payload"},
+		{name: "unknown key refused", body: `{"allow-from":["192.0.2.0/24"]}`, status: 400, errCode: "malformed_json_payload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,6 +151,9 @@ func TestRegister(t *testing.T) {
 				if c := r.errCode(t); c != tt.errCode {
 					t.Fatalf("error %q, want %q", c, tt.errCode)
 				}
+				if strings.Contains(tt.name, "unknown key") && !strings.Contains(r.body, `allow-from`) {
+					t.Fatalf("the refusal does not name the key: %s", r.body)
+				}
 				return
 			}
 			// acme.sh parses this with sed: one line, acme-dns's field order.
@@ -157,7 +171,7 @@ func TestRegister(t *testing.T) {
 			}
 			var a acct
 			json.Unmarshal([]byte(r.body), &a)
-			if len(a.Password) != 40 || a.Fulldomain != a.Subdomain+"."+zone || len(a.Username) != 36 || a.Username == a.Subdomain {
+			if len(a.Password) != 40 || a.Fulldomain != a.Subdomain+"."+testZone || len(a.Username) != 36 || a.Username == a.Subdomain {
 				t.Fatalf("bad account %+v", a)
 			}
 			if !slices.Equal(a.AllowFrom, tt.allow) {
@@ -357,12 +371,12 @@ func TestBasePath(t *testing.T) {
 
 // panicStore is a stand-in for one function-level check: a panic below the
 // handler becomes a JSON 500, never a dropped connection or a crash.
-type panicStore struct{ Store }
+type panicStore struct{ zone.Store }
 
 func (panicStore) CreateAccount(context.Context, storage.Account) (uint32, error) { panic("boom") }
 
 func TestPanicBecomes500(t *testing.T) {
-	h := New(Config{Zone: zone}, Deps{Store: panicStore{}, Index: records.New(storage.DefaultTXTPolicy, time.Now)})
+	h := New(Config{Zone: testZone}, Deps{Zone: zone.New(zone.Config{Policy: storage.DefaultTXTPolicy}, panicStore{}, nil)})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/register", nil))
 	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "internal_error") {
@@ -371,14 +385,14 @@ func TestPanicBecomes500(t *testing.T) {
 }
 
 // unavailableStore reports the database as gone.
-type unavailableStore struct{ Store }
+type unavailableStore struct{ zone.Store }
 
 func (unavailableStore) CreateAccount(context.Context, storage.Account) (uint32, error) {
 	return 0, storage.ErrUnavailable
 }
 
 func TestUnavailableIs503(t *testing.T) {
-	h := New(Config{Zone: zone}, Deps{Store: unavailableStore{}, Index: records.New(storage.DefaultTXTPolicy, time.Now)})
+	h := New(Config{Zone: testZone}, Deps{Zone: zone.New(zone.Config{Policy: storage.DefaultTXTPolicy}, unavailableStore{}, nil)})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/register", nil))
 	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "db_error") || rec.Header().Get("Retry-After") == "" {
@@ -402,7 +416,10 @@ func TestBcryptFailuresCostTheSameAndAreBounded(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	keys := secret.NewVerifier(3, clk.now)
 	e := &env{store: st, idx: records.New(storage.DefaultTXTPolicy, clk.now)}
-	e.h = New(Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}, Deps{Store: st, Index: e.idx, Now: clk.now, Keys: keys})
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+	d := testDeps(cfg, st, e.idx)
+	d.Now, d.Keys = clk.now, keys
+	e.h = New(cfg, d)
 
 	key := strings.Repeat("k", 40)
 	h, _ := bcrypt.GenerateFromPassword([]byte(key), bcrypt.MinCost)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
@@ -29,7 +30,10 @@ func TestHealthSaysWhichPartIsDown(t *testing.T) {
 	defer st.Close()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	get := func(sync SyncStatus) (int, string) {
-		h := New(Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}, Deps{Store: st, Index: idx, Sync: sync})
+		cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+		d := testDeps(cfg, st, idx)
+		d.Sync = sync
+		h := New(cfg, d)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
 		return rec.Code, rec.Body.String()
@@ -105,7 +109,8 @@ func TestHealthReportsFailingWrites(t *testing.T) {
 	fs := &flakyStore{Store: st}
 	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	e := &env{store: st, idx: records.New(storage.DefaultTXTPolicy, clk.now)}
-	e.h = New(Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}, Deps{Store: fs, Index: e.idx, Now: clk.now})
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+	e.h = New(cfg, Deps{Accounts: fs, Zone: zone.New(zone.Config{Zone: testZone, Policy: cfg.TXTPolicy, Now: clk.now}, fs, e.idx), Now: clk.now})
 	a := e.register(t, "")
 	update := func() int {
 		return e.do("POST", "/update", `{"subdomain":"`+a.Subdomain+`","txt":"`+val1+`"}`, hdrs(a), "").status

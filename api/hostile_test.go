@@ -39,11 +39,11 @@ func startHostileServer(t *testing.T, mod func(*Config)) *hostileServer {
 		t.Fatal(err)
 	}
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
-	cfg := Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv := NewHTTPServer(New(cfg, Deps{Store: st, Index: idx}), slog.New(slog.DiscardHandler))
+	srv := NewHTTPServer(New(cfg, testDeps(cfg, st, idx)), slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,10 @@ func newLimitedEnv(t *testing.T, l Limits) (*env, *fakeClock) {
 	t.Cleanup(func() { st.Close() })
 	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	idx := records.New(storage.DefaultTXTPolicy, clk.now)
-	h := New(Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy, Limits: l}, Deps{Store: st, Index: idx, Now: clk.now})
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy, Limits: l}
+	d := testDeps(cfg, st, idx)
+	d.Now = clk.now
+	h := New(cfg, d)
 	return &env{h: h, store: st, idx: idx}, clk
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/acmebroker/acmebroker/api"
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
@@ -29,7 +30,7 @@ func apiServer(t *testing.T, basePath string, disableReg bool) (*httptest.Server
 		reg = api.RegistrationDisabled
 	}
 	srv := httptest.NewServer(api.New(api.Config{Zone: brokerZone, BasePath: basePath, Registration: reg, TXTPolicy: storage.DefaultTXTPolicy},
-		api.Deps{Store: st, Index: idx}))
+		api.Deps{Accounts: st, Zone: zone.New(zone.Config{Zone: brokerZone, Policy: storage.DefaultTXTPolicy}, st, idx)}))
 	t.Cleanup(srv.Close)
 	return srv, idx
 }

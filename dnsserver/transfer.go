@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,40 @@ func (k TSIGKey) algorithm() string {
 	return dns.Fqdn(strings.ToLower(k.Algorithm))
 }
 
+// CheckTSIGAlgorithm says whether keys of algorithm a (any case, with or
+// without the final dot) can sign transfers and NOTIFY; the error says
+// what to write instead. The config check and EnableTransfer both ask it.
+func CheckTSIGAlgorithm(a string) error {
+	if !knownAlgorithm(dns.Fqdn(strings.ToLower(a))) {
+		return fmt.Errorf("%q is not supported (write \"hmac-sha256\"; hmac-sha512, hmac-sha384, hmac-sha224 and hmac-sha1 work too)", a)
+	}
+	return nil
+}
+
+// minTSIGSecret is the shortest secret accepted, in bytes (RFC 8945 asks
+// for at least half the hash length; 16 bytes is the floor for any).
+const minTSIGSecret = 16
+
+// CheckTSIGSecret checks a key's secret: base64 of at least 16 bytes. The
+// message never contains the secret.
+func CheckTSIGSecret(secret string) error {
+	if b, err := base64.StdEncoding.DecodeString(secret); err != nil || len(b) < minTSIGSecret {
+		return fmt.Errorf("must be base64 of at least %d bytes (make one with `openssl rand -base64 32`)", minTSIGSecret)
+	}
+	return nil
+}
+
+// Check checks the key's algorithm and secret, naming the field.
+func (k TSIGKey) Check() error {
+	if err := CheckTSIGAlgorithm(k.Algorithm); err != nil {
+		return fmt.Errorf("key %s: algorithm %w", k.Name, err)
+	}
+	if err := CheckTSIGSecret(k.Secret); err != nil {
+		return fmt.Errorf("key %s: secret %w", k.Name, err)
+	}
+	return nil
+}
+
 func knownAlgorithm(a string) bool {
 	switch a {
 	case dns.HmacSHA1, dns.HmacSHA224, dns.HmacSHA256, dns.HmacSHA384, dns.HmacSHA512:
@@ -144,8 +179,8 @@ func (h *Handler) EnableTransfer(cfg TransferConfig) error {
 	}
 	t := &transfer{h: h, src: src, cfg: cfg, keys: map[string]TSIGKey{}}
 	for _, k := range cfg.Keys {
-		if !knownAlgorithm(k.algorithm()) {
-			return fmt.Errorf("dns transfer: key %s: algorithm %q is not supported (use hmac-sha256)", k.Name, k.Algorithm)
+		if err := k.Check(); err != nil {
+			return fmt.Errorf("dns transfer: %w", err)
 		}
 		t.keys[k.fqdnName()] = k
 	}

@@ -495,3 +495,42 @@ func TestTSIGBadTime(t *testing.T) {
 		t.Fatalf("answer %v (client: %v)", r, err)
 	}
 }
+
+// TestTSIGKeyCheck: the rules for a key live here; the config check calls
+// the same functions (adding the key names), and EnableTransfer refuses
+// what they refuse, without ever showing the secret.
+func TestTSIGKeyCheck(t *testing.T) {
+	for _, tc := range []struct {
+		key  dnsserver.TSIGKey
+		want string // "" : accepted
+	}{
+		{testKey, ""},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "HMAC-SHA512.", Secret: secret}, ""},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "hmac-md5", Secret: secret}, "algorithm \"hmac-md5\" is not supported"},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "hmac-sha256", Secret: "c2hvcnQ="}, "secret must be base64 of at least 16 bytes"},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "hmac-sha256", Secret: "not base64!"}, "secret must be base64"},
+	} {
+		err := tc.key.Check()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.key, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.key, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), tc.key.Secret) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+		h, err := dnsserver.NewHandler(dnsserver.Config{Zone: xzone, NSName: "ns1." + xzone, NSAdmin: "hostmaster." + xzone},
+			records.New(storage.DefaultTXTPolicy, time.Now), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.EnableTransfer(dnsserver.TransferConfig{Keys: []dnsserver.TSIGKey{tc.key}}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("EnableTransfer with %v: %v, want %q", tc.key, err, tc.want)
+		}
+	}
+}

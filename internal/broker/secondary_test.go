@@ -127,9 +127,7 @@ func txtValues(r *dns.Msg) []string {
 	return out
 }
 
-// brokerTXT returns the TXT values the broker serves for name, sorted. A
-// truncated UDP answer is asked again over TCP, as a resolver does (UDP
-// answers to queries without a DNS cookie are held to 512 bytes).
+// brokerTXT returns the TXT values the broker serves for name, sorted.
 func brokerTXT(t *testing.T, addr, name string) []string {
 	t.Helper()
 	q := new(dns.Msg)
@@ -137,7 +135,9 @@ func brokerTXT(t *testing.T, addr, name string) []string {
 	q.SetEdns0(dns.DefaultMsgSize, false)
 	r, err := dns.Exchange(q, addr)
 	if err == nil && r.Truncated {
-		r, _, err = (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(q, addr)
+		// A large answer to a cookieless UDP query is held to 512 bytes
+		// (DNS Cookies): ask again over TCP, as a resolver does.
+		r, _, err = (&dns.Client{Net: "tcp"}).Exchange(q, addr)
 	}
 	if err != nil {
 		t.Fatal(err)

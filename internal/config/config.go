@@ -4,20 +4,18 @@
 package config
 
 import (
-	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -373,36 +371,36 @@ func Parse(b []byte) (Config, error) {
 		return parseAcmeDNS(b)
 	}
 	c := Default()
-	// Lists given in the file replace the defaults rather than merge.
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
-	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			if perr.LastKey != "" {
-				return Config{}, fmt.Errorf("line %d: %s: %s", perr.Position.Line, perr.LastKey, perr.Message)
-			}
-			return Config{}, fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
-		}
-		return Config{}, err
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return Config{}, fmt.Errorf("unknown key %s (check the spelling against config.toml)", strings.Join(keys, ", "))
-	}
+	// Every refused or unknown key is reported, and with them every value
+	// Validate refuses among the keys that did decode.
+	errs, failed := decode(b, &c)
 	if err := c.Validate(); err != nil {
-		return Config{}, err
+		for _, e := range unjoin(err) {
+			if ke := (*KeyError)(nil); errors.As(e, &ke) && slices.ContainsFunc(failed, func(k string) bool { return under(ke.Key, k) }) {
+				continue // its value was refused already; this is the default's consequence
+			}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// unjoin lists the errors errors.Join put together (or err alone).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Validate checks every field and normalises names. Errors name the key.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 
 	if len(c.DNS.Listen) == 0 {
@@ -690,14 +688,12 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 			k.Algorithm = "hmac-sha256"
 		}
 		k.Algorithm = strings.ToLower(strings.TrimSuffix(k.Algorithm, "."))
-		switch k.Algorithm {
-		case "hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-sha1":
-		default:
-			bad(key+".algorithm", "%q is not supported (write \"hmac-sha256\")", k.Algorithm)
+		// The DNS server owns what a key may be; this adds the key names.
+		if err := dnsserver.CheckTSIGAlgorithm(k.Algorithm); err != nil {
+			bad(key+".algorithm", "%v", err)
 		}
-		// The secret itself is never put in a message.
-		if b, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || len(b) < 16 {
-			bad(key+".secret", "must be base64 of at least 16 bytes (make one with `openssl rand -base64 32`)")
+		if err := dnsserver.CheckTSIGSecret(k.Secret); err != nil { // never shows the secret
+			bad(key+".secret", "%v", err)
 		}
 	}
 	if t.RequireTSIG != nil && *t.RequireTSIG && len(t.Keys) == 0 {
@@ -731,4 +727,11 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 			bad("dns.transfer.notify_key", "%q is not the name of a key in [[dns.transfer.keys]]", t.NotifyKey)
 		}
 	}
+}
+
+// TXTPolicy is the policy of which TXT values are kept and served: the 2
+// newest always (as acme-dns), any other while younger than txt_window, at
+// most txt_max.
+func (d DNS) TXTPolicy() storage.TXTPolicy {
+	return storage.TXTPolicy{Always: 2, Window: d.TXTWindow.Duration, Max: d.TXTMax}
 }
