@@ -153,12 +153,12 @@ func TestWildcardIssuanceEndToEnd(t *testing.T) {
 		t.Fatalf("renew of a fresh certificate: %s", out)
 	}
 	marker := filepath.Join(t.TempDir(), "deployed")
-	r.must("renew", "-d", customerZone, "--force", "--deploy-hook", "echo \"$ACMEBROKER_CERT_NAME\" > "+marker)
+	r.must("renew", "-d", customerZone, "--force", "--deploy-hook", "echo \"$RENEWED_DOMAINS\" > "+marker)
 	leaf2, _ := loadChain(t, dir)
 	if leaf2.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
 		t.Fatal("forced renewal kept the old certificate")
 	}
-	if b, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(b)) != customerZone {
+	if b, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(b)) != customerZone+" *."+customerZone {
 		t.Fatalf("deploy hook did not run: %q %v", b, err)
 	}
 	if out := r.must("list"); !strings.Contains(out, customerZone) {
