@@ -858,4 +858,3 @@ func checkLeaf(leaf *x509.Certificate, key crypto.Signer, domains []string) erro
 	}
 	return nil
 }
-

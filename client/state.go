@@ -265,17 +265,17 @@ func (s *State) SaveACMEAccount(caURL, accountURL string, contact []string) erro
 
 // Renewal is what `renew` needs to repeat an issuance; kept in renewal.json.
 type Renewal struct {
-	Domains        []string  `json:"domains"`
-	CAURL          string    `json:"ca"`
-	Email          string    `json:"email,omitempty"`
-	KeyType        string    `json:"key_type"`
-	Profile        string    `json:"profile,omitempty"`
-	PreferredChain string    `json:"preferred_chain,omitempty"`
-	CARoot         string    `json:"ca_root,omitempty"`
-	Nameservers    []string  `json:"nameservers,omitempty"`
-	Resolvers      []string  `json:"resolvers,omitempty"`
-	DeployHook     string    `json:"deploy_hook,omitempty"`
-	CertURL        string    `json:"cert_url,omitempty"`
+	Domains        []string `json:"domains"`
+	CAURL          string   `json:"ca"`
+	Email          string   `json:"email,omitempty"`
+	KeyType        string   `json:"key_type"`
+	Profile        string   `json:"profile,omitempty"`
+	PreferredChain string   `json:"preferred_chain,omitempty"`
+	CARoot         string   `json:"ca_root,omitempty"`
+	Nameservers    []string `json:"nameservers,omitempty"`
+	Resolvers      []string `json:"resolvers,omitempty"`
+	DeployHook     string   `json:"deploy_hook,omitempty"`
+	CertURL        string   `json:"cert_url,omitempty"`
 	// OrderURL is the order that issued the certificate, and AccountURL the
 	// ACME account that placed it.
 	OrderURL   string    `json:"order_url,omitempty"`
