@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -242,9 +241,12 @@ type serverState struct {
 // answer, never an artefact of the deadline.
 func (c *Checker) WaitServed(ctx context.Context, name string, values []string, timeout time.Duration) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// The wait's deadline ends the waiting, never a query: a query cut
+	// short by it would report "i/o timeout" instead of the server's
+	// real answer. A query may so end up to QueryTimeout after it.
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	servers, err := c.authoritative(ctx, name)
+	servers, err := c.authoritative(wctx, name)
 	if err != nil {
 		return fmt.Errorf("finding the name servers of %s: %w", name, err)
 	}
@@ -275,7 +277,7 @@ func (c *Checker) WaitServed(ctx context.Context, name string, values []string, 
 			}
 			resp, err := c.exchange(ctx, m.Copy(), s)
 			if err != nil && ctx.Err() != nil {
-				break // the deadline, not the server: keep its last real answer
+				return ctx.Err()
 			}
 			*st = judgeTXT(resp, err, values)
 		}
@@ -301,8 +303,8 @@ func (c *Checker) WaitServed(ctx context.Context, name string, values []string, 
 			}
 		}
 		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		case <-wctx.Done():
+			if ctx.Err() == nil {
 				return &ErrNotPropagated{Name: name, Missing: pending, Waited: time.Since(start)}
 			}
 			return ctx.Err()

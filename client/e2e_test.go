@@ -27,6 +27,12 @@ const (
 // startBroker runs a real broker (SQLite, DNS, API) in-process on loopback.
 func startBroker(t testing.TB) broker.Ready {
 	t.Helper()
+	return startBrokerWith(t, nil)
+}
+
+// startBrokerWith is startBroker with a change to its configuration.
+func startBrokerWith(t testing.TB, mod func(*config.Config)) broker.Ready {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DNS.Listen = []string{"127.0.0.1:0"}
 	cfg.DNS.Zone = brokerZone
@@ -35,6 +41,9 @@ func startBroker(t testing.TB) broker.Ready {
 	cfg.DNS.Records = []string{brokerZone + ". NS ns1." + brokerZone + ".", "ns1." + brokerZone + ". A 127.0.0.1"}
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
+	if mod != nil {
+		mod(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

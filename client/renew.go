@@ -215,6 +215,12 @@ func (is *Issuer) Renew(ctx context.Context, name string, o RenewOptions) (Renew
 		is.say("%s: renewed by another run at %s while this one waited; not renewing it again", name, c.Renewal.IssuedAt.UTC().Format(time.RFC3339))
 		return RenewResult{Meanwhile: true}, nil
 	}
+	if o.DeployHook != "" && o.DeployHook != c.Renewal.DeployHook {
+		c.Renewal.DeployHook = o.DeployHook // kept for the next runs, as certbot does
+		if err := is.State.UpdateRenewal(name, c.Renewal); err != nil {
+			return RenewResult{}, err
+		}
+	}
 	if !o.Force {
 		rnd := o.Rand
 		if rnd == nil {
@@ -239,9 +245,6 @@ func (is *Issuer) Renew(ctx context.Context, name string, o RenewOptions) (Renew
 		}
 	}
 	r := c.Renewal
-	if o.DeployHook != "" {
-		r.DeployHook = o.DeployHook
-	}
 	req := ObtainRequest{
 		Domains: r.Domains, CertName: name, CAURL: r.CAURL, Email: r.Email, KeyType: r.KeyType,
 		Profile: r.Profile, PreferredChain: r.PreferredChain, CARoot: r.CARoot, DeployHook: r.DeployHook,

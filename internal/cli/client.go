@@ -480,13 +480,17 @@ func clientRenew(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return preErr
 	}
 	var errs []error
+	failed := func(name string, err error) {
+		fmt.Fprintf(stderr, "acmebroker client renew: %s: %v\n", name, err)
+		errs = append(errs, err)
+	}
 	for _, name := range names {
 		if ctx.Err() != nil {
 			break
 		}
 		cert, err := st.LoadCertificate(name)
 		if err != nil {
-			errs = append(errs, err)
+			failed(name, err)
 			continue
 		}
 		c := common
@@ -501,30 +505,30 @@ func clientRenew(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		is, hc, err := newIssuer(c, "renew", out, stderr)
 		if err != nil {
-			errs = append(errs, err)
+			failed(name, err)
 			continue
 		}
 		_, err = is.Renew(ctx, name, client.RenewOptions{
 			Force: *force, HTTP: hc, Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), Since: start,
 			BeforeRenewal: before, DeployHook: *hook, RateLimitWait: *rlWait, PropagationTimeout: *propTimeout,
 		})
-		if err != nil {
-			fmt.Fprintf(stderr, "acmebroker client renew: %s: %v\n", name, err)
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		if err != nil && ctx.Err() == nil {
+			failed(name, err)
 		}
 	}
 	if due && *postHook != "" {
 		// After every renewal, also failed ones: a pre-hook that stopped a
 		// service is undone.
 		if err := client.RunHook(context.WithoutCancel(ctx), "post", *postHook, nil, logger); err != nil {
-			errs = append(errs, err)
+			fmt.Fprintf(stderr, "acmebroker client renew: %v\n", err)
+			return err
 		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%d of %d certificate(s) failed to renew (above)", len(errs), len(names))
+		return fmt.Errorf("%d of %d certificate(s) could not be renewed (see above)", len(errs), len(names))
 	}
 	return nil
 }
