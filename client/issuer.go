@@ -348,7 +348,7 @@ func (is *Issuer) obtainLocked(ctx context.Context, req ObtainRequest) (Issued, 
 	if err != nil {
 		return Issued{}, err
 	}
-	is.logger().Info("certificate issued", "cert_name", req.CertName, "domains", strings.Join(req.Domains, " "), "not_after", leaf.NotAfter, "order", order.Location)
+	is.logger().Debug("certificate issued", "cert_name", req.CertName, "domains", strings.Join(req.Domains, " "), "not_after", leaf.NotAfter, "order", order.Location)
 	is.say("Certificate for %s saved in %s (valid until %s)", strings.Join(req.Domains, ", "), dir, leaf.NotAfter.UTC().Format(time.RFC3339))
 	return Issued{Name: req.CertName, Dir: dir, Domains: req.Domains, NotAfter: leaf.NotAfter}, nil
 }
