@@ -342,13 +342,22 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// poll calls check until it reports done, waiting what the CA's last
-// Retry-After for url asked, else 50 ms doubling to 2 s; for 5 minutes at
+// poll calls check, first after 50 ms (the CA needs a moment to validate
+// or to issue: asking at once mostly earns a pending answer and a
+// Retry-After), then until it reports done, waiting what the CA's last
+// Retry-After for url asked, else 100 ms doubling to 2 s; for 5 minutes at
 // most.
 func poll(ctx context.Context, rec *retryAfterRecorder, url string, check func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	d := 50 * time.Millisecond
+	t := time.NewTimer(50 * time.Millisecond)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return fmt.Errorf("waiting for the CA: %w", ctx.Err())
+	case <-t.C:
+	}
+	d := 100 * time.Millisecond
 	for {
 		done, err := check()
 		if err != nil {

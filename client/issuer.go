@@ -707,7 +707,9 @@ func (is *Issuer) finalize(ctx context.Context, s *acmeSession, order acme.Order
 		defer wg.Done()
 		var out acme.Order
 		err := poll(fctx, s.rec, order.Location, func() (bool, error) {
-			o, err := s.c.GetOrder(fctx, s.account(), order)
+			// A fresh Order: acmez decodes into it, and the slices of
+			// order are in use by the finalize call.
+			o, err := s.c.GetOrder(fctx, s.account(), acme.Order{Location: order.Location})
 			if err != nil {
 				return false, err
 			}

@@ -46,7 +46,9 @@ func TestWaitServedProgress(t *testing.T) {
 			}
 		}}
 	done := make(chan error, 1)
-	go func() { done <- ck.WaitServed(context.Background(), waitName, []string{txtValue, value2}, 30*time.Second) }()
+	go func() {
+		done <- ck.WaitServed(context.Background(), waitName, []string{txtValue, value2}, 30*time.Second)
+	}()
 	var first string
 	select {
 	case first = <-progress:
