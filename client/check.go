@@ -123,21 +123,7 @@ func (c *Checker) delegation(ctx context.Context, zone string) ([]string, error)
 	}
 	var out []string
 	for _, ns := range names {
-		var addrs []string
-		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			r, err := c.recursive(ctx, ns, qt)
-			if err != nil {
-				continue
-			}
-			for _, rr := range r.Answer {
-				switch a := rr.(type) {
-				case *dns.A:
-					addrs = append(addrs, a.A.String())
-				case *dns.AAAA:
-					addrs = append(addrs, a.AAAA.String())
-				}
-			}
-		}
+		addrs := c.addresses(ctx, ns)
 		if len(addrs) == 0 {
 			return nil, fmt.Errorf("the name server %s of %s has no address through the recursive resolver: add its A/AAAA records (glue at the parent if it is inside %s)", ns, zone, zone)
 		}

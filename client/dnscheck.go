@@ -203,19 +203,8 @@ func (c *Checker) authoritative(ctx context.Context, name string) ([]string, err
 	}
 	var out []string
 	for _, ns := range nsNames {
-		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			resp, err := c.recursive(ctx, ns, qt)
-			if err != nil {
-				continue
-			}
-			for _, rr := range resp.Answer {
-				switch a := rr.(type) {
-				case *dns.A:
-					out = append(out, net.JoinHostPort(a.A.String(), "53"))
-				case *dns.AAAA:
-					out = append(out, net.JoinHostPort(a.AAAA.String(), "53"))
-				}
-			}
+		for _, ip := range c.addresses(ctx, ns) {
+			out = append(out, net.JoinHostPort(ip, "53"))
 		}
 	}
 	if len(out) == 0 {
@@ -223,6 +212,27 @@ func (c *Checker) authoritative(ctx context.Context, name string) ([]string, err
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// addresses resolves name's A and AAAA records through the recursive
+// resolvers ("" for none).
+func (c *Checker) addresses(ctx context.Context, name string) []string {
+	var out []string
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		resp, err := c.recursive(ctx, name, qt)
+		if err != nil {
+			continue
+		}
+		for _, rr := range resp.Answer {
+			switch a := rr.(type) {
+			case *dns.A:
+				out = append(out, a.A.String())
+			case *dns.AAAA:
+				out = append(out, a.AAAA.String())
+			}
+		}
+	}
+	return out
 }
 
 // serverState is what one name server last said while WaitServed waits.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -199,25 +198,10 @@ func sameSet(a, b []string) bool {
 //
 //	go test -run '^$' -bench WildcardIssuance -benchtime 10x ./client/
 func BenchmarkWildcardIssuance(b *testing.B) {
-	bk := startBroker(b)
-	env := acmetest.Start(b, acmetest.Options{BrokerDNS: bk.DNS[0], BrokerZone: brokerZone, CustomerZone: customerZone})
-	state := filepath.Join(b.TempDir(), "state")
-	r := runner{t: b, common: []string{"--state-dir", state, "--resolver", env.ResolverAddr, "--nameserver", bk.DNS[0]}}
-	m := cnameLine.FindStringSubmatch(r.must("register", "--api", bk.API, "--domain", customerZone))
-	if m == nil {
-		b.Fatal("register did not print the CNAME")
-	}
-	env.Customer.SetCNAME("_acme-challenge."+customerZone, m[2])
-	args := []string{"-d", customerZone, "-d", "*." + customerZone, "--ca", env.CAURL, "--ca-root", env.CARootPEM, "--email", "admin@example.test"}
-	r.must("obtain", args...) // the ACME account is created here, not in the loop
-	var took []time.Duration
-	for b.Loop() {
-		start := time.Now()
-		r.must("obtain", args...)
-		took = append(took, time.Since(start))
-	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/issuance")
-	b.ReportMetric(float64(median(took).Milliseconds()), "ms-median")
+	e := newClientEnv(b, envOptions{})
+	args := e.obtainArgs(customerZone, "*."+customerZone)
+	e.r.must("obtain", args...) // the ACME account is created here, not in the loop
+	timeIssuances(b, func() { e.r.must("obtain", args...) })
 }
 
 // BenchmarkFortyNames times one issuance of 40 names under one broker
@@ -230,26 +214,19 @@ func BenchmarkFortyNames(b *testing.B) {
 	// No per-account update limit: the loop repeats the 40 updates faster
 	// than the default (120 a minute, bursts of 60) allows, which would
 	// time the broker's limiter, not the client.
-	bk := startBrokerWith(b, func(c *config.Config) { c.API.UpdateLimit = 0 })
-	env := acmetest.Start(b, acmetest.Options{BrokerDNS: bk.DNS[0], BrokerZone: brokerZone, CustomerZone: customerZone})
-	state := filepath.Join(b.TempDir(), "state")
-	r := runner{t: b, common: []string{"--state-dir", state, "--resolver", env.ResolverAddr, "--nameserver", bk.DNS[0]}}
-	m := cnameLine.FindStringSubmatch(r.must("register", "--api", bk.API, "--domain", customerZone))
-	if m == nil {
-		b.Fatal("register did not print the CNAME")
-	}
-	env.Customer.SetCNAME("_acme-challenge."+customerZone, m[2])
-	args := []string{"--cert-name", "forty", "--ca", env.CAURL, "--ca-root", env.CARootPEM, "--email", "admin@example.test"}
-	for i := 1; i <= 40; i++ {
-		n := fmt.Sprintf("n%02d.%s", i, customerZone)
-		env.Customer.SetCNAME("_acme-challenge."+n, m[2])
-		args = append(args, "-d", n)
-	}
-	r.must("obtain", "-d", customerZone, "--ca", env.CAURL, "--ca-root", env.CARootPEM, "--email", "admin@example.test") // the ACME account
+	names := manyNames(40)
+	e := newClientEnv(b, envOptions{names: names, broker: func(c *config.Config) { c.API.UpdateLimit = 0 }})
+	e.r.must("obtain", e.obtainArgs(customerZone)...) // the ACME account
+	args := append(e.obtainArgs(names...), "--cert-name", "forty")
+	timeIssuances(b, func() { e.r.must("obtain", args...) })
+}
+
+// timeIssuances runs issue b.N times and reports the mean and the median.
+func timeIssuances(b *testing.B, issue func()) {
 	var took []time.Duration
 	for b.Loop() {
 		start := time.Now()
-		r.must("obtain", args...)
+		issue()
 		took = append(took, time.Since(start))
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/issuance")

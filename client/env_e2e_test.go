@@ -45,7 +45,7 @@ type envOptions struct {
 }
 
 type clientEnv struct {
-	t      *testing.T
+	t      testing.TB
 	b      broker.Ready
 	env    *acmetest.Env
 	state  string
@@ -55,7 +55,7 @@ type clientEnv struct {
 	self   string   // this test binary, which runs as acmebroker with asCLIEnv=1
 }
 
-func newClientEnv(t *testing.T, o envOptions) *clientEnv {
+func newClientEnv(t testing.TB, o envOptions) *clientEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -272,4 +272,13 @@ func lines(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	return slices.DeleteFunc(strings.Split(string(b), "\n"), func(s string) bool { return strings.TrimSpace(s) == "" })
+}
+
+// manyNames is n names under example.test: n01.example.test and on.
+func manyNames(n int) []string {
+	var names []string
+	for i := 1; i <= n; i++ {
+		names = append(names, fmt.Sprintf("n%02d.%s", i, customerZone))
+	}
+	return names
 }

@@ -186,10 +186,7 @@ func TestLockWaitAndInterrupt(t *testing.T) {
 // The broker serves 16 values of an account at once (txt_max): the client
 // learns it from GET /account and validates in rounds of at most 16.
 func TestManyNamesOneAccount(t *testing.T) {
-	var names []string
-	for i := 1; i <= 40; i++ {
-		names = append(names, fmt.Sprintf("n%02d.%s", i, customerZone))
-	}
+	names := manyNames(40)
 	e := newClientEnv(t, envOptions{names: names})
 	start := time.Now()
 	out := e.r.must("obtain", append(e.obtainArgs(names...), "--cert-name", "many")...)

@@ -593,24 +593,16 @@ func clientRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSetEnv("revoke", "acmebroker client revoke: revoke a stored certificate with the CA.",
 		"acmebroker client revoke -d example.org --reason 4", true, stderr)
 	common.add(fs, os.Getenv)
-	var name string
-	fs.StringVar(&name, "d", "", "certificate name, as acmebroker client list shows it (required)")
-	fs.StringVar(&name, "cert-name", "", "the same as -d")
+	name := certNameFlag(fs)
 	reason := fs.Int("reason", 0, "RFC 5280 reason code: 0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation")
 	fs.StringVar(&common.caRoot, "ca-root", "", "PEM file of a root to trust for the CA's TLS (default: the one used at obtain)")
-	if err := parseEnv(fs, args, os.Getenv); err != nil {
+	if err := parseCertName(fs, args, name); err != nil {
 		return err
-	}
-	if name == "" {
-		return usageErr(fs, "-d CERTNAME is required")
-	}
-	if err := client.ValidateCertName(name); err != nil {
-		return usageErr(fs, "-d: %v", err)
 	}
 	if *reason < 0 || *reason > 10 || *reason == 7 {
 		return usageErr(fs, "--reason %d is not an RFC 5280 reason code (0-6, 8-10)", *reason)
 	}
-	c, err := common.state().LoadCertificate(name)
+	c, err := common.state().LoadCertificate(*name)
 	if err != nil {
 		return err
 	}
@@ -621,7 +613,7 @@ func clientRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	return is.Revoke(ctx, name, *reason)
+	return is.Revoke(ctx, *name, *reason)
 }
 
 func clientDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -629,29 +621,44 @@ func clientDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSetEnv("delete", "acmebroker client delete: remove a stored certificate and its old versions, so renew leaves it alone (it is not revoked).",
 		"acmebroker client delete --cert-name old.example.org", true, stderr)
 	common.add(fs, os.Getenv)
-	var name string
-	fs.StringVar(&name, "cert-name", "", "certificate name, as acmebroker client list shows it (required)")
-	fs.StringVar(&name, "d", "", "the same as --cert-name")
-	if err := parseEnv(fs, args, os.Getenv); err != nil {
+	name := certNameFlag(fs)
+	if err := parseCertName(fs, args, name); err != nil {
 		return err
-	}
-	if name == "" {
-		return usageErr(fs, "--cert-name NAME is required (see acmebroker client list)")
-	}
-	if err := client.ValidateCertName(name); err != nil {
-		return usageErr(fs, "--cert-name: %v", err)
 	}
 	st := common.state()
 	out := common.out(stdout)
-	lk, err := st.LockCertificate(ctx, name, common.lockOptions("delete", out))
+	lk, err := st.LockCertificate(ctx, *name, common.lockOptions("delete", out))
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
-	if err := st.DeleteCertificate(name); err != nil {
+	if err := st.DeleteCertificate(*name); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "Deleted certificate %s from %s. It was not revoked (acmebroker client revoke does that); a server still configured with its files now fails to start.\n",
-		name, filepath.Join(common.stateDir, "certificates"))
+		*name, filepath.Join(common.stateDir, "certificates"))
+	return nil
+}
+
+// certNameFlag adds --cert-name and its short form -d: the name of one
+// stored certificate.
+func certNameFlag(fs *flag.FlagSet) *string {
+	var name string
+	fs.StringVar(&name, "cert-name", "", "certificate name, as acmebroker client list shows it (required)")
+	fs.StringVar(&name, "d", "", "the same as --cert-name")
+	return &name
+}
+
+// parseCertName parses the command line and checks the --cert-name.
+func parseCertName(fs *flag.FlagSet, args []string, name *string) error {
+	if err := parseEnv(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usageErr(fs, "--cert-name NAME is required (see acmebroker client list)")
+	}
+	if err := client.ValidateCertName(*name); err != nil {
+		return usageErr(fs, "--cert-name: %v", err)
+	}
 	return nil
 }
