@@ -429,6 +429,23 @@ func TestRenewalLifecycle(t *testing.T) {
 	if _, a := stateAccount(t, e.state); a.URL == bogus || a.URL == "" {
 		t.Fatalf("account.json still has %q", a.URL)
 	}
+	// account.json naming another key's account (what two unlocked first
+	// runs used to leave): the CA answers "JWS verification error"; the
+	// client finds or registers its key's account and goes on.
+	other, otherAcct := acmeClient(t, p.URL, e.env, generatedKeyPEM(t))
+	otherAcct.TermsOfServiceAgreed = true
+	otherAcct, err = other.NewAccount(t.Context(), otherAcct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAccountURL(t, rec, otherAcct.Location)
+	out = e.r.must("renew", "-d", "www."+customerZone, "--force")
+	if !strings.Contains(out, "no longer knows ACME account "+otherAcct.Location) {
+		t.Fatalf("renew with another key's account in account.json:\n%s", out)
+	}
+	if _, a := stateAccount(t, e.state); a.URL != acct.URL {
+		t.Fatalf("account.json has %q, want the account of the state's key %q", a.URL, acct.URL)
+	}
 
 	// A broker outage: obtain fails before any order is placed.
 	st := &client.State{Dir: e.state}
@@ -551,4 +568,18 @@ func caOrder(t *testing.T, dirURL string, env *acmetest.Env, keyPEM []byte, acct
 		t.Fatalf("reading the order back from the CA: %v", err)
 	}
 	return o
+}
+
+// generatedKeyPEM is a new ECDSA key, as account.key holds one.
+func generatedKeyPEM(t *testing.T) []byte {
+	t.Helper()
+	k, err := client.NewCertKey("ec256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
