@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,9 +209,17 @@ func (s *acmeSession) registerAgain(ctx context.Context, cause error) error {
 	if err := s.register(ctx); err != nil {
 		return err
 	}
-	s.is.logger().Warn("acme account unknown to the CA; registered again",
+	var p acme.Problem
+	if errors.As(cause, &p) && p.Type == acme.ProblemTypeAccountDoesNotExist {
+		s.is.logger().Warn("acme account unknown to the CA; registered again",
+			"old_account", old, "new_account", s.acct.Location, "directory", s.caURL, "cause", shortProblem(cause))
+		s.is.say("The CA no longer knows ACME account %s (%s); registered again as %s", old, shortProblem(cause), s.acct.Location)
+		return nil
+	}
+	s.is.logger().Warn("acme account of another key in account.json; using the account of the key",
 		"old_account", old, "new_account", s.acct.Location, "directory", s.caURL, "cause", shortProblem(cause))
-	s.is.say("The CA no longer knows ACME account %s (%s); registered again as %s", old, shortProblem(cause), s.acct.Location)
+	s.is.say("ACME account %s does not belong to the key in %s (%s); using the key's account %s",
+		old, filepath.Join(s.is.State.acmeDir(s.caURL), "account.key"), shortProblem(cause), s.acct.Location)
 	return nil
 }
 

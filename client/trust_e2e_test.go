@@ -440,7 +440,7 @@ func TestRenewalLifecycle(t *testing.T) {
 	}
 	writeAccountURL(t, rec, otherAcct.Location)
 	out = e.r.must("renew", "-d", "www."+customerZone, "--force")
-	if !strings.Contains(out, "no longer knows ACME account "+otherAcct.Location) {
+	if !strings.Contains(out, "ACME account "+otherAcct.Location+" does not belong to the key in") {
 		t.Fatalf("renew with another key's account in account.json:\n%s", out)
 	}
 	if _, a := stateAccount(t, e.state); a.URL != acct.URL {
