@@ -32,7 +32,7 @@ func TestAccountLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := accountResponse{Username: a.Username, Subdomain: a.Subdomain, Fulldomain: a.Subdomain + "." + zone,
+	want := accountResponse{Username: a.Username, Subdomain: a.Subdomain, Fulldomain: a.Subdomain + "." + testZone,
 		AllowFrom: []string{"192.0.2.0/24"}, TXTMax: 9, TXTAlways: 2, TXTWindowSeconds: 420, UpdateLimitPerMinute: 2}
 	if got.Username != want.Username || got.Subdomain != want.Subdomain || got.Fulldomain != want.Fulldomain ||
 		!slices.Equal(got.AllowFrom, want.AllowFrom) || got.TXTMax != want.TXTMax || got.TXTAlways != want.TXTAlways ||

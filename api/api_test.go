@@ -15,11 +15,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/secret"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
-const zone = "auth.example.test"
+const testZone = "auth.example.test"
 
 type env struct {
 	h     http.Handler
@@ -35,11 +37,18 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
-	cfg := Config{Zone: zone, TXTPolicy: storage.DefaultTXTPolicy}
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
 	if mod != nil {
 		mod(&cfg)
 	}
-	return &env{h: New(cfg, Deps{Store: st, Index: idx}), store: st, idx: idx}
+	return &env{h: New(cfg, testDeps(cfg, st, idx)), store: st, idx: idx}
+}
+
+// testDeps makes the API's collaborators as the broker does: st read
+// directly, written through a zone writer that keeps idx current.
+func testDeps(cfg Config, st *sqlite.Store, idx *records.Index) Deps {
+	w := zone.New(zone.Config{Zone: cfg.Zone, Policy: cfg.TXTPolicy}, st, idx)
+	return Deps{Accounts: st, Zone: w}
 }
 
 type result struct {
@@ -121,6 +130,9 @@ func TestRegister(t *testing.T) {
 		{name: "trailing data", body: `{} {}`, status: 400, errCode: "malformed_json_payload"},
 		{name: "allowfrom wrong type", body: `{"allowfrom":"192.0.2.0/24"}`, status: 400, errCode: "malformed_json_payload"},
 		{name: "form content type", body: ``, ctype: "application/x-www-form-urlencoded", status: 201, allow: []string{}},
+		{name: "allow_from spelling", body: `{"allow_from":["192.0.2.0/24"]}`, status: 201, allow: []string{"192.0.2.0/24"}},
+		{name: "both spellings", body: `{"allowfrom":[],"allow_from":["192.0.2.0/24"]}`, status: 400, errCode: "malformed_json_payload"},
+		{name: "unknown key refused", body: `{"allow-from":["192.0.2.0/24"]}`, status: 400, errCode: "malformed_json_payload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +151,9 @@ func TestRegister(t *testing.T) {
 				if c := r.errCode(t); c != tt.errCode {
 					t.Fatalf("error %q, want %q", c, tt.errCode)
 				}
+				if strings.Contains(tt.name, "unknown key") && !strings.Contains(r.body, `allow-from`) {
+					t.Fatalf("the refusal does not name the key: %s", r.body)
+				}
 				return
 			}
 			// acme.sh parses this with sed: one line, acme-dns's field order.
@@ -156,7 +171,7 @@ func TestRegister(t *testing.T) {
 			}
 			var a acct
 			json.Unmarshal([]byte(r.body), &a)
-			if len(a.Password) != 40 || a.Fulldomain != a.Subdomain+"."+zone || len(a.Username) != 36 || a.Username == a.Subdomain {
+			if len(a.Password) != 40 || a.Fulldomain != a.Subdomain+"."+testZone || len(a.Username) != 36 || a.Username == a.Subdomain {
 				t.Fatalf("bad account %+v", a)
 			}
 			if !slices.Equal(a.AllowFrom, tt.allow) {
@@ -356,12 +371,12 @@ func TestBasePath(t *testing.T) {
 
 // panicStore is a stand-in for one function-level check: a panic below the
 // handler becomes a JSON 500, never a dropped connection or a crash.
-type panicStore struct{ Store }
+type panicStore struct{ zone.Store }
 
 func (panicStore) CreateAccount(context.Context, storage.Account) (uint32, error) { panic("boom") }
 
 func TestPanicBecomes500(t *testing.T) {
-	h := New(Config{Zone: zone}, Deps{Store: panicStore{}, Index: records.New(storage.DefaultTXTPolicy, time.Now)})
+	h := New(Config{Zone: testZone}, Deps{Zone: zone.New(zone.Config{Policy: storage.DefaultTXTPolicy}, panicStore{}, nil)})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/register", nil))
 	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "internal_error") {
@@ -370,14 +385,14 @@ func TestPanicBecomes500(t *testing.T) {
 }
 
 // unavailableStore reports the database as gone.
-type unavailableStore struct{ Store }
+type unavailableStore struct{ zone.Store }
 
 func (unavailableStore) CreateAccount(context.Context, storage.Account) (uint32, error) {
 	return 0, storage.ErrUnavailable
 }
 
 func TestUnavailableIs503(t *testing.T) {
-	h := New(Config{Zone: zone}, Deps{Store: unavailableStore{}, Index: records.New(storage.DefaultTXTPolicy, time.Now)})
+	h := New(Config{Zone: testZone}, Deps{Zone: zone.New(zone.Config{Policy: storage.DefaultTXTPolicy}, unavailableStore{}, nil)})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/register", nil))
 	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "db_error") || rec.Header().Get("Retry-After") == "" {
@@ -386,3 +401,71 @@ func TestUnavailableIs503(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestBcryptFailuresCostTheSameAndAreBounded: while a bcrypt account
+// exists, an unknown user and a wrong key on any account each cost one
+// bcrypt compare, and past the bcrypt budget failures get 503 with
+// Retry-After instead of CPU (issue 12: a wrong key on a bcrypt account
+// cost 90-353 ms, an unknown user under 1 ms, without bound).
+func TestBcryptFailuresCostTheSameAndAreBounded(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	keys := secret.NewVerifier(3, clk.now)
+	e := &env{store: st, idx: records.New(storage.DefaultTXTPolicy, clk.now)}
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+	d := testDeps(cfg, st, e.idx)
+	d.Now, d.Keys = clk.now, keys
+	e.h = New(cfg, d)
+
+	key := strings.Repeat("k", 40)
+	h, _ := bcrypt.GenerateFromPassword([]byte(key), bcrypt.MinCost)
+	const user = "0b9e5a8a-1111-4222-8333-444455556666"
+	if _, err := st.CreateAccount(t.Context(), storage.Account{Username: user, KeyHash: string(h), Subdomain: "legacy", CreatedAt: clk.now()}); err != nil {
+		t.Fatal(err)
+	}
+	fast := e.register(t, "")
+	upd := func(user, key string) result {
+		return e.do("POST", "/update", `{"subdomain":"legacy","txt":"`+val1+`"}`, map[string]string{"X-Api-User": user, "X-Api-Key": key}, "")
+	}
+	wrong := strings.Repeat("w", 40)
+	for _, c := range []struct{ name, user, key string }{
+		{"wrong key, bcrypt account", user, wrong},
+		{"unknown user", "0b9e5a8a-9999-4222-8333-444455556666", wrong},
+		{"wrong key, fast account", fast.Username, wrong},
+	} {
+		before := keys.Compares()
+		if r := upd(c.user, c.key); r.status != 401 {
+			t.Fatalf("%s: %d %s", c.name, r.status, r.body)
+		}
+		if n := keys.Compares() - before; n != 1 {
+			t.Errorf("%s: %d bcrypt compares, want 1 like the others", c.name, n)
+		}
+	}
+	// The budget (3 a second) is spent: the next failure is refused at
+	// once, and so is a bcrypt check even with the right key...
+	for _, u := range []string{"0b9e5a8a-9999-4222-8333-444455556666", user} {
+		k := wrong
+		if u == user {
+			k = key
+		}
+		r := upd(u, k)
+		if r.status != http.StatusServiceUnavailable || r.errCode(t) != "busy" || r.header.Get("Retry-After") != "1" {
+			t.Fatalf("over the bcrypt budget: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	// ...but a right key on a fast hash costs no bcrypt and passes.
+	if r := e.do("POST", "/update", `{"subdomain":"`+fast.Subdomain+`","txt":"`+val1+`"}`, hdrs(fast), ""); r.status != 200 {
+		t.Fatalf("fast account while bcrypt is busy: %d %s", r.status, r.body)
+	}
+	if keys.Compares() != 3 {
+		t.Fatalf("%d bcrypt compares, want 3", keys.Compares())
+	}
+	clk.add(time.Second)
+	if r := upd(user, key); r.status != 200 {
+		t.Fatalf("bcrypt account after the wait: %d %s", r.status, r.body)
+	}
+}

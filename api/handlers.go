@@ -12,14 +12,14 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/secret"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
-// registerResponse keeps acme-dns's field order: acme.sh parses the one-line
+// RegisterResponse keeps acme-dns's field order: acme.sh parses the one-line
 // JSON with sed.
-type registerResponse struct {
+type RegisterResponse struct {
 	Username   string   `json:"username"`
 	Password   string   `json:"password"`
 	Fulldomain string   `json:"fulldomain"`
@@ -42,70 +42,78 @@ func (s *server) register(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// Clients send nothing, "{}", {"allowfrom": [...]} or {"AllowFrom": [...]};
-	// encoding/json matches field names case-insensitively.
-	var req struct {
-		AllowFrom []string `json:"allowfrom"`
+	allowFrom, err := registerBody(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed_json_payload",
+			"the body must be empty or a JSON object such as {\"allowfrom\": [\"192.0.2.0/24\"]}: "+err.Error())
+		return
 	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeStrict(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "malformed_json_payload",
-				"the body must be empty or a JSON object such as {\"allowfrom\": [\"192.0.2.0/24\"]}: "+err.Error())
-			return
-		}
-	}
-	allow, shown, err := parseAllowFrom(req.AllowFrom)
+	allow, _, err := parseAllowFrom(allowFrom)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
 		return
 	}
-
-	key, err := secret.NewKey()
-	if err != nil {
-		s.storageError(w, r, "register: make key", err)
+	reg, err := s.Zone.Register(r.Context(), zone.NewAccount{AllowFrom: allow, TokenID: tokenID})
+	if tokenID != "" && (errors.Is(err, storage.ErrTokenInvalid) || errors.Is(err, storage.ErrNotFound)) {
+		// Revoked or used up since registrationToken looked.
+		s.Logger.Warn("register refused: token", "token", tokenID, "remote", s.clientIP(r).String(), "err", err)
+		writeTokenError(w, "the registration token is no longer valid (revoked, expired or used up); ask the broker's admin for a new one")
 		return
-	}
-	hash, err := secret.Hash(key)
-	if err != nil {
-		s.storageError(w, r, "register: hash key", err)
-		return
-	}
-	acct := storage.Account{
-		Username:  uuid.NewString(),
-		KeyHash:   hash,
-		Subdomain: uuid.NewString(),
-		AllowFrom: allow,
-		CreatedAt: s.Now(),
-	}
-	var serial uint32
-	if tokenID != "" {
-		serial, err = s.Store.CreateAccountWithToken(r.Context(), acct, tokenID)
-		if errors.Is(err, storage.ErrTokenInvalid) || errors.Is(err, storage.ErrNotFound) {
-			// Revoked or used up since registrationToken looked.
-			s.Logger.Warn("register refused: token", "token", tokenID, "remote", s.clientIP(r).String(), "err", err)
-			writeTokenError(w, "the registration token is no longer valid (revoked, expired or used up); ask the broker's admin for a new one")
-			return
-		}
-	} else {
-		serial, err = s.Store.CreateAccount(r.Context(), acct)
 	}
 	if err != nil {
 		s.storageError(w, r, "register", err)
 		return
 	}
-	s.Index.Add(acct.Subdomain, serial)
-	s.Logger.Info("account registered", "subdomain", acct.Subdomain, "remote", s.clientIP(r).String(), "allowfrom", len(allow), "token", tokenID)
-	writeJSON(w, http.StatusCreated, registerResponse{
-		Username:   acct.Username,
-		Password:   key,
-		Fulldomain: acct.Subdomain + "." + s.cfg.Zone,
-		Subdomain:  acct.Subdomain,
-		AllowFrom:  shown,
-	})
+	s.Logger.Info("account registered", "subdomain", reg.Account.Subdomain, "remote", s.clientIP(r).String(), "allowfrom", len(allow), "token", tokenID)
+	writeJSON(w, http.StatusCreated, NewRegisterResponse(reg))
+}
+
+// NewRegisterResponse is the body of /register's 201 for reg (also what
+// `acmebroker account create` prints).
+func NewRegisterResponse(reg zone.Registration) RegisterResponse {
+	return RegisterResponse{
+		Username:   reg.Account.Username,
+		Password:   reg.Key,
+		Fulldomain: reg.Fulldomain,
+		Subdomain:  reg.Account.Subdomain,
+		AllowFrom:  prefixStrings(reg.Account.AllowFrom),
+	}
+}
+
+// registerBody reads /register's optional body. Clients send nothing,
+// "{}", {"allowfrom": [...]} or {"AllowFrom": [...]} (encoding/json
+// matches names case-insensitively); "allow_from" is taken too. Any other
+// key is refused by name, rather than ignored: an account meant to be
+// restricted must not silently accept updates from anywhere.
+func registerBody(body []byte) ([]string, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil
+	}
+	var req struct {
+		AllowFrom  []string `json:"allowfrom"`
+		AllowFrom2 []string `json:"allow_from"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := decodeOne(dec, &req); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return nil, fmt.Errorf("unknown key %s: /register takes only \"allowfrom\"", name)
+		}
+		return nil, err
+	}
+	if req.AllowFrom != nil && req.AllowFrom2 != nil {
+		return nil, errors.New("give \"allowfrom\" once, not also as \"allow_from\"")
+	}
+	if req.AllowFrom2 != nil {
+		return req.AllowFrom2, nil
+	}
+	return req.AllowFrom, nil
 }
 
 func (s *server) update(w http.ResponseWriter, r *http.Request) {
-	acct, ok := s.authenticate(w, r)
+	// allowfrom is checked before the account's rate limit is charged: a
+	// key used from elsewhere must not spend the owner's quota (issue 12).
+	acct, ip, ok := s.authorize(w, r, "update")
 	if !ok {
 		return
 	}
@@ -129,12 +137,6 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 			"the body must be a JSON object such as {\"subdomain\": \"...\", \"txt\": \"...\"}: "+err.Error())
 		return
 	}
-	ip := s.clientIP(r)
-	if !allowed(acct.AllowFrom, ip) {
-		s.Logger.Warn("update refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
-		writeForbidden(w)
-		return
-	}
 	if !validSubdomain(req.Subdomain) {
 		writeError(w, http.StatusBadRequest, "bad_subdomain", "\"subdomain\" must be the subdomain /register returned")
 		return
@@ -148,12 +150,11 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_txt", "\"txt\" must be a DNS-01 digest: exactly 43 characters of base64url")
 		return
 	}
-	recs, serial, err := s.Store.SetTXT(r.Context(), acct.Subdomain, req.TXT, s.Now(), s.cfg.TXTPolicy)
+	recs, err := s.Zone.SetTXT(r.Context(), acct.Subdomain, req.TXT)
 	if err != nil {
-		s.storageError(w, r, "update", err)
+		s.writeFailed(w, r, acct, "update", err)
 		return
 	}
-	s.Index.Set(acct.Subdomain, recs, serial)
 	s.Logger.Debug("txt updated", "subdomain", acct.Subdomain, "remote", ip.String(), "values", len(recs))
 	writeJSON(w, http.StatusOK, map[string]string{"txt": req.TXT})
 }
@@ -186,8 +187,8 @@ func (s *server) setAllowFrom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr", err.Error())
 		return
 	}
-	if err := s.Store.UpdateAllowFrom(r.Context(), acct.Username, allow); err != nil {
-		s.storageError(w, r, "update allowfrom", err)
+	if err := s.Zone.SetAllowFrom(r.Context(), acct, allow); err != nil {
+		s.writeFailed(w, r, acct, "update allowfrom", err)
 		return
 	}
 	s.Logger.Info("allowfrom changed", "subdomain", acct.Subdomain, "remote", ip.String(),
@@ -201,18 +202,9 @@ func (s *server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key, err := secret.NewKey()
+	key, err := s.Zone.RotateKey(r.Context(), acct)
 	if err != nil {
-		s.storageError(w, r, "rotate: make key", err)
-		return
-	}
-	hash, err := secret.Hash(key)
-	if err != nil {
-		s.storageError(w, r, "rotate: hash key", err)
-		return
-	}
-	if err := s.Store.UpdateKeyHash(r.Context(), acct.Username, hash); err != nil {
-		s.storageError(w, r, "rotate key", err)
+		s.writeFailed(w, r, acct, "rotate key", err)
 		return
 	}
 	s.Logger.Info("account key rotated", "subdomain", acct.Subdomain, "remote", ip.String())
@@ -226,14 +218,25 @@ func (s *server) deleteAccount(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	serial, err := s.Store.DeleteAccount(r.Context(), acct.Username)
-	if err != nil {
-		s.storageError(w, r, "delete account", err)
+	if err := s.Zone.Delete(r.Context(), acct); err != nil {
+		s.writeFailed(w, r, acct, "delete account", err)
 		return
 	}
-	s.Index.Remove(acct.Subdomain, serial)
 	s.Logger.Info("account deleted", "subdomain", acct.Subdomain, "remote", ip.String())
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": acct.Subdomain})
+}
+
+// writeFailed answers a write for an authenticated account that failed.
+// An account deleted (or whose key was rotated) since the request
+// authenticated is a 401 "forbidden", as if it had arrived a moment later:
+// the credentials are no longer good. Anything else is storageError's.
+func (s *server) writeFailed(w http.ResponseWriter, r *http.Request, acct storage.Account, op string, err error) {
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrConflict) {
+		s.Logger.Info(op+" refused: the account was deleted or its key changed meanwhile", "subdomain", acct.Subdomain, "remote", s.clientIP(r).String())
+		writeForbidden(w)
+		return
+	}
+	s.storageError(w, r, op, err)
 }
 
 // authorize is authenticate plus the account's allowfrom: what every
@@ -245,7 +248,10 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, what string) 
 	}
 	ip := s.clientIP(r)
 	if !allowed(acct.AllowFrom, ip) {
+		// Counted as a failed authentication of the source (a leaked key
+		// tried from elsewhere), never against the account's own limits.
 		s.Logger.Warn(what+" refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
+		s.authFail.take(sourceKey(ip), s.Now())
 		writeForbidden(w)
 		return storage.Account{}, netip.Addr{}, false
 	}
@@ -263,7 +269,7 @@ func (s *server) registrationToken(w http.ResponseWriter, r *http.Request) (stri
 		return "", false
 	}
 	ip := s.clientIP(r)
-	t, err := s.Store.Token(r.Context(), id)
+	t, err := s.Accounts.Token(r.Context(), id)
 	if errors.Is(err, storage.ErrNotFound) {
 		secret.VerifyDummy(sec)
 		s.Logger.Warn("register refused: unknown token", "remote", ip.String())
@@ -302,7 +308,7 @@ func writeTokenError(w http.ResponseWriter, detail string) {
 func parseAllowFrom(list []string) ([]netip.Prefix, []string, error) {
 	allow := make([]netip.Prefix, 0, len(list))
 	for _, c := range list {
-		p, err := config.ParsePrefix(c)
+		p, err := storage.ParsePrefix(c)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -336,9 +342,13 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		failed()
 		return storage.Account{}, false
 	}
-	acct, err := s.Store.Account(r.Context(), u.String())
+	acct, err := s.Accounts.Account(r.Context(), u.String())
 	if errors.Is(err, storage.ErrNotFound) {
-		secret.VerifyDummy(key)
+		// As dear as a wrong key (secret.Verifier says why).
+		if err := s.Keys.Unknown(key); err != nil {
+			busy(w, err)
+			return storage.Account{}, false
+		}
 		failed()
 		return storage.Account{}, false
 	}
@@ -346,7 +356,11 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		s.storageError(w, r, "update: load account", err)
 		return storage.Account{}, false
 	}
-	ok, rehash, err := secret.Verify(acct.KeyHash, key)
+	ok, rehash, err := s.Keys.Verify(acct.KeyHash, key)
+	if errors.Is(err, secret.ErrBusy) {
+		busy(w, err)
+		return storage.Account{}, false
+	}
 	if err != nil {
 		s.Logger.Error("update: stored key hash unreadable", "subdomain", acct.Subdomain, "err", err)
 	}
@@ -363,11 +377,10 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		return storage.Account{}, false
 	}
 	if rehash {
-		// A legacy (bcrypt) hash: store the fast form so the next update is cheap.
-		if h, err := secret.Hash(key); err == nil {
-			if err := s.Store.UpdateKeyHash(r.Context(), acct.Username, h); err != nil {
-				s.Logger.Warn("could not upgrade key hash", "subdomain", acct.Subdomain, "err", err)
-			}
+		// A legacy (bcrypt) hash: store the fast form so the next update
+		// is cheap, unless the key was rotated meanwhile.
+		if err := s.Zone.UpgradeKeyHash(r.Context(), acct, key); err != nil && !errors.Is(err, storage.ErrConflict) {
+			s.Logger.Warn("could not upgrade key hash", "subdomain", acct.Subdomain, "err", err)
 		}
 	}
 	return acct, true
@@ -390,7 +403,11 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 
 // decodeStrict decodes exactly one JSON value (an object or null) into v.
 func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
+	return decodeOne(json.NewDecoder(bytes.NewReader(body)), v)
+}
+
+// decodeOne decodes one JSON value with dec and checks nothing follows it.
+func decodeOne(dec *json.Decoder, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}

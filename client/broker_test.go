@@ -12,6 +12,7 @@ import (
 	"github.com/acmebroker/acmebroker/api"
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
@@ -35,7 +36,7 @@ func apiServerWith(t *testing.T, cfg api.Config) (*httptest.Server, *records.Ind
 	}
 	t.Cleanup(func() { st.Close() })
 	idx := records.New(cfg.TXTPolicy, time.Now)
-	srv := httptest.NewServer(api.New(cfg, api.Deps{Store: st, Index: idx}))
+	srv := httptest.NewServer(api.New(cfg, api.Deps{Accounts: st, Zone: zone.New(zone.Config{Zone: brokerZone, Policy: cfg.TXTPolicy}, st, idx)}))
 	t.Cleanup(srv.Close)
 	return srv, idx
 }

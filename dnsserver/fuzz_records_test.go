@@ -127,3 +127,33 @@ func TestParseRecordsFuzzFindings(t *testing.T) {
 		t.Fatalf("%v %v", rrs, err)
 	}
 }
+
+func TestReserved(t *testing.T) {
+	static, err := ParseRecords("auth.example.org", []string{
+		"www CNAME web.example.net.",
+		"sub NS ns.other.example.",
+		"ns1 A 192.0.2.1",
+		"x.deep TXT \"v\"",
+		"auth.example.org. NS ns1.auth.example.org.",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := Reserved("auth.example.org.", "ns1.auth.example.org.", static)
+	for label, want := range map[string]string{
+		"www":  "static CNAME",
+		"WWW":  "static CNAME",
+		"sub":  "delegated",
+		"ns1":  "static A",
+		"deep": "below it",
+		"web1": "",
+		"auth": "",
+	} {
+		if got := why(label); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("Reserved(%q) = %q, want %q", label, got, want)
+		}
+	}
+	if got := Reserved("auth.example.org", "ns.auth.example.org", nil)("ns"); !strings.Contains(got, "name server") {
+		t.Errorf("the name server's own label: %q", got)
+	}
+}

@@ -193,3 +193,45 @@ func (z *staticZone) cutFor(name, origin string) (string, bool) {
 	}
 	return "", false
 }
+
+// Reserved returns what says why an account may not take the subdomain
+// label (one label directly below zone; "" if it may): a label under which
+// static records live (the account's TXT would sit beside a CNAME, inside
+// a delegated child zone, or at the name of a host the zone describes),
+// or the label of the name server's own name. Accounts get random UUIDs
+// unless an admin chooses the name, so this guards chosen names.
+func Reserved(zone, nsName string, static []dns.RR) func(label string) string {
+	origin := dns.Fqdn(strings.ToLower(zone))
+	why := map[string]string{}
+	top := func(name string) string { // the label right below origin, or ""
+		name = lowerASCII(dns.Fqdn(name))
+		if name == origin || !dns.IsSubDomain(origin, name) {
+			return ""
+		}
+		labels := dns.SplitDomainName(strings.TrimSuffix(name, "."+origin))
+		if len(labels) == 0 {
+			return ""
+		}
+		return labels[len(labels)-1]
+	}
+	for _, rr := range static {
+		h := rr.Header()
+		l := top(h.Name)
+		if l == "" || why[l] != "" {
+			continue
+		}
+		at := lowerASCII(h.Name) == l+"."+origin
+		switch {
+		case at && h.Rrtype == dns.TypeNS:
+			why[l] = "it is delegated (" + h.Name + " NS): names at or below a delegation are served by another server"
+		case at:
+			why[l] = "it has static " + dns.TypeToString[h.Rrtype] + " records ([dns] records)"
+		default:
+			why[l] = "static records live below it (" + h.Name + ")"
+		}
+	}
+	if l := top(nsName); l != "" && why[l] == "" {
+		why[l] = "it is the name server's own name (" + nsName + ")"
+	}
+	return func(label string) string { return why[strings.ToLower(label)] }
+}

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/nodesync"
-	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/postgres"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
+	"github.com/miekg/dns"
 )
 
 // OpenStore opens the configured storage engine for the broker.
@@ -48,7 +50,7 @@ func openStore(ctx context.Context, c config.Storage, logger *slog.Logger, admin
 
 // nodeSync returns the watcher that keeps idx current with other nodes'
 // changes, or nil for an engine only one node uses (SQLite).
-func nodeSync(st storage.Store, idx *records.Index, c config.Storage, logger *slog.Logger) *nodesync.Watcher {
+func nodeSync(st storage.Store, w *zone.Writer, c config.Storage, logger *slog.Logger) *nodesync.Watcher {
 	pg, ok := st.(*postgres.Store)
 	if !ok {
 		return nil
@@ -66,24 +68,24 @@ func nodeSync(st storage.Store, idx *records.Index, c config.Storage, logger *sl
 			return l, nil
 		})
 	}
-	return nodesync.New(nodesync.Config{ResyncInterval: c.ResyncInterval.Duration, Logger: logger}, pg, n, idx)
+	return nodesync.New(nodesync.Config{ResyncInterval: c.ResyncInterval.Duration, Logger: logger}, w, n)
 }
 
 // adminPoller returns the poller that applies to idx what admin commands
 // change in a SQLite file the broker serves from, or nil for PostgreSQL.
-func adminPoller(st storage.Store, idx *records.Index, logger *slog.Logger) *nodesync.Poller {
+func adminPoller(st storage.Store, w *zone.Writer, logger *slog.Logger) *nodesync.Poller {
 	lite, ok := st.(*sqlite.Store)
 	if !ok {
 		return nil
 	}
-	return nodesync.NewPoller(nodesync.PollConfig{Logger: logger}, lite, lite, idx)
+	return nodesync.NewPoller(nodesync.PollConfig{Logger: logger}, lite, w)
 }
 
 // prefixes converts CIDRs that config.Validate has already checked.
 func prefixes(list []string) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(list))
 	for _, s := range list {
-		if p, err := config.ParsePrefix(s); err == nil {
+		if p, err := storage.ParsePrefix(s); err == nil {
 			out = append(out, p)
 		}
 	}
@@ -93,4 +95,12 @@ func prefixes(list []string) []netip.Prefix {
 func checkKeyPair(cert, key string) error {
 	_, err := tls.LoadX509KeyPair(cert, key)
 	return err
+}
+
+// reserved says why an account may not take a subdomain: the names the
+// zone's own records use (static records, delegations, the name server's
+// name) are not for accounts (nil: no static records and no name server
+// inside the zone).
+func reserved(c config.DNS, static []dns.RR) func(string) string {
+	return dnsserver.Reserved(c.Zone, c.NSName, static)
 }

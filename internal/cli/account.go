@@ -2,7 +2,7 @@ package cli
 
 // The admin's account commands: list, show, delete, disable, enable and
 // prune. They work on the database named in the config, offline or beside
-// a running broker (see the README on what a running broker sees).
+// a running broker (see docs/operations.md on what a running broker sees).
 
 import (
 	"bufio"
@@ -194,7 +194,7 @@ func accountDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return onAccount(ctx, "delete", "acmebroker account delete: remove an account and its TXT values, without asking.",
 		"acmebroker account delete -config /etc/acmebroker/config.toml web1", args, stderr,
 		func(st *adminStore, ai storage.AccountInfo) error {
-			if _, err := st.DeleteAccount(ctx, ai.Username); err != nil {
+			if err := st.zone.Delete(ctx, ai.Account); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
@@ -283,7 +283,7 @@ func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if !*dryRun {
 			// Checked again with the delete: an account updated since it
 			// was listed stays.
-			if _, err := st.DeleteUnusedAccount(ctx, s.username, cutoff); err != nil {
+			if err := st.zone.DeleteUnused(ctx, storage.Account{Username: s.username, Subdomain: s.subdomain}, cutoff); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					continue // gone meanwhile (DELETE /account)
 				}

@@ -219,3 +219,31 @@ func TestAccountAdminUsage(t *testing.T) {
 		t.Fatalf("list without a database: %d %s", code, errs)
 	}
 }
+
+// account create refuses the names the zone's own records use: a name with
+// a static CNAME, a delegated name, the name server's own name (attack
+// review, defect 10); another name works.
+func TestAccountCreateReserved(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	cfg := `[dns]
+zone = "auth.example.test"
+nsname = "ns1.auth.example.test"
+records = ["www CNAME web.example.net.", "kids NS ns.kids.example.net.", "ns1 A 192.0.2.53"]
+[storage]
+dsn = "` + filepath.Join(dir, "b.db") + `"
+`
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, why := range map[string]string{"www": "static CNAME", "kids": "delegated", "ns1": "static A"} {
+		_, errs, code := run(t, "account", "create", "-config", cfgPath, "--subdomain", name)
+		if code != 1 || !strings.Contains(errs, why) || !strings.Contains(errs, "choose another --subdomain") {
+			t.Errorf("create %s: exit %d, stderr %q; want a refusal saying %q", name, code, errs, why)
+		}
+	}
+	out, errs, code := run(t, "account", "create", "-config", cfgPath, "--subdomain", "web1")
+	if code != 0 || !strings.Contains(out, `"fulldomain":"web1.auth.example.test"`) || !strings.Contains(errs, "CNAME web1.auth.example.test.") {
+		t.Fatalf("create web1: exit %d\n%s\n%s", code, out, errs)
+	}
+}

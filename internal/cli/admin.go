@@ -13,11 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/acmebroker/acmebroker/api"
+	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/broker"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/secret"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
@@ -122,7 +123,8 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // a mistyped path.
 type adminStore struct {
 	storage.Store
-	cfg config.Config
+	cfg  config.Config
+	zone *zone.Writer // the account and zone changes, as the broker makes them
 }
 
 func openAdminStore(ctx context.Context, path string, mustExist bool, stderr io.Writer) (*adminStore, error) {
@@ -145,7 +147,14 @@ func openAdminStore(ctx context.Context, path string, mustExist bool, stderr io.
 	if err != nil {
 		return nil, err
 	}
-	return &adminStore{Store: st, cfg: cfg}, nil
+	// Records that do not parse (serve refuses such a config) reserve
+	// nothing here: the admin commands still work on the database.
+	static, _ := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
+	// No view: a running broker learns of these changes from storage.
+	w := zone.New(zone.Config{
+		Zone: cfg.DNS.Zone, Policy: cfg.DNS.TXTPolicy(), Reserved: dnsserver.Reserved(cfg.DNS.Zone, cfg.DNS.NSName, static), Logger: logger,
+	}, st, nil)
+	return &adminStore{Store: st, cfg: cfg, zone: w}, nil
 }
 
 // badConfig is a config file that does not load: a usage error whose
@@ -159,7 +168,7 @@ func (b badConfig) Is(target error) bool { return target == errUsage }
 func parsePrefixes(fs *flag.FlagSet, list []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(list))
 	for _, s := range list {
-		p, err := config.ParsePrefix(s)
+		p, err := storage.ParsePrefix(s)
 		if err != nil {
 			return nil, usageErr(fs, "--allow-from %q: %v", s, err)
 		}
@@ -305,37 +314,21 @@ func accountCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer st.Close()
 
-	key, err := secret.NewKey()
-	if err != nil {
+	reg, err := st.zone.Register(ctx, zone.NewAccount{Subdomain: name, AllowFrom: prefixes})
+	switch {
+	case errors.Is(err, zone.ErrReserved):
+		return fmt.Errorf("%v; choose another --subdomain", err)
+	case errors.Is(err, storage.ErrConflict):
+		return fmt.Errorf("the subdomain %s is taken; choose another --subdomain", name)
+	case err != nil:
 		return err
 	}
-	hash, err := secret.Hash(key)
-	if err != nil {
-		return err
-	}
-	a := storage.Account{Username: uuid.NewString(), KeyHash: hash, Subdomain: name, AllowFrom: prefixes, CreatedAt: time.Now()}
-	if _, err := st.CreateAccount(ctx, a); err != nil {
-		if errors.Is(err, storage.ErrConflict) {
-			return fmt.Errorf("the subdomain %s is taken; choose another --subdomain", name)
-		}
-		return err
-	}
-	shown := make([]string, len(prefixes))
-	for i, p := range prefixes {
-		shown[i] = p.String()
-	}
-	out, err := json.Marshal(struct {
-		Username   string   `json:"username"`
-		Password   string   `json:"password"`
-		Fulldomain string   `json:"fulldomain"`
-		Subdomain  string   `json:"subdomain"`
-		AllowFrom  []string `json:"allowfrom"`
-	}{a.Username, key, name + "." + st.cfg.DNS.Zone, name, shown})
+	out, err := json.Marshal(api.NewRegisterResponse(reg))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", out)
-	fmt.Fprintf(stderr, "Publish for each domain this account serves:\n  _acme-challenge.<domain>. CNAME %s.%s.\nThe password is shown once.\n", name, st.cfg.DNS.Zone)
+	fmt.Fprintf(stderr, "Publish for each domain this account serves:\n  _acme-challenge.<domain>. CNAME %s.\nThe password is shown once.\n", reg.Fulldomain)
 	return nil
 }
 

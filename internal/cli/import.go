@@ -12,7 +12,6 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/acmedns"
 	"github.com/acmebroker/acmebroker/internal/config"
-	"github.com/acmebroker/acmebroker/storage"
 )
 
 const importUsage = `acmebroker import: copy accounts from another server into the broker's database.
@@ -103,7 +102,7 @@ run again after fixing them.`,
 	}
 	sum, err := acmedns.Import(ctx, src, dst, acmedns.Options{
 		DryRun: *dryRun,
-		Policy: storage.TXTPolicy{Always: 2, Window: cfg.DNS.TXTWindow.Duration, Max: cfg.DNS.TXTMax},
+		Policy: cfg.DNS.TXTPolicy(),
 		Report: func(e acmedns.Event) {
 			if !*quiet || e.Outcome == acmedns.Failed {
 				printEvent(stdout, verb[e.Outcome], e)

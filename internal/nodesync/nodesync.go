@@ -19,22 +19,16 @@ import (
 	"time"
 
 	"github.com/acmebroker/acmebroker/internal/records"
-	"github.com/acmebroker/acmebroker/storage"
 )
 
-// Store is what the Watcher reads.
-type Store interface {
-	// Subdomain returns a subdomain's values and the zone serial, or
-	// ErrNotFound (with the serial, where the engine gives it).
-	Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error)
-	Snapshot(ctx context.Context, fn func(storage.Subdomain) error) (uint32, error)
-}
-
-// Index is the in-memory view the Watcher keeps current (*records.Index).
-type Index interface {
-	Set(subdomain string, recs []storage.TXTRecord, serial uint32)
-	Remove(subdomain string, serial uint32)
-	Resync(ctx context.Context, st records.Snapshotter) (records.ResyncStats, error)
+// Applier brings the in-memory view in line with storage
+// (internal/zone.Writer, which orders these with the node's own writes).
+type Applier interface {
+	// Refresh re-reads one subdomain and applies what storage holds: its
+	// values, or its removal.
+	Refresh(ctx context.Context, name string) error
+	// Resync reconciles the whole view with a snapshot of storage.
+	Resync(ctx context.Context) (records.ResyncStats, error)
 }
 
 // Notifier opens subscriptions to change notifications.
@@ -84,9 +78,8 @@ type Config struct {
 // Watcher runs the sync loop; see the package comment.
 type Watcher struct {
 	cfg      Config
-	store    Store
+	zone     Applier
 	notifier Notifier // nil: resync only
-	index    Index
 	log      *slog.Logger
 
 	listening atomic.Bool
@@ -97,7 +90,7 @@ type Watcher struct {
 
 // New returns a Watcher. notifier may be nil (a database without
 // notifications): the Watcher then only resyncs every ResyncInterval.
-func New(cfg Config, st Store, notifier Notifier, idx Index) *Watcher {
+func New(cfg Config, zone Applier, notifier Notifier) *Watcher {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = time.Minute
 	}
@@ -108,7 +101,7 @@ func New(cfg Config, st Store, notifier Notifier, idx Index) *Watcher {
 		cfg.MaxBackoff = max(5*time.Second, cfg.MinBackoff)
 	}
 	log := readDefaults(&cfg.Timeout, &cfg.ResyncTimeout, cfg.Logger)
-	return &Watcher{cfg: cfg, store: st, notifier: notifier, index: idx, log: log}
+	return &Watcher{cfg: cfg, zone: zone, notifier: notifier, log: log}
 }
 
 // readDefaults fills in the Watcher's and the Poller's common settings:
@@ -261,35 +254,25 @@ func (w *Watcher) follow(ctx context.Context, sub Subscription) error {
 
 // apply re-reads one subdomain and puts what storage holds in the index.
 func (w *Watcher) apply(ctx context.Context, name string) error {
-	if err := apply(ctx, w.store, w.index, name, w.cfg.Timeout); err != nil {
+	if err := refresh(ctx, w.zone, name, w.cfg.Timeout); err != nil {
 		return err
 	}
 	w.applied.Add(1)
 	return nil
 }
 
-// apply re-reads the subdomain name from st (within timeout) and puts what
-// st holds in idx: its values, or its removal.
-func apply(ctx context.Context, st Store, idx Index, name string, timeout time.Duration) error {
+// refresh re-reads the subdomain name (within timeout) and applies it.
+func refresh(ctx context.Context, zone Applier, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sub, serial, err := st.Subdomain(ctx, name)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		idx.Remove(name, serial)
-	case err != nil:
-		return err
-	default:
-		idx.Set(sub.Name, sub.Records, serial)
-	}
-	return nil
+	return zone.Refresh(ctx, name)
 }
 
 func (w *Watcher) resync(ctx context.Context) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.ResyncTimeout)
 	defer cancel()
-	stats, err := w.index.Resync(ctx, w.store)
+	stats, err := w.zone.Resync(ctx)
 	if err != nil {
 		return err
 	}

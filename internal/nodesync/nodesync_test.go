@@ -13,6 +13,7 @@ import (
 	"github.com/acmebroker/acmebroker/internal/nodesync"
 	"github.com/acmebroker/acmebroker/internal/pgtest"
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/postgres"
 )
@@ -47,7 +48,7 @@ func startNode(t *testing.T, dsn string, listen bool, resync time.Duration) *nod
 			return l, nil
 		})
 	}
-	w := nodesync.New(nodesync.Config{ResyncInterval: resync, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, st, n, idx)
+	w := nodesync.New(nodesync.Config{ResyncInterval: resync, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, zone.New(zone.Config{Policy: policy}, st, idx), n)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
@@ -198,7 +199,7 @@ func TestUnsupportedNotifier(t *testing.T) {
 	n := nodesync.NotifierFunc(func(context.Context) (nodesync.Subscription, error) {
 		return nil, fmt.Errorf("wrapped: %w", nodesync.ErrUnsupported)
 	})
-	w := nodesync.New(nodesync.Config{ResyncInterval: 20 * time.Millisecond}, st, n, idx)
+	w := nodesync.New(nodesync.Config{ResyncInterval: 20 * time.Millisecond}, zone.New(zone.Config{Policy: policy}, st, idx), n)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()

@@ -39,11 +39,10 @@ type PollConfig struct {
 // delete, prune, create; import): it looks at the Feed every Interval and
 // re-reads each subdomain named there.
 type Poller struct {
-	cfg   PollConfig
-	feed  Feed
-	store Store
-	index Index
-	log   *slog.Logger
+	cfg  PollConfig
+	feed Feed
+	zone Applier
+	log  *slog.Logger
 
 	mark    int64 // changes up to here are in the index; owned by Run after Mark
 	applied atomic.Int64
@@ -51,7 +50,7 @@ type Poller struct {
 }
 
 // NewPoller returns a Poller; call Mark before the index is loaded.
-func NewPoller(cfg PollConfig, feed Feed, st Store, idx Index) *Poller {
+func NewPoller(cfg PollConfig, feed Feed, zone Applier) *Poller {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -59,7 +58,7 @@ func NewPoller(cfg PollConfig, feed Feed, st Store, idx Index) *Poller {
 		cfg.Batch = 1000
 	}
 	log := readDefaults(&cfg.Timeout, &cfg.ResyncTimeout, cfg.Logger)
-	return &Poller{cfg: cfg, feed: feed, store: st, index: idx, log: log}
+	return &Poller{cfg: cfg, feed: feed, zone: zone, log: log}
 }
 
 // Mark notes where the feed stands. Called before the index is loaded, so
@@ -127,7 +126,7 @@ func (p *Poller) Poll(ctx context.Context) error {
 			return p.resync(ctx)
 		}
 		for _, name := range names {
-			if err := apply(ctx, p.store, p.index, name, p.cfg.Timeout); err != nil {
+			if err := refresh(ctx, p.zone, name, p.cfg.Timeout); err != nil {
 				return err // the mark stays: the next look re-reads them all
 			}
 			p.applied.Add(1)
@@ -148,7 +147,7 @@ func (p *Poller) resync(ctx context.Context) error {
 	}
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, p.cfg.ResyncTimeout)
-	stats, err := p.index.Resync(rctx, p.store)
+	stats, err := p.zone.Resync(rctx)
 	cancel()
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/nodesync"
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
@@ -58,7 +59,7 @@ func TestPollerAppliesAdminChanges(t *testing.T) {
 	addAccount(t, ast, "offline", "v-offline") // an admin's, before start
 
 	idx := records.New(policy, time.Now)
-	p := nodesync.NewPoller(nodesync.PollConfig{Batch: 5}, bst, bst, idx)
+	p := nodesync.NewPoller(nodesync.PollConfig{Batch: 5}, bst, zone.New(zone.Config{Policy: policy}, bst, idx))
 	if err := p.Mark(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestPollerRun(t *testing.T) {
 	ctx := context.Background()
 	bst, ast := sqlitePair(t)
 	idx := records.New(policy, time.Now)
-	p := nodesync.NewPoller(nodesync.PollConfig{Interval: 10 * time.Millisecond}, bst, bst, idx)
+	p := nodesync.NewPoller(nodesync.PollConfig{Interval: 10 * time.Millisecond}, bst, zone.New(zone.Config{Policy: policy}, bst, idx))
 	if err := p.Mark(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,27 @@ type Index struct {
 
 	serial atomic.Uint32
 	zone   *zoneState // zone transfers (walk.go)
+
+	// Tombstones of removed subdomains, so that a write older than the
+	// removal (an update whose database write finished before the account
+	// was deleted, but which reaches memory after) cannot bring the name
+	// back. Each carries the removal generation it was made in; the zone
+	// writer forgets them once no write begun before it is in flight
+	// (ForgetRemoved).
+	gone    map[string]tombstone
+	goneLog []burial      // every burial, in generation order
+	gen     uint64        // removals so far
+	oldest  atomic.Uint64 // generation of goneLog[0]; 0 when empty
+}
+
+type burial struct {
+	name string
+	gen  uint64
+}
+
+type tombstone struct {
+	serial uint32 // of the removal
+	gen    uint64 // removals before it, plus one
 }
 
 // New returns an empty index that serves values according to policy, aging
@@ -82,6 +103,7 @@ func New(policy storage.TXTPolicy, now func() time.Time) *Index {
 		names:  make(map[string]int32),
 		spill:  make(map[int32]spilled),
 		zone:   newZoneState(),
+		gone:   make(map[string]tombstone),
 	}
 }
 
@@ -100,11 +122,12 @@ func (x *Index) Load(ctx context.Context, st storage.Store) error {
 	return nil
 }
 
-// Add records a newly registered subdomain with no values yet.
+// Add records a newly registered subdomain with no values yet. A removal
+// of the name by a newer write wins.
 func (x *Index) Add(sub string, serial uint32) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
-	if _, ok := x.find(sub); !ok {
+	if _, ok := x.find(sub); !ok && !x.removedAfter(sub, serial) {
 		x.put(sub, nil, serial, true)
 	}
 	x.mu.Unlock()
@@ -113,7 +136,7 @@ func (x *Index) Add(sub string, serial uint32) {
 
 // Set replaces the values of sub with recs (newest first), as stored by the
 // write with the given serial. A write older than the one already applied
-// (two updates racing to get here) is ignored.
+// (two updates racing to get here), or than the removal of sub, is ignored.
 func (x *Index) Set(sub string, recs []storage.TXTRecord, serial uint32) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
@@ -123,10 +146,14 @@ func (x *Index) Set(sub string, recs []storage.TXTRecord, serial uint32) {
 }
 
 // put stores recs for sub unless an entry with a newer serial is there
-// (force: at load, no serial order yet). Called with mu held.
+// or sub was removed by a newer write (force: at load, no serial order
+// yet). Called with mu held.
 func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force bool) {
 	i, ok := x.find(sub)
 	if !ok {
+		if !force && x.removedAfter(sub, serial) {
+			return
+		}
 		i = x.alloc(sub)
 	}
 	e := x.at(i)
@@ -202,23 +229,84 @@ func (x *Index) Len() int {
 }
 
 // Remove forgets sub (its account was deleted by the write with the given
-// serial): DNS answers NXDOMAIN for it from now on.
+// serial): DNS answers NXDOMAIN for it from now on. An entry written by a
+// newer write (the name registered again since) stays. Writes older than
+// serial that arrive later are ignored until ForgetRemoved drops the
+// tombstone.
 func (x *Index) Remove(sub string, serial uint32) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
-	if i, ok := x.find(sub); ok {
+	if i, ok := x.find(sub); ok && serialLE(x.at(i).serial, serial) {
 		x.noteRemove(sub, i, serial)
-		if k, isUUID := uuidKey(sub); isUUID {
-			delete(x.uuids, k)
-		} else {
-			delete(x.names, sub)
-		}
-		delete(x.spill, i)
-		*x.at(i) = entry{}
-		x.free = append(x.free, i)
+		x.drop(sub, i)
 	}
+	x.bury(sub, serial)
 	x.mu.Unlock()
 	x.bumpSerial(serial)
+}
+
+// bury records that sub was removed by the write with the given serial.
+// Called with mu held for writing.
+func (x *Index) bury(sub string, serial uint32) {
+	if old, ok := x.gone[sub]; ok && serialLE(serial, old.serial) {
+		return
+	}
+	x.gen++
+	x.gone[sub] = tombstone{serial: serial, gen: x.gen}
+	x.goneLog = append(x.goneLog, burial{sub, x.gen})
+	if len(x.goneLog) == 1 {
+		x.oldest.Store(x.gen)
+	}
+}
+
+// removedAfter reports whether sub was removed by a write at or after
+// serial. Called with mu held.
+func (x *Index) removedAfter(sub string, serial uint32) bool {
+	t, ok := x.gone[sub]
+	return ok && serialLE(serial, t.serial)
+}
+
+// RemovalGen is the number of removals so far. A writer notes it when a
+// write begins; see ForgetRemoved.
+func (x *Index) RemovalGen() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.gen
+}
+
+// ForgetRemoved drops the tombstones of removals up to generation gen:
+// the caller knows that every write begun before them has been applied
+// (or has failed), so none can come late any more.
+func (x *Index) ForgetRemoved(gen uint64) {
+	if o := x.oldest.Load(); o == 0 || o > gen {
+		return // nothing to forget: no lock taken, the common case
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for n < len(x.goneLog) && x.goneLog[n].gen <= gen {
+		b := x.goneLog[n]
+		// A name buried again since has a newer tombstone: keep that.
+		if t, ok := x.gone[b.name]; ok && t.gen == b.gen {
+			delete(x.gone, b.name)
+		}
+		n++
+	}
+	if n > 0 {
+		x.goneLog = append(x.goneLog[:0], x.goneLog[n:]...)
+	}
+	if len(x.goneLog) == 0 {
+		x.oldest.Store(0)
+	} else {
+		x.oldest.Store(x.goneLog[0].gen)
+	}
+}
+
+// Tombstones is the number of removals remembered (for tests and metrics).
+func (x *Index) Tombstones() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.gone)
 }
 
 // find returns the entry number of sub. Called with mu held.

@@ -1,9 +1,6 @@
 package records
 
 import (
-	"context"
-	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -11,7 +8,6 @@ import (
 	"time"
 
 	"github.com/acmebroker/acmebroker/storage"
-	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
 type clock struct {
@@ -102,57 +98,6 @@ func TestIndexConcurrent(t *testing.T) {
 	wg.Wait()
 	if x.Serial() != 7500 {
 		t.Fatalf("serial = %d, want the highest, 7500", x.Serial())
-	}
-}
-
-func TestPruneMemoryAndStore(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p := storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	nowFn := func() time.Time { return now }
-	x := New(p, nowFn)
-	for _, sub := range []string{"busy", "quiet"} {
-		serial, err := st.CreateAccount(ctx, storage.Account{Username: sub + "-user", KeyHash: "h", Subdomain: sub, CreatedAt: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.Add(sub, serial)
-	}
-	for i := range 6 {
-		recs, serial, err := st.SetTXT(ctx, "busy", fmt.Sprintf("v%d", i), now.Add(time.Duration(i)*time.Minute), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.Set("busy", recs, serial)
-	}
-	recs, serial, _ := st.SetTXT(ctx, "quiet", "q", now, p)
-	x.Set("quiet", recs, serial)
-
-	now = now.Add(13*time.Minute + 30*time.Second) // v0..v3 aged out; v4, v5 always kept
-	subs, values, err := x.Prune(ctx, st)
-	if err != nil || subs != 1 || values != 4 {
-		t.Fatalf("Prune: %d subdomains, %d values, %v; want 1, 4", subs, values, err)
-	}
-	if got, _ := x.TXT(nil, "busy"); fmt.Sprint(got) != "[v5 v4]" {
-		t.Fatalf("served after pruning: %v", got)
-	}
-	if inMemory := x.held("busy"); inMemory != 2 {
-		t.Fatalf("%d values still held in memory", inMemory)
-	}
-	reloaded := New(p, nowFn)
-	if err := reloaded.Load(ctx, st); err != nil {
-		t.Fatal(err)
-	}
-	if stored := reloaded.held("busy"); stored != 2 {
-		t.Fatalf("%d values still stored", stored)
-	}
-	if subs, values, _ := x.Prune(ctx, st); subs != 0 || values != 0 {
-		t.Fatalf("second prune found %d/%d", subs, values)
 	}
 }
 

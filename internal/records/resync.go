@@ -38,13 +38,9 @@ const resyncBatch = 256
 // applied afterwards in small batches under the write lock with the
 // snapshot's serial (Set's rule: an entry written by a newer serial stays).
 // A subdomain in memory but not in the snapshot is removed unless an entry
-// newer than the snapshot holds it.
-//
-// One race is left to the caller: a subdomain deleted after the snapshot
-// was taken but removed from memory before Resync applies its differences
-// comes back until the next Set/Remove/Resync for it. A node that learns of
-// changes by notification processes them after Resync returns, which
-// settles it.
+// newer than the snapshot holds it. A subdomain removed from memory by a
+// newer write than the snapshot (deleted after the snapshot was read) is
+// not brought back: its tombstone wins (see Remove).
 func (x *Index) Resync(ctx context.Context, st Snapshotter) (ResyncStats, error) {
 	var (
 		changed []storage.Subdomain
@@ -121,6 +117,7 @@ func (x *Index) Resync(ctx context.Context, st Snapshotter) (ResyncStats, error)
 			if i, ok := x.find(g.name); ok && i == g.i && serialLE(x.at(i).serial, serial) {
 				x.noteRemove(g.name, i, serial) // zone transfers (walk.go)
 				x.drop(g.name, i)
+				x.bury(g.name, serial)
 				stats.Removed++
 			}
 		}

@@ -1,7 +1,6 @@
 package records
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -154,9 +153,7 @@ func TestDiff(t *testing.T) {
 	if v, _ := x.TXT(nil, "busy"); len(v) != 2 {
 		t.Fatalf("served after aging: %v", v)
 	}
-	if _, _, err := x.Prune(t.Context(), fixedPruner{}); err != nil {
-		t.Fatal(err)
-	}
+	pruneAll(x, 0, 0)
 	if _, zone := walkAll(x); fmt.Sprint(zone["busy"]) != "[v3 v2 v1]" {
 		t.Fatalf("published after another node's prune: %v", zone["busy"])
 	}
@@ -165,9 +162,7 @@ func TestDiff(t *testing.T) {
 	}
 	old := now.Add(-time.Hour)
 	x.Set("busy2", []storage.TXTRecord{{Value: "v3", UpdatedAt: old}, {Value: "v2", UpdatedAt: old.Add(-time.Minute)}, {Value: "v1", UpdatedAt: old.Add(-2 * time.Minute)}}, 17)
-	if _, _, err := x.Prune(t.Context(), fixedPruner{n: 1, serial: 18}); err != nil {
-		t.Fatal(err)
-	}
+	pruneAll(x, 1, 18)
 	if _, zone := walkAll(x); fmt.Sprint(zone["busy2"]) != "[v3 v2]" || x.Serial() != 18 {
 		t.Fatalf("published after the prune: %v at serial %d, want [v3 v2] at 18", zone["busy2"], x.Serial())
 	}
@@ -230,14 +225,13 @@ func TestWalkDuringChanges(t *testing.T) {
 	}
 }
 
-// fixedPruner answers every PruneTXT with n values deleted at serial.
-type fixedPruner struct {
-	n      int
-	serial uint32
-}
-
-func (p fixedPruner) PruneTXT(_ context.Context, _ string, _ time.Time, _ storage.TXTPolicy) (int, uint32, error) {
-	return p.n, p.serial, nil
+// pruneAll prunes every subdomain that is due, as the zone writer does
+// after the store deleted n values of each with the write serial.
+func pruneAll(x *Index, n int, serial uint32) {
+	now := x.now()
+	for _, sub := range x.Due(now) {
+		x.Pruned(sub, now, n, serial)
+	}
 }
 
 func TestJournalBounded(t *testing.T) {

@@ -134,12 +134,26 @@ func scanAccount(row pgx.Row) (storage.Account, error) {
 
 // UpdateKeyHash replaces an account's key hash. The zone does not change,
 // so neither does the serial.
-func (s *Store) UpdateKeyHash(ctx context.Context, username, keyHash string) error {
+func (s *Store) UpdateKeyHash(ctx context.Context, username, oldHash, newHash string) error {
 	op := "update key hash of " + username
-	if keyHash == "" {
+	if newHash == "" {
 		return fmt.Errorf("postgres: %s: empty key hash", op)
 	}
-	return s.wrapErr(ctx, op, s.exec(ctx, `UPDATE accounts SET key_hash = $1 WHERE username = $2`, keyHash, username))
+	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		err := execOne(ctx, tx, `UPDATE accounts SET key_hash = $1 WHERE username = $2 AND key_hash = $3`, newHash, username, oldHash)
+		if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		var one int
+		switch err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE username = $1`, username).Scan(&one); {
+		case errors.Is(err, pgx.ErrNoRows):
+			return storage.ErrNotFound
+		case err != nil:
+			return err
+		}
+		return fmt.Errorf("the key was changed by another request: %w", storage.ErrConflict)
+	})
+	return s.wrapErr(ctx, op, err)
 }
 
 // UpdateAllowFrom replaces an account's allowed sources; the serial stays.

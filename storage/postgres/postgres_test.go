@@ -374,7 +374,7 @@ func TestNotifyOnCommitOnly(t *testing.T) {
 	if _, _, err := st.SetTXT(ctx, a.Subdomain, "v", t0, storage.DefaultTXTPolicy); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.UpdateKeyHash(ctx, a.Username, "other"); err != nil { // not a zone change
+	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "other"); err != nil { // not a zone change
 		t.Fatal(err)
 	}
 	if _, err := st.DeleteAccount(ctx, a.Username); err != nil {

@@ -119,13 +119,24 @@ func (s *Store) Account(ctx context.Context, username string) (storage.Account, 
 
 // UpdateKeyHash replaces an account's key hash. It does not change the zone,
 // so it leaves the serial alone.
-func (s *Store) UpdateKeyHash(ctx context.Context, username, keyHash string) error {
+func (s *Store) UpdateKeyHash(ctx context.Context, username, oldHash, newHash string) error {
 	op := "update key hash of " + username
-	if keyHash == "" {
+	if newHash == "" {
 		return fmt.Errorf("sqlite: %s: empty key hash", op)
 	}
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {
-		return execOne(ctx, c, `UPDATE accounts SET key_hash = ? WHERE username = ?`, keyHash, username)
+		err := execOne(ctx, c, `UPDATE accounts SET key_hash = ? WHERE username = ? AND key_hash = ?`, newHash, username, oldHash)
+		if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		var one int
+		switch err := c.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE username = ?`, username).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+			return storage.ErrNotFound
+		case err != nil:
+			return err
+		}
+		return fmt.Errorf("the key was changed by another request: %w", storage.ErrConflict)
 	})
 	return wrapErr(ctx, op, err)
 }

@@ -94,6 +94,11 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Accounts/CallbackError", s.accountsCallbackError},
 		{"Account/SetDisabled", s.setDisabled},
 		{"Subdomain", s.subdomain},
+		{"Value/RoundTrip", s.valueRoundTrip},
+		{"Value/DeleteAndList", s.valueDeleteAndList},
+		{"Value/BadInput", s.valueBadInput},
+		{"Lease/Exclusive", s.leaseExclusive},
+		{"Lease/Race", s.leaseRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
@@ -324,9 +329,15 @@ func (s suite) updateKeyHash(t *testing.T) {
 	other := account(2)
 	mustCreate(t, st, other)
 
+	old := a.KeyHash
 	a.KeyHash = "$argon2id$v=19$m=65536,t=3,p=4$new"
-	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash); err != nil {
+	if err := st.UpdateKeyHash(ctx, a.Username, old, a.KeyHash); err != nil {
 		t.Fatalf("UpdateKeyHash: %v", err)
+	}
+	// Compare-and-swap: a second change from the same old hash loses and
+	// changes nothing (two concurrent rotations: exactly one wins).
+	if err := st.UpdateKeyHash(ctx, a.Username, old, "$argon2id$v=19$m=65536,t=3,p=4$late"); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("UpdateKeyHash from a stale hash: %v, want ErrConflict", err)
 	}
 	got, err := st.Account(ctx, a.Username)
 	if err != nil {
@@ -339,7 +350,7 @@ func (s suite) updateKeyHash(t *testing.T) {
 	}
 	sameAccount(t, gotOther, other)
 
-	if err := st.UpdateKeyHash(ctx, "no-such-user", "x"); !errors.Is(err, storage.ErrNotFound) {
+	if err := st.UpdateKeyHash(ctx, "no-such-user", "x", "y"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("UpdateKeyHash(unknown) error = %v, want ErrNotFound", err)
 	}
 }
@@ -577,7 +588,7 @@ func (s suite) serialIncreases(t *testing.T) {
 	_, serial = mustSet(t, st, b.Subdomain, "later", later, storage.DefaultTXTPolicy)
 	check("SetTXT(much later)", serial)
 
-	if err := st.UpdateKeyHash(ctx, a.Username, "new"); err != nil {
+	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "new"); err != nil {
 		t.Fatal(err)
 	}
 	if _, snap := snapshot(t, st); snap != last {
@@ -690,8 +701,9 @@ func (s suite) persistence(t *testing.T) {
 	mustCreate(t, st, b)
 	mustSet(t, st, a.Subdomain, "one", base, storage.DefaultTXTPolicy)
 	mustSet(t, st, a.Subdomain, "two", base.Add(time.Second), storage.DefaultTXTPolicy)
+	old := a.KeyHash
 	a.KeyHash = "rehashed"
-	if err := st.UpdateKeyHash(context.Background(), a.Username, a.KeyHash); err != nil {
+	if err := st.UpdateKeyHash(context.Background(), a.Username, old, a.KeyHash); err != nil {
 		t.Fatal(err)
 	}
 	before, serial := snapshot(t, st)
@@ -870,6 +882,9 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	a := account(1)
 	mustCreate(t, st, a)
 	_, before := snapshot(t, st)
+	if err := st.PutValue(context.Background(), "v", []byte("kept"), base); err != nil {
+		t.Fatal(err)
+	}
 
 	b := account(2)
 	_, err := st.CreateAccount(ctx, b)
@@ -882,7 +897,7 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	check("CreateAccount", err)
 	_, err = st.Account(ctx, a.Username)
 	check("Account", err)
-	check("UpdateKeyHash", st.UpdateKeyHash(ctx, a.Username, "changed"))
+	check("UpdateKeyHash", st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "changed"))
 	_, _, err = st.SetTXT(ctx, a.Subdomain, "v", base, storage.DefaultTXTPolicy)
 	check("SetTXT", err)
 	called := false
@@ -892,6 +907,7 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 		t.Error("Snapshot called fn with a done ctx")
 	}
 	check("Ping", st.Ping(ctx))
+	valuesDeadContext(t, st, ctx, check)
 
 	// Nothing changed.
 	if _, err := st.Account(context.Background(), b.Username); !errors.Is(err, storage.ErrNotFound) {
@@ -908,6 +924,15 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	}
 	if after != before {
 		t.Errorf("serial changed from %d to %d by calls with a done ctx", before, after)
+	}
+	if v, err := st.GetValue(context.Background(), "v"); err != nil || string(v.Data) != "kept" {
+		t.Errorf("value after calls with a done ctx: %q, %v; want \"kept\"", v.Data, err)
+	}
+	if vs, _ := st.ListValues(context.Background(), "v2"); len(vs) != 0 {
+		t.Errorf("PutValue with a done ctx stored %v", vs)
+	}
+	if held, err := st.TryLock(context.Background(), "l", "b", base, time.Minute); err != nil || !held {
+		t.Errorf("TryLock with a done ctx took the lease (b cannot: %v, %v)", held, err)
 	}
 }
 
@@ -992,7 +1017,7 @@ func (s suite) callsAfterClose(t *testing.T) {
 	if _, _, err := st.SetTXT(ctx, a.Subdomain, "v", base, storage.DefaultTXTPolicy); err == nil {
 		t.Error("SetTXT after Close returned nil")
 	}
-	if err := st.UpdateKeyHash(ctx, a.Username, "h"); err == nil {
+	if err := st.UpdateKeyHash(ctx, a.Username, a.KeyHash, "h"); err == nil {
 		t.Error("UpdateKeyHash after Close returned nil")
 	}
 	if _, err := st.Account(ctx, a.Username); err == nil {
@@ -1003,6 +1028,15 @@ func (s suite) callsAfterClose(t *testing.T) {
 	}
 	if err := st.Ping(ctx); err == nil {
 		t.Error("Ping after Close returned nil")
+	}
+	if err := st.PutValue(ctx, "v", nil, base); err == nil {
+		t.Error("PutValue after Close returned nil")
+	}
+	if _, err := st.GetValue(ctx, "v"); err == nil {
+		t.Error("GetValue after Close returned nil")
+	}
+	if _, err := st.TryLock(ctx, "l", "a", base, time.Minute); err == nil {
+		t.Error("TryLock after Close returned nil")
 	}
 }
 
