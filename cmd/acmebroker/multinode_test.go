@@ -210,8 +210,17 @@ func TestDatabaseRestartUnderTwoNodes(t *testing.T) {
 		return err == nil && status == http.StatusOK, fmt.Sprintf("%d %s %v", status, body, err)
 	})
 	eventually(t, "A to serve the value set on B after recovery", serves(a, acct, value(3)))
-	// Health: back to ok once storage answers and the watcher listens
-	// again (it retries with backoff, up to 5s apart).
+	// A refused a write during the outage: its /health stays degraded
+	// (writes failing) until one of its writes succeeds again.
+	status, body, err = call(http.MethodGet, a.api+"/health", nil, "")
+	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, `"writes":"failing`) {
+		t.Errorf("A's health after recovery, before a write of its own: %d %s %v", status, body, err)
+	}
+	if status, body, err := updateOn(a, acct, value(4)); err != nil || status != http.StatusOK {
+		t.Fatalf("update on A after recovery: %d %s %v", status, body, err)
+	}
+	// Health: back to ok once storage answers, writes work and the watcher
+	// listens again (it retries with backoff, up to 5s apart).
 	for name, n := range map[string]*broker{"A": a, "B": b} {
 		eventually(t, name+"'s health to be ok again", func() (bool, string) {
 			status, body, err := call(http.MethodGet, n.api+"/health", nil, "")
@@ -220,8 +229,5 @@ func TestDatabaseRestartUnderTwoNodes(t *testing.T) {
 		})
 	}
 	// And notifications flow both ways again.
-	if status, body, err := updateOn(a, acct, value(4)); err != nil || status != http.StatusOK {
-		t.Fatalf("update on A after recovery: %d %s %v", status, body, err)
-	}
 	eventually(t, "B to serve a value set on A after recovery", serves(b, acct, value(4)))
 }
