@@ -142,6 +142,7 @@ func New(cfg Config, d Deps) http.Handler {
 		r.Post("/account/allowfrom", s.setAllowFrom)
 		r.Post("/account/rotate", s.rotateKey)
 		r.Delete("/account", s.deleteAccount)
+		r.Get("/account", s.account) // account.go
 		r.Get("/health", s.health)
 	}
 	if cfg.BasePath != "" {
