@@ -27,6 +27,7 @@ type Accounts interface {
 	Account(ctx context.Context, username string) (storage.Account, error)
 	Token(ctx context.Context, id string) (storage.Token, error)
 	Ping(ctx context.Context) error
+	PersistRecords(ctx context.Context, subdomain string) ([]storage.PersistRecord, error)
 }
 
 // Zone makes every change the API asks for (internal/zone.Writer): durable
@@ -39,6 +40,8 @@ type Zone interface {
 	RotateKey(ctx context.Context, a storage.Account) (string, error)
 	UpgradeKeyHash(ctx context.Context, a storage.Account, key string) error
 	SetAllowFrom(ctx context.Context, a storage.Account, allow []netip.Prefix) error
+	SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, error)
+	DeletePersist(ctx context.Context, subdomain, issuer string) ([]storage.PersistRecord, bool, error)
 }
 
 // Registration modes (Config.Registration).
@@ -116,6 +119,9 @@ func New(cfg Config, d Deps) http.Handler {
 		r.Post("/account/allowfrom", s.setAllowFrom)
 		r.Post("/account/rotate", s.rotateKey)
 		r.Delete("/account", s.deleteAccount)
+		r.Get("/persist", s.listPersist) // persist.go: dns-persist-01 records
+		r.Post("/persist", s.setPersist)
+		r.Delete("/persist/{issuer}", s.deletePersist)
 		r.Get("/health", s.health)
 	}
 	if cfg.BasePath != "" {

@@ -111,7 +111,7 @@ func (p PersistRecord) Check(now time.Time) error {
 // within the years 1970-2262, and the TXT value within one
 // character-string (255 bytes).
 func (p PersistRecord) CheckShape() error {
-	if err := checkIssuer(p.Issuer); err != nil {
+	if err := CheckIssuer(p.Issuer); err != nil {
 		return err
 	}
 	if err := checkAccountURI(p.AccountURI); err != nil {
@@ -134,9 +134,10 @@ func (p PersistRecord) CheckShape() error {
 	return nil
 }
 
-// checkIssuer: an RFC 8659 issuer-domain-name of at least two labels, in
-// lower case (NormalizeIssuer gives that form).
-func checkIssuer(s string) error {
+// CheckIssuer checks that s is an RFC 8659 issuer-domain-name of at least
+// two labels, in lower case (NormalizeIssuer gives that form); the error
+// is a *PersistError.
+func CheckIssuer(s string) error {
 	const what = "issuer"
 	switch {
 	case s == "":
@@ -208,7 +209,7 @@ func ParsePersistValue(s string) (PersistRecord, error) {
 	}
 	parts := strings.Split(s, ";")
 	p.Issuer = strings.ToLower(trimWSP(parts[0]))
-	if err := checkIssuer(p.Issuer); err != nil {
+	if err := CheckIssuer(p.Issuer); err != nil {
 		return PersistRecord{}, err
 	}
 	seen := map[string]bool{}
