@@ -1,11 +1,12 @@
 // Package storage defines the broker's persistent data model and the contract
-// every storage engine (storage/sqlite, later storage/postgres) implements.
+// every storage engine (storage/sqlite, storage/postgres) implements.
 //
 // The broker keeps accounts (credentials + the one subdomain they may write)
 // and the TXT values posted for each subdomain. The DNS server does not read a
 // Store on its hot path; it answers from an in-memory index that is filled
-// from Store.Snapshot at start-up and kept current by the API after each
-// successful write.
+// from Store.Snapshot at start-up and kept current after every write that
+// changes the zone (the API's, the pruner's, and other nodes' and admin
+// commands' through internal/nodesync).
 package storage
 
 import (
@@ -239,6 +240,33 @@ type Store interface {
 	// first, its persist records, and the zone serial, read together. ErrNotFound if no account
 	// has it. A node uses it to refresh a subdomain another node changed.
 	Subdomain(ctx context.Context, name string) (Subdomain, uint32, error)
+
+	// GetValue returns the named value (values.go), or ErrNotFound.
+	GetValue(ctx context.Context, name string) (Value, error)
+
+	// PutValue stores data under name, replacing any value there, with
+	// the modification time at. It does not change the zone.
+	PutValue(ctx context.Context, name string, data []byte, at time.Time) error
+
+	// DeleteValue deletes the named value. ErrNotFound if there is none.
+	DeleteValue(ctx context.Context, name string) error
+
+	// ListValues describes every value whose name starts with prefix
+	// ("" for all), in bytewise order of their names.
+	ListValues(ctx context.Context, prefix string) ([]ValueInfo, error)
+
+	// TryLock takes the lease name for owner until at+ttl if it is free,
+	// expired at time at, or owner's already (then it is extended to
+	// at+ttl), and reports whether owner holds it now. Of owners racing
+	// for a free lease exactly one gets it. Times are the callers': nodes
+	// sharing a database should keep their clocks in step (NTP), and a
+	// holder should extend its lease well before it runs out.
+	TryLock(ctx context.Context, name, owner string, at time.Time, ttl time.Duration) (bool, error)
+
+	// Unlock releases the lease name if owner holds it; otherwise it does
+	// nothing (the lease expired and someone else took it, or it was
+	// never taken).
+	Unlock(ctx context.Context, name, owner string) error
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -184,3 +184,30 @@ func (s *store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 func (s *store) Ping(ctx context.Context) error {
 	return s.observe("ping", s.inner.Ping(ctx))
 }
+
+func (s *store) GetValue(ctx context.Context, name string) (storage.Value, error) {
+	v, err := s.inner.GetValue(ctx, name)
+	return v, s.observe("get_value", err)
+}
+
+func (s *store) PutValue(ctx context.Context, name string, data []byte, at time.Time) error {
+	return s.observe("put_value", s.inner.PutValue(ctx, name, data, at))
+}
+
+func (s *store) DeleteValue(ctx context.Context, name string) error {
+	return s.observe("delete_value", s.inner.DeleteValue(ctx, name))
+}
+
+func (s *store) ListValues(ctx context.Context, prefix string) ([]storage.ValueInfo, error) {
+	vs, err := s.inner.ListValues(ctx, prefix)
+	return vs, s.observe("list_values", err)
+}
+
+func (s *store) TryLock(ctx context.Context, name, owner string, at time.Time, ttl time.Duration) (bool, error) {
+	held, err := s.inner.TryLock(ctx, name, owner, at, ttl)
+	return held, s.observe("try_lock", err)
+}
+
+func (s *store) Unlock(ctx context.Context, name, owner string) error {
+	return s.observe("unlock", s.inner.Unlock(ctx, name, owner))
+}

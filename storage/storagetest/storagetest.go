@@ -105,6 +105,11 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Persist/UnknownSubdomain", s.persistUnknownSubdomain},
 		{"Persist/Invalid", s.persistInvalid},
 		{"Persist/GoesWithAccount", s.persistGoesWithAccount},
+		{"Value/RoundTrip", s.valueRoundTrip},
+		{"Value/DeleteAndList", s.valueDeleteAndList},
+		{"Value/BadInput", s.valueBadInput},
+		{"Lease/Exclusive", s.leaseExclusive},
+		{"Lease/Race", s.leaseRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
@@ -888,6 +893,9 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	a := account(1)
 	mustCreate(t, st, a)
 	_, before := snapshot(t, st)
+	if err := st.PutValue(context.Background(), "v", []byte("kept"), base); err != nil {
+		t.Fatal(err)
+	}
 
 	b := account(2)
 	_, err := st.CreateAccount(ctx, b)
@@ -916,6 +924,7 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	check("DeletePersist", err)
 	_, err = st.PersistRecords(ctx, a.Subdomain)
 	check("PersistRecords", err)
+	valuesDeadContext(t, st, ctx, check)
 
 	// Nothing changed.
 	if _, err := st.Account(context.Background(), b.Username); !errors.Is(err, storage.ErrNotFound) {
@@ -932,6 +941,15 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 	}
 	if after != before {
 		t.Errorf("serial changed from %d to %d by calls with a done ctx", before, after)
+	}
+	if v, err := st.GetValue(context.Background(), "v"); err != nil || string(v.Data) != "kept" {
+		t.Errorf("value after calls with a done ctx: %q, %v; want \"kept\"", v.Data, err)
+	}
+	if vs, _ := st.ListValues(context.Background(), "v2"); len(vs) != 0 {
+		t.Errorf("PutValue with a done ctx stored %v", vs)
+	}
+	if held, err := st.TryLock(context.Background(), "l", "b", base, time.Minute); err != nil || !held {
+		t.Errorf("TryLock with a done ctx took the lease (b cannot: %v, %v)", held, err)
 	}
 }
 
@@ -1036,6 +1054,15 @@ func (s suite) callsAfterClose(t *testing.T) {
 	}
 	if _, err := st.PersistRecords(ctx, a.Subdomain); err == nil {
 		t.Error("PersistRecords after Close returned nil")
+	}
+	if err := st.PutValue(ctx, "v", nil, base); err == nil {
+		t.Error("PutValue after Close returned nil")
+	}
+	if _, err := st.GetValue(ctx, "v"); err == nil {
+		t.Error("GetValue after Close returned nil")
+	}
+	if _, err := st.TryLock(ctx, "l", "a", base, time.Minute); err == nil {
+		t.Error("TryLock after Close returned nil")
 	}
 }
 

@@ -1,4 +1,4 @@
--- 0006_persist: dns-persist-01 records (draft-ietf-acme-dns-persist), served
+-- 0007_persist: dns-persist-01 records (draft-ietf-acme-dns-persist), served
 -- as TXT at the account's subdomain beside its challenge values: at most
 -- storage.MaxPersistRecords per account, one per CA (issuer-domain-name).
 --

@@ -1,4 +1,4 @@
--- 0002_persist: dns-persist-01 records (draft-ietf-acme-dns-persist), served
+-- 0003_persist: dns-persist-01 records (draft-ietf-acme-dns-persist), served
 -- as TXT at the account's subdomain beside its challenge values: at most
 -- storage.MaxPersistRecords per account, one per CA (issuer-domain-name).
 --
