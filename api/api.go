@@ -127,10 +127,10 @@ func New(cfg Config, d Deps) http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.headerLimit, s.cors, s.trackWrites)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom, POST /account/rotate, DELETE /account and GET /health")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom, POST /account/rotate, DELETE /account, GET and POST /persist, DELETE /persist/{issuer} and GET /health")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update, /account/allowfrom and /account/rotate take POST, /account takes DELETE, /health takes GET")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update, /account/allowfrom and /account/rotate take POST, /account takes DELETE, /persist takes GET and POST, /persist/{issuer} DELETE, /health takes GET")
 	})
 	routes := func(r chi.Router) {
 		if cfg.Registration != RegistrationDisabled {
