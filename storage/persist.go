@@ -105,6 +105,15 @@ func (p PersistRecord) Check(now time.Time) error {
 	return nil
 }
 
+// CheckSet checks what SetPersist is given, in every engine: a storable
+// SetAt, and the record as Check finds it at that time.
+func (p PersistRecord) CheckSet() error {
+	if err := ValidTime("set_at", p.SetAt); err != nil {
+		return err
+	}
+	return p.Check(p.SetAt)
+}
+
 // CheckShape checks the record's fields, whatever the time: the issuer a
 // lower-case host name, the account URI an https URL of RFC 8659 value
 // characters, the policy empty or "wildcard", persistUntil whole seconds
@@ -220,7 +229,7 @@ func ParsePersistValue(s string) (PersistRecord, error) {
 		switch {
 		case param == "":
 			return PersistRecord{}, persistErr("value", "has an empty parameter (two semicolons, or one at the end)")
-		case !ok || !isTag(tag):
+		case !ok || !IsLabel(tag): // RFC 8659 tag = (ALPHA / DIGIT) *( *("-") (ALPHA / DIGIT)), lower-cased here
 			return PersistRecord{}, persistErr("value", "parameter %q is not tag=value", param)
 		case seen[tag]:
 			return PersistRecord{}, persistErr("value", "has the tag %q twice", tag)
@@ -256,21 +265,6 @@ func ParsePersistValue(s string) (PersistRecord, error) {
 		return PersistRecord{}, err
 	}
 	return p, nil
-}
-
-// isTag: RFC 8659 tag = (ALPHA / DIGIT) *( *("-") (ALPHA / DIGIT)), here
-// already in lower case.
-func isTag(s string) bool {
-	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func trimWSP(s string) string { return strings.Trim(s, " \t") }

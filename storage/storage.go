@@ -166,7 +166,7 @@ type Store interface {
 	// serial. Used at start-up.
 	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)
 
-	// SetPersist stores rec (checked with rec.Check(rec.SetAt)) among
+	// SetPersist stores rec (checked with rec.CheckSet) among
 	// subdomain's persist records, replacing the one of the same Issuer,
 	// and returns them all, by issuer, with the zone serial after the
 	// change. ErrNotFound if no account has the subdomain, ErrTooMany if

@@ -152,14 +152,7 @@ func TestPersistEndToEnd(t *testing.T) {
 	if acmetest.NSDPath() == "" {
 		testenv.Skip(t, "nsd is not installed (apt-get install nsd; .ci/run does it)")
 	}
-	db := filepath.Join(t.TempDir(), "broker.db")
-	var nsd *acmetest.NSD
-	run := startPair(t, db, nil, func(port int, primary, zone string) (secondary, error) {
-		nsd = acmetest.StartNSD(t, acmetest.NSDOptions{Zone: zone, Primary: primary, Port: port,
-			KeyName: xfrKeyName, KeyAlgorithm: "hmac-sha256", KeySecret: xfrKeySecret,
-			ServerExtra: []string{"xfrd-reload-timeout: 0", "rrl-ratelimit: 0"}})
-		return nsd, nil
-	})
+	run, nsd := nsdPair(t, filepath.Join(t.TempDir(), "broker.db"))
 	zone, primary := run.cfg.DNS.Zone, run.rd.DNS[0]
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: primary, BrokerZone: zone, CustomerZone: customerZone, NoBadNonce: true})
 
@@ -307,19 +300,7 @@ func transfer(t *testing.T, primary, zone string, serial uint32) (deleted, added
 	} else {
 		q.SetIxfr(dns.Fqdn(zone), serial, "ns1.", "h.")
 	}
-	q.SetTsig(xfrKeyName+".", dns.HmacSHA256, 300, time.Now().Unix())
-	tr := &dns.Transfer{TsigSecret: map[string]string{xfrKeyName + ".": xfrKeySecret}}
-	ch, err := tr.In(q, primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rrs []dns.RR
-	for env := range ch {
-		if env.Error != nil {
-			t.Fatal(env.Error)
-		}
-		rrs = append(rrs, env.RR...)
-	}
+	rrs := signedTransfer(t, primary, q)
 	deleted, added = map[string][]string{}, map[string][]string{}
 	// IXFR (RFC 1995): SOA(new), then per version SOA(old) deletions
 	// SOA(new) additions, then SOA(new). AXFR: SOA, records, SOA.

@@ -16,10 +16,7 @@ import (
 // the change; see storage.Store.
 func (s *Store) SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, uint32, error) {
 	op := "set persist record of " + subdomain
-	if err := storage.ValidTime("set_at", rec.SetAt); err != nil {
-		return nil, 0, fmt.Errorf("sqlite: %s: %w", op, err)
-	}
-	if err := rec.Check(rec.SetAt); err != nil {
+	if err := rec.CheckSet(); err != nil {
 		return nil, 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	var (
