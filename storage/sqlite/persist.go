@@ -148,25 +148,38 @@ func persistOf(ctx context.Context, q querier, sub string) ([]storage.PersistRec
 	return recs, rows.Err()
 }
 
-// allPersist reads every persist record, by subdomain: few accounts have
+// persistGroup is one subdomain's persist records.
+type persistGroup struct {
+	sub  string
+	recs []storage.PersistRecord
+}
+
+// allPersist reads every persist record, grouped by subdomain in subdomain
+// order (bytewise, as the snapshot walks the accounts). Few accounts have
 // any, so the snapshot holds them in memory and hands each account its own
-// as it streams the accounts, instead of joining a third table per row.
-func allPersist(ctx context.Context, q querier) (map[string][]storage.PersistRecord, error) {
+// as it streams past, instead of joining a third table per row; it merges
+// the two walks rather than looking each account up in a map, which cost a
+// tenth of a million-account snapshot.
+func allPersist(ctx context.Context, q querier) ([]persistGroup, error) {
 	rows, err := q.QueryContext(ctx, `SELECT subdomain, `+persistColumns+` FROM persist_records ORDER BY subdomain, issuer`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	m := map[string][]storage.PersistRecord{}
+	var groups []persistGroup
 	for rows.Next() {
 		var sub string
 		r, err := scanPersist(rows, &sub)
 		if err != nil {
 			return nil, err
 		}
-		m[sub] = append(m[sub], r)
+		if n := len(groups); n > 0 && groups[n-1].sub == sub {
+			groups[n-1].recs = append(groups[n-1].recs, r)
+		} else {
+			groups = append(groups, persistGroup{sub: sub, recs: []storage.PersistRecord{r}})
+		}
 	}
-	return m, rows.Err()
+	return groups, rows.Err()
 }
 
 // scanPersist reads persistColumns, after the destinations in first.

@@ -246,7 +246,15 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 					return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 				}
 			}
-			cur, have = storage.Subdomain{Name: sub, Persist: persist[sub]}, true
+			// Both walks are in subdomain order (bytewise), so each
+			// account's records are at the head of what is left.
+			for len(persist) > 0 && persist[0].sub < sub {
+				persist = persist[1:] // no account (cannot happen with the foreign key on)
+			}
+			cur, have = storage.Subdomain{Name: sub}, true
+			if len(persist) > 0 && persist[0].sub == sub {
+				cur.Persist, persist = persist[0].recs, persist[1:]
+			}
 		}
 		if value.Valid {
 			cur.Records = append(cur.Records, storage.TXTRecord{Value: value.String, UpdatedAt: fromNanos(ns.Int64)})
