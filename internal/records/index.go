@@ -167,31 +167,27 @@ func (x *Index) Add(sub string, serial uint32) {
 // write older than the one already applied (two updates racing to get
 // here), or than the removal of sub, is ignored.
 func (x *Index) Set(sub string, recs []storage.TXTRecord, serial uint32) {
-	sub = strings.ToLower(sub)
-	x.mu.Lock()
-	c := content{recs: recs}
-	if i, ok := x.find(sub); ok {
-		c.persist = x.persistAt(i)
-	}
-	x.put(sub, c, serial, false)
-	x.mu.Unlock()
-	x.bumpSerial(serial)
+	x.change(sub, serial, func(i int32, ok bool) content {
+		c := content{recs: recs}
+		if ok {
+			c.persist = x.persistAt(i)
+		}
+		return c
+	})
 }
 
 // SetPersist replaces the persist records of sub with recs (by issuer), as
 // stored by the write with the given serial; its challenge values stay.
 // Set's rules of order apply.
 func (x *Index) SetPersist(sub string, recs []storage.PersistRecord, serial uint32) {
-	sub = strings.ToLower(sub)
 	vals := persistValues(recs)
-	x.mu.Lock()
-	c := content{persist: vals}
-	if i, ok := x.find(sub); ok {
-		c.recs = x.recsAt(i)
-	}
-	x.put(sub, c, serial, false)
-	x.mu.Unlock()
-	x.bumpSerial(serial)
+	x.change(sub, serial, func(i int32, ok bool) content {
+		c := content{persist: vals}
+		if ok {
+			c.recs = x.recsAt(i)
+		}
+		return c
+	})
 }
 
 // Replace replaces everything sub serves (its values and its persist
@@ -199,10 +195,17 @@ func (x *Index) SetPersist(sub string, recs []storage.PersistRecord, serial uint
 // applies a change another node, or an admin command, made. Set's rules of
 // order apply.
 func (x *Index) Replace(s storage.Subdomain, serial uint32) {
-	sub := strings.ToLower(s.Name)
 	c := subdomainContent(s)
+	x.change(s.Name, serial, func(int32, bool) content { return c })
+}
+
+// change puts for sub what next makes of its entry (i, if ok), under the
+// write lock, with Set's rules of order, and moves the serial.
+func (x *Index) change(sub string, serial uint32, next func(i int32, ok bool) content) {
+	sub = strings.ToLower(sub)
 	x.mu.Lock()
-	x.put(sub, c, serial, false)
+	i, ok := x.find(sub)
+	x.put(sub, next(i, ok), serial, false)
 	x.mu.Unlock()
 	x.bumpSerial(serial)
 }
