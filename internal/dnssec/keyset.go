@@ -123,7 +123,7 @@ type storedKey struct {
 	Algorithm uint8     `json:"algorithm"`
 	Flags     uint16    `json:"flags"`
 	PublicKey string    `json:"public_key"`
-	Private   string    `json:"private_key"`       // base64 of PKCS #8 DER, or of the sealed DER
+	Private   string    `json:"private_key"`      // base64 of PKCS #8 DER, or of the sealed DER
 	Sealed    bool      `json:"sealed,omitempty"` // Private is AES-256-GCM sealed with the key file
 	Created   time.Time `json:"created"`
 	Publish   bool      `json:"publish"`

@@ -38,7 +38,7 @@ type Timing struct {
 // it (step 2), and the old key goes once every signature it made has
 // expired from caches (step 3).
 type Rollover struct {
-	Role Role `json:"role"`
+	Role Role   `json:"role"`
 	Old  string `json:"old"` // key IDs
 	New  string `json:"new"`
 	// Step is 1, 2 or 3 (done).
