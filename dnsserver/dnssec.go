@@ -277,3 +277,18 @@ func (h *Handler) typesAt(name string) []uint16 {
 	}
 	return types
 }
+
+// MaxTTL is the longest TTL of the RRsets c makes the handler serve, but
+// the apex key sets (DNSKEY, CDS, CDNSKEY): how long a signature made
+// over any of them may live in a cache. A key rollover waits for it.
+func MaxTTL(c Config) uint32 {
+	soa := c.SOATTL
+	if soa == 0 {
+		soa = defaultSOATTL
+	}
+	m := max(soa, c.TXTTTL, c.NegativeTTL)
+	for _, rr := range c.Records {
+		m = max(m, rr.Header().Ttl)
+	}
+	return m
+}

@@ -51,6 +51,9 @@ type Config struct {
 	Signer Signer
 }
 
+// defaultSOATTL is the SOA's TTL when Config.SOATTL is 0.
+const defaultSOATTL = 3600
+
 // Handler answers queries for the zone. It implements dns.Handler and is
 // safe for concurrent use.
 type Handler struct {
@@ -78,7 +81,7 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.SOATTL == 0 {
-		cfg.SOATTL = 3600
+		cfg.SOATTL = defaultSOATTL
 	}
 	if cfg.MaxUDPSize == 0 {
 		cfg.MaxUDPSize = 1232

@@ -128,10 +128,10 @@ func NewKey(zone string, alg uint8, role Role, now time.Time) (*Key, error) {
 }
 
 // Tag is the key tag (RFC 4034 appendix B).
-func (k *Key) Tag() uint16 { return k.dnskey.KeyTag() }
+func (k Key) Tag() uint16 { return k.dnskey.KeyTag() }
 
 // Algorithm is the key's DNSSEC algorithm number.
-func (k *Key) Algorithm() uint8 { return k.dnskey.Algorithm }
+func (k Key) Algorithm() uint8 { return k.dnskey.Algorithm }
 
 // DNSKEY returns a copy of the key's DNSKEY record with the given TTL.
 func (k *Key) DNSKEY(ttl uint32) *dns.DNSKEY {
@@ -147,19 +147,21 @@ func (k *Key) DSRecord(ttl uint32) *dns.DS {
 	return ds
 }
 
-// String describes the key without its private half.
-func (k *Key) String() string {
+// String describes the key without its private half. String, GoString
+// and LogValue have value receivers, so that a Key printed by value (%v,
+// %+v, %#v, slog) never shows its private half either.
+func (k Key) String() string {
 	return fmt.Sprintf("%s %d (%s, id %s)", k.Role, k.Tag(), AlgorithmName(k.Algorithm()), k.ID)
 }
 
 // LogValue implements slog.LogValuer: public facts only.
-func (k *Key) LogValue() slog.Value {
+func (k Key) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("role", string(k.Role)), slog.Int("tag", int(k.Tag())),
 		slog.String("algorithm", AlgorithmName(k.Algorithm())), slog.String("id", k.ID))
 }
 
 // GoString keeps %#v from printing the private key.
-func (k *Key) GoString() string { return "dnssec.Key{" + k.String() + "}" }
+func (k Key) GoString() string { return "dnssec.Key{" + k.String() + "}" }
 
 // privateDER is the private key as PKCS #8 DER.
 func (k *Key) privateDER() ([]byte, error) {
