@@ -7,9 +7,10 @@ import (
 )
 
 // FuzzServeDNS feeds raw packets through what the server does with one:
-// header check (acceptMsg), unpack, then ServeDNS over UDP and TCP. Every
-// accepted packet gets exactly one well-formed answer with its ID, within
-// the UDP size limit; nothing panics.
+// header check (acceptMsg), unpack, then ServeDNS over UDP and TCP, with
+// DNSSEC off and on. Every accepted packet gets exactly one well-formed
+// answer with its ID, within the UDP size limit; nothing panics; a signed
+// answer to DO never says NXDOMAIN unless the query set CO (RFC 9824).
 func FuzzServeDNS(f *testing.F) {
 	seed := func(m *dns.Msg) {
 		b, err := m.Pack()
@@ -54,7 +55,18 @@ func FuzzServeDNS(f *testing.F) {
 	f.Add([]byte{0x12, 0x34, 0x01, 0x00, 0x00, 0x01})
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 16, 0, 1}) // compression loop
 
-	h := newTestHandler(f, testSource())
+	d := query("nope."+zone+".", dns.TypeA)
+	d.SetEdns0(1232, true)
+	seed(d)
+	co := query("nope."+zone+".", dns.TypeA)
+	co.SetEdns0(1232, true)
+	co.IsEdns0().SetCo(true)
+	seed(co)
+	seed(query(zone+".", dns.TypeDNSKEY))
+	seed(query("child."+zone+".", dns.TypeDS))
+
+	plain := newTestHandler(f, testSource())
+	signed, _, _ := newSignedHandler(f, testSource(), false)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		var dh dns.Header
 		if len(pkt) < 12 {
@@ -73,7 +85,11 @@ func FuzzServeDNS(f *testing.F) {
 		if err := req.Unpack(pkt); err != nil {
 			return // the server answers FORMERR itself
 		}
-		for _, w := range []*recorder{udpRecorder(), tcpRecorder()} {
+		for i, w := range []*recorder{udpRecorder(), tcpRecorder(), udpRecorder(), tcpRecorder()} {
+			h := plain
+			if i >= 2 {
+				h = signed
+			}
 			h.ServeDNS(w, req)
 			if len(w.msgs) != 1 {
 				t.Fatalf("%d answers", len(w.msgs))
@@ -99,6 +115,9 @@ func FuzzServeDNS(f *testing.F) {
 			}
 			if m.Authoritative && m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
 				t.Fatalf("AA on %s", dns.RcodeToString[m.Rcode])
+			}
+			if o := req.IsEdns0(); h == signed && o != nil && o.Do() && !o.Co() && m.Rcode == dns.RcodeNameError {
+				t.Fatal("signed NXDOMAIN to a query without CO: want a compact NOERROR")
 			}
 			if req.IsEdns0() != nil && m.IsEdns0() == nil {
 				t.Fatalf("query with EDNS, %s answer without OPT", dns.RcodeToString[m.Rcode])

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/internal/dnssec"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -30,8 +31,9 @@ const (
 )
 
 // startHostileDNS serves the real handler, fed by the real record index,
-// on 127.0.0.1:0 (UDP and TCP) until the test ends.
-func startHostileDNS(t *testing.T) (string, *records.Index) {
+// on 127.0.0.1:0 (UDP and TCP) until the test ends; signed: with DNSSEC
+// on (a real signer and keys).
+func startHostileDNS(t *testing.T, signed bool) (string, *records.Index) {
 	t.Helper()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	idx.Add(hsub, 1)
@@ -40,10 +42,20 @@ func startHostileDNS(t *testing.T) (string, *records.Index) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := dnsserver.NewHandler(dnsserver.Config{
+	cfg := dnsserver.Config{
 		Zone: hzone, NSName: "ns1." + hzone, NSAdmin: "hostmaster.example.test",
 		Records: static, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
-	}, idx, slog.New(slog.DiscardHandler))
+	}
+	if signed {
+		ks, err := dnssec.NewKeyset(hzone, dnssec.ECDSAP256SHA256, false, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Signer, err = dnssec.NewSigner(dnssec.SignerConfig{Zone: hzone}, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := dnsserver.NewHandler(cfg, idx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +148,18 @@ func isNormalAnswer(m *dns.Msg, id uint16) bool {
 }
 
 // TestHostileDNSInputs sends hand-written hostile packets through real UDP
-// and TCP sockets. Each gets its expected rcode, or no answer at all; after
-// each, the server still answers a normal query on both transports, and
-// nothing a packet tried to change is served.
+// and TCP sockets, to a server with DNSSEC off and one with it on. Each
+// gets its expected rcode, or no answer at all; after each, the server
+// still answers a normal query on both transports, and nothing a packet
+// tried to change is served.
 func TestHostileDNSInputs(t *testing.T) {
-	addr, idx := startHostileDNS(t)
+	for _, signed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unsigned", true: "signed"}[signed], func(t *testing.T) { testHostileDNSInputs(t, signed) })
+	}
+}
+
+func testHostileDNSInputs(t *testing.T, signed bool) {
+	addr, idx := startHostileDNS(t, signed)
 	q := func(name string, qtype, qclass uint16) []byte {
 		return cat(hdr(opcodeFlags(dns.OpcodeQuery), 1, 0, 0, 0), []byte(name), u16(qtype), u16(qclass))
 	}
@@ -193,8 +212,21 @@ func TestHostileDNSInputs(t *testing.T) {
 	}
 	answers := func(n int) func(*dns.Msg) error {
 		return func(m *dns.Msg) error {
-			if len(m.Answer) != n {
-				return fmt.Errorf("%d answers, want %d", len(m.Answer), n)
+			got, sigs := 0, 0
+			for _, rr := range m.Answer {
+				if rr.Header().Rrtype == dns.TypeRRSIG {
+					sigs++
+				} else {
+					got++
+				}
+			}
+			if got != n {
+				return fmt.Errorf("%d answers, want %d", got, n)
+			}
+			// Signed, to a query with DO: an RRSIG per RRset; never one
+			// to a query without.
+			if do := m.IsEdns0() != nil && m.IsEdns0().Do(); (signed && do && n > 0) != (sigs > 0) {
+				return fmt.Errorf("%d RRSIGs in the answer (signing %v, DO %v)", sigs, signed, do)
 			}
 			return nil
 		}

@@ -61,6 +61,12 @@ type Options struct {
 	// clients that do not retry a badNonce error (dehydrated 0.7.0) or retry
 	// it only once (certbot).
 	NoBadNonce bool
+	// BrokerTrustAnchors, DS or DNSKEY records of BrokerZone in zone-file
+	// syntax (what `acmebroker dnssec ds` prints), make unbound a
+	// validating resolver (module-config "validator iterator") that
+	// trusts them: answers from the broker must validate, or Pebble gets
+	// SERVFAIL. The customer zone stays unsigned (insecure).
+	BrokerTrustAnchors []string
 }
 
 // Env is a running environment. Everything in it is stopped by the cleanups
@@ -112,7 +118,7 @@ func Start(tb testing.TB, o Options) *Env {
 		{zone: customerZone, addr: netip.MustParseAddrPort(customer.Addr())},
 		{zone: brokerZone, addr: brokerAddr},
 	}
-	ub, err := startUnbound(tb, tl, dir, stubs)
+	ub, err := startUnbound(tb, tl, dir, stubs, validation{anchors: o.BrokerTrustAnchors})
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}

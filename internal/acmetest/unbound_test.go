@@ -32,7 +32,7 @@ func TestUnboundConfigChecks(t *testing.T) {
 			conf := unboundConfig(dir, 5301, []stub{
 				{zone: "example.test.", addr: netip.MustParseAddrPort("127.0.0.1:5302")},
 				{zone: "auth.example.test.", addr: netip.MustParseAddrPort(tc.broker)},
-			})
+			}, validation{})
 			for _, w := range tc.want {
 				if !strings.Contains(conf, w) {
 					t.Errorf("config lacks %q:\n%s", w, conf)

@@ -102,8 +102,16 @@ func (ks *Keyset) check() error {
 	case !parent:
 		return errors.New("dnssec: no key is meant to be at the parent")
 	}
-	if r := ks.Rollover; r != nil && (ks.Key(r.Old) == nil || ks.Key(r.New) == nil) {
-		return errors.New("dnssec: the rollover in progress names a key that is not in the key set")
+	if r := ks.Rollover; r != nil {
+		old, nk := ks.Key(r.Old), ks.Key(r.New)
+		switch {
+		case old == nil || nk == nil || old == nk:
+			return errors.New("dnssec: the rollover in progress names a key that is not in the key set")
+		case old.Role != r.Role || nk.Role != r.Role:
+			return fmt.Errorf("dnssec: the rollover in progress is of a %s, but its keys are not", r.Role)
+		case r.Step != stepPublish && r.Step != stepSwitch:
+			return fmt.Errorf("dnssec: the rollover in progress is at step %d", r.Step)
+		}
 	}
 	return nil
 }

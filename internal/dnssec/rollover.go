@@ -174,6 +174,8 @@ func (ks *Keyset) Advance(now time.Time) bool {
 		ks.remove(old.ID)
 		r.Step, r.Since, r.Done, r.NotBefore = stepDone, now.UTC(), now.UTC(), time.Time{}
 		ks.Last, ks.Rollover = r, nil
+	default:
+		return false
 	}
 	return true
 }
