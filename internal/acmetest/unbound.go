@@ -96,7 +96,7 @@ func unboundConfig(dir string, port int, stubs []stub, v validation) string {
 		w("\tval-log-level: 2")
 		w("\tharden-dnssec-stripped: yes")
 		for _, a := range v.anchors {
-			w("\ttrust-anchor: %q", a)
+			w("\ttrust-anchor: \"%s\"", strings.Join(strings.Fields(a), " "))
 		}
 	} else {
 		w("\tmodule-config: \"iterator\"")
