@@ -58,6 +58,7 @@ func handlerConfig(c config.DNS, static []dns.RR) dnsserver.Config {
 		Records:           static,
 		TXTTTL:            c.TXTTTL,
 		NegativeTTL:       c.NegativeTTL,
+		SOATTL:            c.SOATTL,
 		MaxUDPSize:        c.MaxUDPSize,
 		CookielessUDPSize: c.Cookies.CookielessUDPSize,
 	}

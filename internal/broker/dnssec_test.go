@@ -38,15 +38,16 @@ listen = ["127.0.0.1:0"]
 zone = %q
 nsname = "ns1.%[1]s"
 nsadmin = "hostmaster.example.test"
-records = ["%[1]s. NS ns1.%[1]s.", "ns1.%[1]s. A 127.0.0.1"]
+records = ["%[1]s. 2 NS ns1.%[1]s.", "ns1.%[1]s. 2 A 127.0.0.1"]
 txt_ttl = 1
 negative_ttl = 1
+soa_ttl = 2
 [dns.rrl]
 enabled = false
 [dns.dnssec]
 enabled = true
 key_file = %q
-dnskey_ttl = 60
+dnskey_ttl = 2
 %s
 [api]
 listen = "127.0.0.1:0"

@@ -99,7 +99,7 @@ func dnssecDS(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "; %s\n", k.DNSKEY(d.DNSKEYTTL).String())
 	}
 	if r := ks.Rollover; r != nil {
-		fmt.Fprintf(stdout, "; A key rollover is in progress: %s\n", r.Describe(ks))
+		fmt.Fprintf(stdout, "; A key rollover is in progress: %s\n", r.Describe())
 	}
 	return nil
 }
@@ -147,9 +147,9 @@ func printKeys(w io.Writer, ks *dnssec.Keyset) {
 	tw.Flush()
 	switch {
 	case ks.Rollover != nil:
-		fmt.Fprintf(w, "Rollover in progress: %s\n", ks.Rollover.Describe(ks))
+		fmt.Fprintf(w, "Rollover in progress: %s\n", ks.Rollover.Describe())
 	case ks.Last != nil:
-		fmt.Fprintf(w, "Last rollover: %s\n", ks.Last.Describe(ks))
+		fmt.Fprintf(w, "Last rollover: %s\n", ks.Last.Describe())
 	}
 }
 
@@ -195,7 +195,7 @@ follows it. Run it again to see where it stands.`,
 		}); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "The parent's DS is noted as changed. %s\n", ks.Rollover.Describe(ks))
+		fmt.Fprintf(stdout, "The parent's DS is noted as changed. %s\n", ks.Rollover.Describe())
 	case ks.Rollover == nil:
 		r, err := rolloverRole(*role, ks)
 		if err != nil {
@@ -210,11 +210,11 @@ follows it. Run it again to see where it stands.`,
 		}); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Rollover started. %s\n", ks.Rollover.Describe(ks))
+		fmt.Fprintf(stdout, "Rollover started. %s\n", ks.Rollover.Describe())
 	case *role != "" && dnssec.Role(*role) != ks.Rollover.Role:
-		return fmt.Errorf("a %s rollover is in progress (%s); it must finish before a %s rollover", ks.Rollover.Role, ks.Rollover.Describe(ks), *role)
+		return fmt.Errorf("a %s rollover is in progress (%s); it must finish before a %s rollover", ks.Rollover.Role, ks.Rollover.Describe(), *role)
 	default:
-		fmt.Fprintf(stdout, "A rollover is in progress. %s\n", ks.Rollover.Describe(ks))
+		fmt.Fprintf(stdout, "A rollover is in progress. %s\n", ks.Rollover.Describe())
 	}
 	if *noWait {
 		return nil
@@ -258,13 +258,13 @@ func followRollover(ctx context.Context, env *dnssecEnv, newID, resolver string,
 		r := ks.Rollover
 		if r == nil || r.New != newID {
 			if ks.Last != nil && ks.Last.New == newID {
-				fmt.Fprintf(stdout, "Done: %s.\n", ks.Last.Describe(ks))
+				fmt.Fprintf(stdout, "Done: %s.\n", ks.Last.Describe())
 				printKeys(stdout, ks)
 				return nil
 			}
 			return errors.New("the rollover was replaced by another")
 		}
-		if d := r.Describe(ks); d != last {
+		if d := r.Describe(); d != last {
 			fmt.Fprintf(stdout, "%s %s\n", time.Now().Format(time.TimeOnly), d)
 			last = d
 		}

@@ -50,6 +50,9 @@ type DNS struct {
 	TXTTTL uint32 `toml:"txt_ttl"`
 	// NegativeTTL is how long resolvers may cache "no such name/value" (SOA MINIMUM), seconds.
 	NegativeTTL uint32 `toml:"negative_ttl"`
+	// SOATTL is the TTL of the SOA when asked for directly, seconds (a
+	// DNSSEC key rollover waits for the longest TTL of the zone).
+	SOATTL uint32 `toml:"soa_ttl"`
 	// TXTWindow: besides the 2 newest values, every value set within this window is served.
 	TXTWindow Duration `toml:"txt_window"`
 	// TXTMax caps the values served per subdomain.
@@ -353,6 +356,7 @@ func Default() Config {
 			},
 			TXTTTL:       1,
 			NegativeTTL:  1,
+			SOATTL:       3600,
 			TXTWindow:    Duration{10 * time.Minute},
 			TXTMax:       16,
 			MaxUDPSize:   1232,
@@ -459,6 +463,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkName(c.DNS.NSAdmin); err != nil {
 		bad("dns.nsadmin", "%v (write the mailbox as a name: hostmaster.example.org)", err)
+	}
+	if c.DNS.SOATTL < 1 || c.DNS.SOATTL > 604800 {
+		bad("dns.soa_ttl", "%d is out of range: 1 to 604800 seconds", c.DNS.SOATTL)
 	}
 	if c.DNS.TXTWindow.Duration < 0 {
 		bad("dns.txt_window", "must not be negative")

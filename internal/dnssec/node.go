@@ -118,9 +118,9 @@ func (n *Node) use(ks *Keyset, raw []byte) {
 func rolloverState(ks *Keyset) string {
 	switch {
 	case ks.Rollover != nil:
-		return ks.Rollover.Describe(ks)
+		return ks.Rollover.Describe()
 	case ks.Last != nil:
-		return ks.Last.Describe(ks)
+		return ks.Last.Describe()
 	}
 	return "none"
 }

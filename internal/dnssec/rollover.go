@@ -41,6 +41,9 @@ type Rollover struct {
 	Role Role   `json:"role"`
 	Old  string `json:"old"` // key IDs
 	New  string `json:"new"`
+	// OldTag and NewTag are the keys' tags, to name them once gone.
+	OldTag uint16 `json:"old_tag"`
+	NewTag uint16 `json:"new_tag"`
 	// Step is 1, 2 or 3 (done).
 	Step    int       `json:"step"`
 	Started time.Time `json:"started"`
@@ -114,7 +117,7 @@ func (ks *Keyset) StartRollover(role Role, alg uint8, t Timing, now time.Time) (
 	nk.Publish = true
 	nk.Sign = role != ZSK // a new ZSK is published first, signs from step 2
 	ks.Keys = append(ks.Keys, nk)
-	r := &Rollover{Role: role, Old: old.ID, New: nk.ID, Step: stepPublish, Started: now.UTC(), Since: now.UTC(), Timing: t}
+	r := &Rollover{Role: role, Old: old.ID, New: nk.ID, OldTag: old.Tag(), NewTag: nk.Tag(), Step: stepPublish, Started: now.UTC(), Since: now.UTC(), Timing: t}
 	r.NotBefore = r.Since.Add(r.publishWait())
 	ks.Rollover = r
 	return r, ks.check()
@@ -205,27 +208,21 @@ func (ks *Keyset) remove(id string) {
 
 // Describe says where the rollover stands and what happens next, in
 // words for an operator.
-func (r *Rollover) Describe(ks *Keyset) string {
-	old, nk := ks.Key(r.Old), ks.Key(r.New)
-	name := func(k *Key, id string) string {
-		if k == nil {
-			return "key " + id
-		}
-		return fmt.Sprintf("%s %d", k.Role, k.Tag())
-	}
+func (r *Rollover) Describe() string {
+	name := func(tag uint16) string { return fmt.Sprintf("%s %d", r.Role, tag) }
 	at := func(t time.Time) string { return t.Local().Format(time.DateTime) }
 	switch {
 	case r.Step == stepDone:
-		return fmt.Sprintf("rollover %s -> %s finished at %s", name(old, r.Old), name(nk, r.New), at(r.Done))
+		return fmt.Sprintf("rollover %s -> %s finished at %s", name(r.OldTag), name(r.NewTag), at(r.Done))
 	case r.Step == stepPublish && r.Role == ZSK:
-		return fmt.Sprintf("step 1/3: %s published beside %s; it takes over the signing at %s", name(nk, r.New), name(old, r.Old), at(r.NotBefore))
+		return fmt.Sprintf("step 1/3: %s published beside %s; it takes over the signing at %s", name(r.NewTag), name(r.OldTag), at(r.NotBefore))
 	case r.Step == stepPublish:
-		return fmt.Sprintf("step 1/3: %s published and signing beside %s; the parent's DS changes from %s", name(nk, r.New), name(old, r.Old), at(r.NotBefore))
+		return fmt.Sprintf("step 1/3: %s published and signing beside %s; the parent's DS changes from %s", name(r.NewTag), name(r.OldTag), at(r.NotBefore))
 	case r.Role == ZSK:
-		return fmt.Sprintf("step 2/3: %s signs; %s is removed at %s", name(nk, r.New), name(old, r.Old), at(r.NotBefore))
+		return fmt.Sprintf("step 2/3: %s signs; %s is removed at %s", name(r.NewTag), name(r.OldTag), at(r.NotBefore))
 	case r.WaitingForDS:
-		return fmt.Sprintf("step 2/3: waiting for the parent to serve the DS of %s (CDS and CDNSKEY name it); then %s is removed after the parent's DS TTL", name(nk, r.New), name(old, r.Old))
+		return fmt.Sprintf("step 2/3: waiting for the parent to serve the DS of %s (CDS and CDNSKEY name it); then %s is removed after the parent's DS TTL", name(r.NewTag), name(r.OldTag))
 	default:
-		return fmt.Sprintf("step 2/3: the parent serves the DS of %s since %s; %s is removed at %s", name(nk, r.New), at(r.DSSeen), name(old, r.Old), at(r.NotBefore))
+		return fmt.Sprintf("step 2/3: the parent serves the DS of %s since %s; %s is removed at %s", name(r.NewTag), at(r.DSSeen), name(r.OldTag), at(r.NotBefore))
 	}
 }
