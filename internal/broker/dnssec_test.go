@@ -197,4 +197,3 @@ func TestDNSSECValidatingResolver(t *testing.T) {
 		t.Fatalf("dnssec status:\n%s", st)
 	}
 }
-
