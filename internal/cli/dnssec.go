@@ -231,7 +231,15 @@ func rolloverRole(asked string, ks *dnssec.Keyset) (dnssec.Role, error) {
 			return dnssec.ZSK, nil
 		}
 		return dnssec.CSK, nil
-	case dnssec.CSK, dnssec.KSK, dnssec.ZSK:
+	case dnssec.CSK:
+		if ks.Split() {
+			return "", errors.New("--key csk: the zone has a KSK and a ZSK; roll the ksk or the zsk")
+		}
+		return dnssec.CSK, nil
+	case dnssec.KSK, dnssec.ZSK:
+		if !ks.Split() {
+			return "", fmt.Errorf("--key %s: the zone has one combined key; roll the csk", asked)
+		}
 		return dnssec.Role(asked), nil
 	}
 	return "", fmt.Errorf("--key %q: one of csk, ksk, zsk", asked)
