@@ -1,9 +1,6 @@
 package dnsserver_test
 
 import (
-	"context"
-	"encoding/base64"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,8 +11,6 @@ import (
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/dnssec"
-	"github.com/acmebroker/acmebroker/internal/records"
-	"github.com/acmebroker/acmebroker/storage"
 )
 
 // breakable is the test hook for broken signatures: a signer that signs
@@ -33,13 +28,7 @@ func (b *breakable) Sign(dst, rrset []dns.RR) ([]dns.RR, error) {
 	if err != nil || !b.broken.Load() || rrset[0].Header().Rrtype == dns.TypeDNSKEY {
 		return out, err
 	}
-	for i := n; i < len(out); i++ {
-		c := *out[i].(*dns.RRSIG)
-		raw, _ := base64.StdEncoding.DecodeString(c.Signature)
-		raw[len(raw)/2] ^= 1
-		c.Signature = base64.StdEncoding.EncodeToString(raw)
-		out[i] = &c
-	}
+	dnsserver.BreakRRSIGs(out[n:])
 	return out, err
 }
 
@@ -53,40 +42,12 @@ func TestBrokenSignatureServfail(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	idx := records.New(storage.DefaultTXTPolicy, time.Now)
-	idx.Add(hsub, 1)
-	idx.Set(hsub, []storage.TXTRecord{{Value: hval, UpdatedAt: time.Now()}}, 2)
-	static, err := dnsserver.ParseRecords(hzone, []string{hzone + ". NS ns1." + hzone + ".", "ns1 A 127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, err := dnssec.NewKeyset(hzone, dnssec.ED25519, false, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := dnssec.NewSigner(dnssec.SignerConfig{Zone: hzone}, ks)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, ks := newHostileSigner(t, dnssec.ED25519)
 	hook := &breakable{Signer: signer}
-	h, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone: hzone, NSName: "ns1." + hzone, NSAdmin: "hostmaster.example.test",
-		Records: static, TXTTTL: 1, NegativeTTL: 1, Signer: hook,
-	}, idx, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := dnsserver.Listen([]string{"127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, h) }()
-	t.Cleanup(func() { cancel(); <-done })
+	addr, _ := startHostileDNS(t, hook)
 
 	anchor := []string{ks.ParentKeys()[0].DSRecord(3600).String()}
-	res := acmetest.StartResolver(t, acmetest.ResolverOptions{Stubs: map[string][]string{hzone: {srv.Addrs()[0]}}, TrustAnchors: anchor})
+	res := acmetest.StartResolver(t, acmetest.ResolverOptions{Stubs: map[string][]string{hzone: {addr}}, TrustAnchors: anchor})
 	ask := func(name string) *dns.Msg {
 		t.Helper()
 		q := new(dns.Msg)

@@ -394,22 +394,32 @@ func TestSignaturesCachedPerRRset(t *testing.T) {
 	}
 }
 
-// brokenSigner is a test hook: it signs as the real signer, then flips
-// a bit of every signature, so that a validator must reject the answers.
+// brokenSigner is a test hook: it signs as the real signer, then breaks
+// every signature, so that a validator must reject the answers.
 type brokenSigner struct{ Signer }
 
 func (b brokenSigner) Sign(dst, rrset []dns.RR) ([]dns.RR, error) {
 	n := len(dst)
 	out, err := b.Signer.Sign(dst, rrset)
-	for i := n; i < len(out); i++ {
-		c := *out[i].(*dns.RRSIG)
+	breakRRSIGs(out[n:])
+	return out, err
+}
+
+// breakRRSIGs replaces each RRSIG of sigs by a copy with one bit of its
+// signature flipped (cached signatures are shared; they stay whole).
+func breakRRSIGs(sigs []dns.RR) {
+	for i, rr := range sigs {
+		c := *rr.(*dns.RRSIG)
 		raw, _ := base64.StdEncoding.DecodeString(c.Signature)
 		raw[len(raw)/2] ^= 1
 		c.Signature = base64.StdEncoding.EncodeToString(raw)
-		out[i] = &c
+		sigs[i] = &c
 	}
-	return out, err
 }
+
+// BreakRRSIGs is breakRRSIGs for the external tests
+// (dnssec_resolver_test.go).
+var BreakRRSIGs = breakRRSIGs
 
 // TestBrokenSignatureFailsCheck: the in-process check above rejects a
 // broken signature (so it cannot pass on one).

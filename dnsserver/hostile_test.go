@@ -31,9 +31,9 @@ const (
 )
 
 // startHostileDNS serves the real handler, fed by the real record index,
-// on 127.0.0.1:0 (UDP and TCP) until the test ends; signed: with DNSSEC
-// on (a real signer and keys).
-func startHostileDNS(t *testing.T, signed bool) (string, *records.Index) {
+// on 127.0.0.1:0 (UDP and TCP) until the test ends; with DNSSEC on when
+// signer is not nil.
+func startHostileDNS(t *testing.T, signer dnsserver.Signer) (string, *records.Index) {
 	t.Helper()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	idx.Add(hsub, 1)
@@ -46,15 +46,7 @@ func startHostileDNS(t *testing.T, signed bool) (string, *records.Index) {
 		Zone: hzone, NSName: "ns1." + hzone, NSAdmin: "hostmaster.example.test",
 		Records: static, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
 	}
-	if signed {
-		ks, err := dnssec.NewKeyset(hzone, dnssec.ECDSAP256SHA256, false, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.Signer, err = dnssec.NewSigner(dnssec.SignerConfig{Zone: hzone}, ks); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg.Signer = signer
 	h, err := dnsserver.NewHandler(cfg, idx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +150,26 @@ func TestHostileDNSInputs(t *testing.T) {
 	}
 }
 
+// newHostileSigner is a real signer with fresh keys for hzone.
+func newHostileSigner(t *testing.T, alg uint8) (*dnssec.Signer, *dnssec.Keyset) {
+	t.Helper()
+	ks, err := dnssec.NewKeyset(hzone, alg, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := dnssec.NewSigner(dnssec.SignerConfig{Zone: hzone}, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ks
+}
+
 func testHostileDNSInputs(t *testing.T, signed bool) {
-	addr, idx := startHostileDNS(t, signed)
+	var signer dnsserver.Signer
+	if signed {
+		signer, _ = newHostileSigner(t, dnssec.ECDSAP256SHA256)
+	}
+	addr, idx := startHostileDNS(t, signer)
 	q := func(name string, qtype, qclass uint16) []byte {
 		return cat(hdr(opcodeFlags(dns.OpcodeQuery), 1, 0, 0, 0), []byte(name), u16(qtype), u16(qclass))
 	}

@@ -122,17 +122,7 @@ func Start(tb testing.TB, o Options) *Env {
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := ub.proc.stop(5 * time.Second); err != nil {
-			tb.Logf("acmetest: %v", err)
-		}
-		if tb.Failed() {
-			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(ub.log, 60))
-			if out := ub.proc.tail(); out != noOutput {
-				tb.Logf("acmetest: unbound output (tail):\n%s", out)
-			}
-		}
-	})
+	ub.stopOnCleanup(tb)
 
 	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o.NoBadNonce)
 	if err != nil {

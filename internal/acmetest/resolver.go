@@ -67,14 +67,7 @@ func StartResolver(tb testing.TB, o ResolverOptions) *Resolver {
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := ub.proc.stop(5 * time.Second); err != nil {
-			tb.Logf("acmetest: %v", err)
-		}
-		if tb.Failed() {
-			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(ub.log, 80))
-		}
-	})
+	ub.stopOnCleanup(tb)
 	return &Resolver{Addr: ub.addr, log: ub.log}
 }
 

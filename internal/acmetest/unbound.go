@@ -150,6 +150,22 @@ type unbound struct {
 	log  string
 }
 
+// stopOnCleanup stops unbound when the test ends, and shows the end of its
+// log and output if the test failed.
+func (u *unbound) stopOnCleanup(tb testing.TB) {
+	tb.Cleanup(func() {
+		if err := u.proc.stop(5 * time.Second); err != nil {
+			tb.Logf("acmetest: %v", err)
+		}
+		if tb.Failed() {
+			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(u.log, 80))
+			if out := u.proc.tail(); out != noOutput {
+				tb.Logf("acmetest: unbound output (tail):\n%s", out)
+			}
+		}
+	})
+}
+
 // startUnbound validates the configuration with unbound-checkconf, runs
 // unbound in the foreground and waits until it answers for the first stub
 // zone over UDP and TCP. It retries with a new port if the one picked was

@@ -73,14 +73,19 @@ func openDNSSEC(ctx context.Context, path string, stderr io.Writer) (*dnssecEnv,
 	return &dnssecEnv{cfg: st.cfg, store: ks, close: func() { st.Close() }}, nil
 }
 
-func dnssecDS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dnssec ds", "acmebroker dnssec ds: print the DS records (SHA-256) the parent zone should hold, and the DNSKEYs for registrars that ask for those.",
-		"acmebroker dnssec ds -config /etc/acmebroker/config.toml", stderr)
+// dnssecCommand parses the flags of a dnssec command that takes only
+// -config and opens what it works on.
+func dnssecCommand(ctx context.Context, name, synopsis string, args []string, stderr io.Writer) (*dnssecEnv, error) {
+	fs := newFlagSet("dnssec "+name, synopsis, "acmebroker dnssec "+name+" -config /etc/acmebroker/config.toml", stderr)
 	configPath := fs.String("config", "", "the broker's config file (default: the embedded default, ./acmebroker.db)")
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
-	env, err := openDNSSEC(ctx, *configPath, stderr)
+	return openDNSSEC(ctx, *configPath, stderr)
+}
+
+func dnssecDS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	env, err := dnssecCommand(ctx, "ds", "acmebroker dnssec ds: print the DS records (SHA-256) the parent zone should hold, and the DNSKEYs for registrars that ask for those.", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -105,13 +110,7 @@ func dnssecDS(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func dnssecStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dnssec status", "acmebroker dnssec status: show the zone's keys, what each does, and the rollover in progress.",
-		"acmebroker dnssec status -config /etc/acmebroker/config.toml", stderr)
-	configPath := fs.String("config", "", "the broker's config file (default: the embedded default, ./acmebroker.db)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	env, err := openDNSSEC(ctx, *configPath, stderr)
+	env, err := dnssecCommand(ctx, "status", "acmebroker dnssec status: show the zone's keys, what each does, and the rollover in progress.", args, stderr)
 	if err != nil {
 		return err
 	}
