@@ -84,6 +84,11 @@ type Deps struct {
 	// Keys checks API keys with bounded bcrypt work; nil: a verifier
 	// allowing DefaultBcryptPerSecond.
 	Keys *secret.Verifier
+	// WriteProbe makes one small write to storage. /health calls it (at
+	// most every few seconds) while writes are failing, so that a node
+	// nobody writes through (a load balancer took it out on its 503) sees
+	// storage recover. Nil: /health waits for a real write.
+	WriteProbe func(ctx context.Context) error
 }
 
 // DefaultBcryptPerSecond bounds bcrypt compares (legacy hashes) when Deps
@@ -137,6 +142,7 @@ func New(cfg Config, d Deps) http.Handler {
 		r.Post("/account/allowfrom", s.setAllowFrom)
 		r.Post("/account/rotate", s.rotateKey)
 		r.Delete("/account", s.deleteAccount)
+		r.Get("/account", s.account) // account.go
 		r.Get("/health", s.health)
 	}
 	if cfg.BasePath != "" {
@@ -188,6 +194,16 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 			s.Logger.Warn("health: storage unreachable", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "serving from memory", "storage": "unreachable"})
 			return
+		}
+	}
+	if !failingSince.IsZero() && s.WriteProbe != nil && s.writes.probeDue(now) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		err := s.WriteProbe(ctx)
+		cancel()
+		if err == nil {
+			s.Logger.Info("health: storage takes writes again")
+			s.writes.succeeded(now)
+			failingSince = time.Time{}
 		}
 	}
 	if !failingSince.IsZero() {

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 	"github.com/acmebroker/acmebroker/internal/dnssec"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
@@ -42,12 +43,15 @@ func startHostileDNS(t *testing.T, signer dnsserver.Signer) (string, *records.In
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := dnsserver.Config{
+	secret, err := cookie.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := dnsserver.NewHandler(dnsserver.Config{
 		Zone: hzone, NSName: "ns1." + hzone, NSAdmin: "hostmaster.example.test",
 		Records: static, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
-	}
-	cfg.Signer = signer
-	h, err := dnsserver.NewHandler(cfg, idx, slog.New(slog.DiscardHandler))
+		Cookies: cookie.NewJar(secret, nil, time.Now), Signer: signer,
+	}, idx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +205,12 @@ func testHostileDNSInputs(t *testing.T, signed bool) {
 	ednsOdd := normalQuery(hostID)
 	ednsOdd.SetEdns0(1232, true)
 	ednsOdd.IsEdns0().Option = append(ednsOdd.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: 65001, Data: bytes.Repeat([]byte{0xff}, 64)})
+	withCookie := func(hexCookie string) *dns.Msg {
+		m := normalQuery(hostID)
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexCookie})
+		return m
+	}
 	withTSIG := normalQuery(hostID)
 	withTSIG.Extra = append(withTSIG.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: "key.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
 		Algorithm: dns.HmacSHA256, TimeSigned: uint64(time.Now().Unix()), Fudge: 300, MACSize: 32, MAC: strings.Repeat("ab", 32), OrigId: hostID})
@@ -250,6 +260,18 @@ func testHostileDNSInputs(t *testing.T, signed bool) {
 			return fmt.Errorf("want no answer and an unsigned TSIG with BADKEY last: %v", m)
 		}
 		return nil
+	}
+	// A server cookie (24 bytes with the client's 8) comes back.
+	cookieBack := func(m *dns.Msg) error {
+		if len(m.Answer) != 1 {
+			return fmt.Errorf("%d answers", len(m.Answer))
+		}
+		for _, o := range m.IsEdns0().Option {
+			if c, ok := o.(*dns.EDNS0_COOKIE); ok && len(c.Cookie) == 48 && c.Cookie[:16] == "0102030405060708" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no server cookie in %v", m.IsEdns0())
 	}
 	hasOPT := func(m *dns.Msg) error {
 		if m.IsEdns0() == nil {
@@ -328,6 +350,12 @@ func testHostileDNSInputs(t *testing.T, signed bool) {
 		{name: "EDNS UDP size 0", net: "udp", payload: packed(t, ednsZero), rcode: dns.RcodeSuccess, check: answers(1)},
 		{name: "unknown EDNS option", net: "udp", payload: packed(t, ednsOdd), rcode: dns.RcodeSuccess, check: hasOPT},
 		{name: "TSIG from a stranger", net: "udp", payload: packed(t, withTSIG), rcode: dns.RcodeNotAuth, check: badKey},
+		// DNS Cookies (RFC 7873 5.2.2: a malformed option is FORMERR).
+		{name: "COOKIE of 7 bytes", net: "udp", payload: packed(t, withCookie("01020304050607")), rcode: dns.RcodeFormatError, check: hasOPT},
+		{name: "COOKIE of 12 bytes", net: "udp", payload: packed(t, withCookie("010203040506070809101112")), rcode: dns.RcodeFormatError, check: hasOPT},
+		{name: "COOKIE of 41 bytes", net: "tcp", payload: frame(packed(t, withCookie(strings.Repeat("ab", 41)))), rcode: dns.RcodeFormatError, check: hasOPT},
+		{name: "client cookie only", net: "udp", payload: packed(t, withCookie("0102030405060708")), rcode: dns.RcodeSuccess, check: cookieBack},
+		{name: "forged server cookie", net: "udp", payload: packed(t, withCookie("0102030405060708"+"01000000"+"5cf79f11"+"1f8130c3eee29480")), rcode: dns.RcodeSuccess, check: cookieBack},
 		// Trailing data and framing.
 		{name: "garbage after the message", net: "udp", payload: cat(normal, bytes.Repeat([]byte{0xde, 0xad}, 50)), rcode: dns.RcodeSuccess, check: answers(1)},
 		{name: "8 KiB datagram (read cut at 4096)", net: "udp", payload: cat(normal, make([]byte, 8192)), rcode: dns.RcodeSuccess, check: answers(1)},

@@ -40,7 +40,7 @@ import (
 // version.
 const (
 	pebbleModule  = "github.com/letsencrypt/pebble/v2"
-	pebbleVersion = "v2.10.1"
+	pebbleVersion = "v2.10.3"
 )
 
 // InstallHint says how to install what Start needs.
@@ -61,6 +61,10 @@ type Options struct {
 	// clients that do not retry a badNonce error (dehydrated 0.7.0) or retry
 	// it only once (certbot).
 	NoBadNonce bool
+	// VASleep, when positive, lets Pebble's VA sleep a random 0 to VASleep
+	// seconds before each validation, as a CA that takes its time does
+	// (by default it validates at once).
+	VASleep int
 	// BrokerTrustAnchors, DS or DNSKEY records of BrokerZone in zone-file
 	// syntax (what `acmebroker dnssec ds` prints), make unbound a
 	// validating resolver (module-config "validator iterator") that
@@ -124,7 +128,7 @@ func Start(tb testing.TB, o Options) *Env {
 	}
 	ub.stopOnCleanup(tb)
 
-	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o.NoBadNonce)
+	pb, err := startPebble(tb, tl, dir, ub.addr, roots, pebbleEnv(o))
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}

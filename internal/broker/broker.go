@@ -154,7 +154,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys})
+	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys,
+		WriteProbe: func(ctx context.Context) error {
+			return used.PutValue(ctx, "health/write-probe", []byte("ok"), time.Now())
+		}})
 
 	var tlsCert, tlsKey string
 	if cfg.API.TLS == "cert" {
