@@ -7,9 +7,11 @@ import (
 )
 
 // FuzzServeDNS feeds raw packets through what the server does with one:
-// header check (acceptMsg), unpack, then ServeDNS over UDP and TCP. Every
+// header check (acceptMsg), unpack, then ServeDNS over UDP and TCP, to a
+// plain handler, one with DNS Cookies and one signing (DNSSEC). Every
 // accepted packet gets exactly one well-formed answer with its ID, within
-// the UDP size limit; nothing panics.
+// the UDP size limit; nothing panics; a signed answer to DO never says
+// NXDOMAIN unless the query set CO (RFC 9824).
 func FuzzServeDNS(f *testing.F) {
 	seed := func(m *dns.Msg) {
 		b, err := m.Pack()
@@ -57,7 +59,18 @@ func FuzzServeDNS(f *testing.F) {
 	seed(withCookie(query(zone+".", dns.TypeSOA), 1232, "2464c4abcf10c957010000005cf79f111f8130c3eee29480"))
 	seed(withCookie(query(zone+".", dns.TypeSOA), 1232, "2464c4abcf"))
 
+	d := query("nope."+zone+".", dns.TypeA)
+	d.SetEdns0(1232, true)
+	seed(d)
+	co := query("nope."+zone+".", dns.TypeA)
+	co.SetEdns0(1232, true)
+	co.IsEdns0().SetCo(true)
+	seed(co)
+	seed(query(zone+".", dns.TypeDNSKEY))
+	seed(query("child."+zone+".", dns.TypeDS))
+
 	plain, cookies := newTestHandler(f, testSource()), cookieHandler(f, newFakeClock().Now)
+	signed, _, _ := newSignedHandler(f, testSource(), false)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		var dh dns.Header
 		if len(pkt) < 12 {
@@ -76,7 +89,7 @@ func FuzzServeDNS(f *testing.F) {
 		if err := req.Unpack(pkt); err != nil {
 			return // the server answers FORMERR itself
 		}
-		for _, h := range []*Handler{plain, cookies} {
+		for _, h := range []*Handler{plain, cookies, signed} {
 			serveFuzzed(t, h, req)
 		}
 	})
@@ -111,6 +124,9 @@ func serveFuzzed(t *testing.T, h *Handler, req *dns.Msg) {
 		}
 		if m.Authoritative && m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
 			t.Fatalf("AA on %s", dns.RcodeToString[m.Rcode])
+		}
+		if o := req.IsEdns0(); h.cfg.Signer != nil && o != nil && o.Do() && !o.Co() && m.Rcode == dns.RcodeNameError {
+			t.Fatal("signed NXDOMAIN to a query without CO: want a compact NOERROR")
 		}
 		if req.IsEdns0() != nil && m.IsEdns0() == nil {
 			t.Fatalf("query with EDNS, %s answer without OPT", dns.RcodeToString[m.Rcode])

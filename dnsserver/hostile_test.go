@@ -18,6 +18,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
+	"github.com/acmebroker/acmebroker/internal/dnssec"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -31,8 +32,9 @@ const (
 )
 
 // startHostileDNS serves the real handler, fed by the real record index,
-// on 127.0.0.1:0 (UDP and TCP) until the test ends.
-func startHostileDNS(t *testing.T) (string, *records.Index) {
+// on 127.0.0.1:0 (UDP and TCP) until the test ends; with DNSSEC on when
+// signer is not nil.
+func startHostileDNS(t *testing.T, signer dnsserver.Signer) (string, *records.Index) {
 	t.Helper()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	idx.Add(hsub, 1)
@@ -48,7 +50,7 @@ func startHostileDNS(t *testing.T) (string, *records.Index) {
 	h, err := dnsserver.NewHandler(dnsserver.Config{
 		Zone: hzone, NSName: "ns1." + hzone, NSAdmin: "hostmaster.example.test",
 		Records: static, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
-		Cookies: cookie.NewJar(secret, nil, time.Now),
+		Cookies: cookie.NewJar(secret, nil, time.Now), Signer: signer,
 	}, idx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -142,11 +144,36 @@ func isNormalAnswer(m *dns.Msg, id uint16) bool {
 }
 
 // TestHostileDNSInputs sends hand-written hostile packets through real UDP
-// and TCP sockets. Each gets its expected rcode, or no answer at all; after
-// each, the server still answers a normal query on both transports, and
-// nothing a packet tried to change is served.
+// and TCP sockets, to a server with DNSSEC off and one with it on. Each
+// gets its expected rcode, or no answer at all; after each, the server
+// still answers a normal query on both transports, and nothing a packet
+// tried to change is served.
 func TestHostileDNSInputs(t *testing.T) {
-	addr, idx := startHostileDNS(t)
+	for _, signed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unsigned", true: "signed"}[signed], func(t *testing.T) { testHostileDNSInputs(t, signed) })
+	}
+}
+
+// newHostileSigner is a real signer with fresh keys for hzone.
+func newHostileSigner(t *testing.T, alg uint8) (*dnssec.Signer, *dnssec.Keyset) {
+	t.Helper()
+	ks, err := dnssec.NewKeyset(hzone, alg, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := dnssec.NewSigner(dnssec.SignerConfig{Zone: hzone}, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ks
+}
+
+func testHostileDNSInputs(t *testing.T, signed bool) {
+	var signer dnsserver.Signer
+	if signed {
+		signer, _ = newHostileSigner(t, dnssec.ECDSAP256SHA256)
+	}
+	addr, idx := startHostileDNS(t, signer)
 	q := func(name string, qtype, qclass uint16) []byte {
 		return cat(hdr(opcodeFlags(dns.OpcodeQuery), 1, 0, 0, 0), []byte(name), u16(qtype), u16(qclass))
 	}
@@ -205,8 +232,21 @@ func TestHostileDNSInputs(t *testing.T) {
 	}
 	answers := func(n int) func(*dns.Msg) error {
 		return func(m *dns.Msg) error {
-			if len(m.Answer) != n {
-				return fmt.Errorf("%d answers, want %d", len(m.Answer), n)
+			got, sigs := 0, 0
+			for _, rr := range m.Answer {
+				if rr.Header().Rrtype == dns.TypeRRSIG {
+					sigs++
+				} else {
+					got++
+				}
+			}
+			if got != n {
+				return fmt.Errorf("%d answers, want %d", got, n)
+			}
+			// Signed, to a query with DO: an RRSIG per RRset; never one
+			// to a query without.
+			if do := m.IsEdns0() != nil && m.IsEdns0().Do(); (signed && do && n > 0) != (sigs > 0) {
+				return fmt.Errorf("%d RRSIGs in the answer (signing %v, DO %v)", sigs, signed, do)
 			}
 			return nil
 		}

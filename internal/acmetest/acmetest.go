@@ -65,6 +65,12 @@ type Options struct {
 	// seconds before each validation, as a CA that takes its time does
 	// (by default it validates at once).
 	VASleep int
+	// BrokerTrustAnchors, DS or DNSKEY records of BrokerZone in zone-file
+	// syntax (what `acmebroker dnssec ds` prints), make unbound a
+	// validating resolver (module-config "validator iterator") that
+	// trusts them: answers from the broker must validate, or Pebble gets
+	// SERVFAIL. The customer zone stays unsigned (insecure).
+	BrokerTrustAnchors []string
 }
 
 // Env is a running environment. Everything in it is stopped by the cleanups
@@ -116,21 +122,11 @@ func Start(tb testing.TB, o Options) *Env {
 		{zone: customerZone, addr: netip.MustParseAddrPort(customer.Addr())},
 		{zone: brokerZone, addr: brokerAddr},
 	}
-	ub, err := startUnbound(tb, tl, dir, stubs)
+	ub, err := startUnbound(tb, tl, dir, stubs, validation{anchors: o.BrokerTrustAnchors})
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := ub.proc.stop(5 * time.Second); err != nil {
-			tb.Logf("acmetest: %v", err)
-		}
-		if tb.Failed() {
-			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(ub.log, 60))
-			if out := ub.proc.tail(); out != noOutput {
-				tb.Logf("acmetest: unbound output (tail):\n%s", out)
-			}
-		}
-	})
+	ub.stopOnCleanup(tb)
 
 	pb, err := startPebble(tb, tl, dir, ub.addr, roots, pebbleEnv(o))
 	if err != nil {

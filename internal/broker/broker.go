@@ -116,17 +116,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{err}
 	}
-	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone:              cfg.DNS.Zone,
-		NSName:            cfg.DNS.NSName,
-		NSAdmin:           cfg.DNS.NSAdmin,
-		Records:           static,
-		TXTTTL:            cfg.DNS.TXTTTL,
-		NegativeTTL:       cfg.DNS.NegativeTTL,
-		MaxUDPSize:        cfg.DNS.MaxUDPSize,
-		Cookies:           jar,
-		CookielessUDPSize: cfg.DNS.Cookies.CookielessUDPSize,
-	}, idx, logger)
+	// DNSSEC ([dns.dnssec]; dnssec.go): nil, nil when off.
+	signer, keyNode, err := setupDNSSEC(ctx, cfg.DNS, used, logger)
+	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
+		return err
+	}
+	hcfg := handlerConfig(cfg.DNS, static)
+	hcfg.Cookies = jar
+	if signer != nil {
+		hcfg.Signer = signer
+	}
+	dnsHandler, err := dnsserver.NewHandler(hcfg, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
@@ -191,6 +195,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	if watcher != nil {
 		defer background(watcher.Run)()
+	}
+	if keyNode != nil {
+		defer background(keyNode.Run)()
 	}
 
 	errc := make(chan error, 3)
