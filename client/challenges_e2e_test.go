@@ -114,7 +114,7 @@ func TestChallengeTypes(t *testing.T) {
 		}
 		for _, r := range []*clientEnv{top, e} {
 			_, errs, code := r.r.run("obtain", append(r.obtainArgs(customerZone), "--challenge", typ, "--cert-name", "broken")...)
-			if code != 1 || !strings.Contains(errs, "no CNAME at ") || !strings.Contains(errs, line) {
+			if code != 1 || !strings.Contains(errs, "no CNAME at ") || !strings.Contains(errs, line) || !strings.Contains(errs, "acmebroker client check --challenge "+typ) {
 				t.Fatalf("obtain --challenge %s without its CNAME: exit %d, want %q\n%s", typ, code, line, errs)
 			}
 			if typ != client.TypeDNSAccount01 {

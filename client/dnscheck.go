@@ -22,6 +22,8 @@ type ErrCNAMERequired struct {
 	// wildcard *._acme-challenge.example.org. that covers every
 	// dns-account-01 label.
 	Publish string
+	// Challenge is the challenge type the CNAME is for ("": dns-01).
+	Challenge string
 }
 
 func (e *ErrCNAMERequired) Error() string {
@@ -33,8 +35,12 @@ func (e *ErrCNAMERequired) Error() string {
 		return fmt.Sprintf("%s points at %s, not at this broker account: change the record in the zone of %s to\n  %s CNAME %s",
 			e.FQDN, e.Found, e.Domain, owner, e.Target)
 	}
-	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `acmebroker client check`:\n  %s CNAME %s",
-		e.FQDN, e.Domain, owner, e.Target)
+	check := "acmebroker client check"
+	if e.Challenge != "" && e.Challenge != TypeDNS01 {
+		check += " --challenge " + e.Challenge
+	}
+	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `%s`:\n  %s CNAME %s",
+		e.FQDN, e.Domain, check, owner, e.Target)
 }
 
 // ErrNotPropagated: the broker's name servers did not all serve a value in time.

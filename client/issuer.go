@@ -333,7 +333,7 @@ func (is *Issuer) obtainLocked(ctx context.Context, req ObtainRequest) (Issued, 
 			if err := is.Checker.CheckCNAMEAt(ctx, d, rn, a.FullDomain); err != nil {
 				var cr *ErrCNAMERequired
 				if errors.As(err, &cr) {
-					cr.Publish = chType.CNAMEName(d)
+					cr.Publish, cr.Challenge = chType.CNAMEName(d), chType.Type()
 				}
 				return Issued{}, err
 			}

@@ -327,7 +327,11 @@ func (is *Issuer) solvePersist(ctx context.Context, s *acmeSession, tasks []*tas
 		for _, t := range ts {
 			wildcard = wildcard || t.authz.Wildcard
 		}
-		rec, write, why := planPersist(have, ts[0].chal.IssuerDomainNames, account, wildcard, req.PersistUntil, is.now())
+		offered := ts[0].chal.IssuerDomainNames
+		if len(offered) == 0 {
+			return fmt.Errorf("the CA's dns-persist-01 challenge for %s names no issuer-domain-names: no record can be set for it", ts[0].name)
+		}
+		rec, write, why := planPersist(have, offered, account, wildcard, req.PersistUntil, is.now())
 		if !write {
 			is.say("dns-persist-01: %s already holds the record %q; nothing to write", a.FullDomain, rec.Value)
 			continue
