@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -145,5 +146,54 @@ func TestBrokerRetryAfter(t *testing.T) {
 	err = impatient.Update(ctx, a, txtValue)
 	if !client.IsBrokerStatus(err, 429) || !strings.Contains(err.Error(), "beyond the 100ms this run waits") {
 		t.Fatalf("a Retry-After beyond MaxWait: %v", err)
+	}
+}
+
+// TestBrokerClientPersist: the client's calls of /persist against the real
+// API: set (the served value in the broker's canonical form), list,
+// replace, remove, a removal of an issuer the account has not (404
+// no_such_persist, not mistaken for a missing endpoint), wrong credentials,
+// and a broker without /persist (acme-dns) saying what to use instead.
+func TestBrokerClientPersist(t *testing.T) {
+	ctx := context.Background()
+	srv, _ := apiServer(t, "", false)
+	bc := &client.BrokerClient{}
+	a, err := bc.Register(ctx, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	l, err := bc.SetPersist(ctx, a, client.PersistRecord{Issuer: "ca.example", AccountURI: "https://ca.example/acct/1", Wildcard: true, Until: until})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := l.Of("ca.example")
+	want := fmt.Sprintf("ca.example; accounturi=https://ca.example/acct/1; policy=wildcard; persistUntil=%d", until.Unix())
+	if !ok || len(l.Records) != 1 || r.Value != want || !r.Wildcard || !r.Until.Equal(until) || l.Fulldomain != a.FullDomain || l.Max < 1 {
+		t.Fatalf("after set: %+v", l)
+	}
+	if _, err := bc.SetPersist(ctx, a, client.PersistRecord{Issuer: "ca.example", AccountURI: "https://ca.example/acct/2"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = bc.Persist(ctx, a); err != nil || len(l.Records) != 1 || l.Records[0].AccountURI != "https://ca.example/acct/2" || l.Records[0].Wildcard {
+		t.Fatalf("after replace: %+v %v", l, err)
+	}
+	if l, err = bc.DeletePersist(ctx, a, "ca.example"); err != nil || len(l.Records) != 0 {
+		t.Fatalf("after remove: %+v %v", l, err)
+	}
+	_, err = bc.DeletePersist(ctx, a, "ca.example")
+	if !client.IsBrokerStatus(err, 404) || !strings.Contains(err.Error(), "no_such_persist") || strings.Contains(err.Error(), "no /persist endpoint") {
+		t.Fatalf("removing it again: %v", err)
+	}
+	bad := a
+	bad.Password = strings.Repeat("x", 40)
+	if _, err := bc.Persist(ctx, bad); !client.IsBrokerStatus(err, 401) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	plain := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plain.Close)
+	a.ServerURL = plain.URL
+	if _, err := bc.Persist(ctx, a); !client.IsBrokerStatus(err, 404) || !strings.Contains(err.Error(), "use --challenge dns-01 or dns-account-01") {
+		t.Fatalf("acme-dns (404): %v", err)
 	}
 }

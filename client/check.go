@@ -44,7 +44,7 @@ func (r PathReport) OK() bool {
 // PathItem is one name to check and the account its challenges go to.
 type PathItem struct {
 	Domain     string
-	RecordName string // where the CA looks (dns-01: _acme-challenge.<domain>.)
+	RecordName string // where the CNAME stands (DNSChallenge.CNAMEName)
 	Account    BrokerAccount
 }
 

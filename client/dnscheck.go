@@ -18,15 +18,29 @@ type ErrCNAMERequired struct {
 	FQDN   string // _acme-challenge.example.org.
 	Target string // <uuid>.auth.example.org.
 	Found  string // the CNAME target found instead, if any
+	// Publish is where the record to add stands, when not at FQDN: the
+	// wildcard *._acme-challenge.example.org. that covers every
+	// dns-account-01 label.
+	Publish string
+	// Challenge is the challenge type the CNAME is for ("": dns-01).
+	Challenge string
 }
 
 func (e *ErrCNAMERequired) Error() string {
+	owner := e.FQDN
+	if e.Publish != "" {
+		owner = e.Publish
+	}
 	if e.Found != "" {
 		return fmt.Sprintf("%s points at %s, not at this broker account: change the record in the zone of %s to\n  %s CNAME %s",
-			e.FQDN, e.Found, e.Domain, e.FQDN, e.Target)
+			e.FQDN, e.Found, e.Domain, owner, e.Target)
 	}
-	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `acmebroker client check`:\n  %s CNAME %s",
-		e.FQDN, e.Domain, e.FQDN, e.Target)
+	check := "acmebroker client check"
+	if e.Challenge != "" && e.Challenge != TypeDNS01 {
+		check += " --challenge " + e.Challenge
+	}
+	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `%s`:\n  %s CNAME %s",
+		e.FQDN, e.Domain, check, owner, e.Target)
 }
 
 // ErrNotPropagated: the broker's name servers did not all serve a value in time.

@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/broker"
@@ -42,11 +44,17 @@ type envOptions struct {
 	// brokerDNSForCA, when set, is what unbound (and so the CA) reaches
 	// for the broker zone instead of the broker.
 	brokerDNSForCA string
+	// nsd: the broker is the hidden primary of an NSD secondary, which
+	// is what unbound (and so the CA) reaches for the broker zone; the
+	// client waits for both.
+	nsd bool
 }
 
 type clientEnv struct {
 	t      testing.TB
 	b      broker.Ready
+	stop   func()        // stops the broker, API and DNS
+	nsd    *acmetest.NSD // with envOptions.nsd
 	env    *acmetest.Env
 	state  string
 	r      runner   // in-process, with --state-dir, --resolver and --nameserver
@@ -60,28 +68,103 @@ func newClientEnv(t testing.TB, o envOptions) *clientEnv {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	b := startBrokerWith(t, o.broker)
+	var nsd *acmetest.NSD
+	mod, nsdPort := o.broker, 0
+	if o.nsd {
+		nsdPort = acmetest.FreePort(t)
+		mod = func(c *config.Config) {
+			c.DNS.Transfer = config.Transfer{
+				AllowFrom: []string{"127.0.0.1/32"},
+				Keys:      []config.TSIGKey{{Name: xfrKeyName, Algorithm: "hmac-sha256", Secret: xfrKeySecret}},
+				Notify:    []string{fmt.Sprintf("127.0.0.1:%d", nsdPort)},
+				NotifyKey: xfrKeyName,
+			}
+			if o.broker != nil {
+				o.broker(c)
+			}
+		}
+	}
+	b, stop := runBrokerWith(t, mod)
+	nameservers := []string{"--nameserver", b.DNS[0]}
 	o.acme.BrokerDNS, o.acme.BrokerZone, o.acme.CustomerZone = b.DNS[0], brokerZone, customerZone
 	if o.brokerDNSForCA != "" {
 		o.acme.BrokerDNS = o.brokerDNSForCA
 	}
+	if o.nsd {
+		nsd = acmetest.StartNSD(t, acmetest.NSDOptions{Zone: brokerZone, Primary: b.DNS[0], Port: nsdPort,
+			KeyName: xfrKeyName, KeyAlgorithm: "hmac-sha256", KeySecret: xfrKeySecret,
+			ServerExtra: []string{"xfrd-reload-timeout: 0", "rrl-ratelimit: 0"}})
+		// A new broker zone has serial 0: wait for NSD's SOA itself.
+		soa := new(dns.Msg)
+		soa.SetQuestion(dns.Fqdn(brokerZone), dns.TypeSOA)
+		waitFor(t, 20*time.Second, "NSD to transfer the broker zone", func() bool {
+			r, err := dns.ExchangeContext(t.Context(), soa, nsd.Addr)
+			return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0
+		})
+		o.acme.BrokerDNS = nsd.Addr
+		nameservers = append(nameservers, "--nameserver", nsd.Addr)
+	}
 	env := acmetest.Start(t, o.acme)
 	state := filepath.Join(t.TempDir(), "state")
-	r := runner{t: t, common: []string{"--state-dir", state, "--resolver", env.ResolverAddr, "--nameserver", b.DNS[0]}}
+	r := runner{t: t, common: append([]string{"--state-dir", state, "--resolver", env.ResolverAddr}, nameservers...)}
 	m := cnameLine.FindStringSubmatch(r.must("register", "--api", b.API, "--domain", customerZone))
 	if m == nil {
 		t.Fatal("register did not print the CNAME to add")
 	}
-	env.Customer.SetCNAME("_acme-challenge."+customerZone, m[2])
-	for _, n := range o.names {
+	// The CNAMEs of every challenge type, so that a test picks any.
+	for _, n := range append([]string{customerZone}, o.names...) {
 		env.Customer.SetCNAME("_acme-challenge."+n, m[2])
+		env.Customer.SetCNAME("*._acme-challenge."+n, m[2])
+		env.Customer.SetCNAME("_validation-persist."+n, m[2])
 	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &clientEnv{t: t, b: b, env: env, state: state, r: r, target: m[2], self: self,
+	return &clientEnv{t: t, b: b, stop: stop, nsd: nsd, env: env, state: state, r: r, target: m[2], self: self,
 		ca: []string{"--ca", env.CAURL, "--ca-root", env.CARootPEM, "--email", "admin@example.test"}}
+}
+
+// fork is e with a state directory of its own holding the same broker
+// account, so it makes its own ACME account: the CA then never reuses an
+// authorization another fork validated (Pebble does, now and then, even
+// with PEBBLE_AUTHZREUSE=0).
+func (e *clientEnv) fork(t testing.TB) *clientEnv {
+	t.Helper()
+	f := *e
+	f.t = t
+	f.state = filepath.Join(t.TempDir(), "state")
+	accts, err := (&client.State{Dir: e.state}).Accounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, a := range accts {
+		if err := (&client.State{Dir: f.state}).SaveAccount(d, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.r = runner{t: t, common: slices.Clone(e.r.common)}
+	f.r.common[slices.Index(f.r.common, "--state-dir")+1] = f.state
+	return &f
+}
+
+// TSIG key of the NSD secondary's transfers and NOTIFY (envOptions.nsd).
+const (
+	xfrKeyName   = "xfr-key"
+	xfrKeySecret = "Zm9yLXRoZS10ZXN0LW9ubHktbm90LWEtcmVhbC1zZWNyZXQ="
+)
+
+// waitFor polls cond every 20 ms until it holds, failing the test after
+// timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
 }
 
 // obtainArgs are obtain's flags for names with the env's CA.

@@ -58,6 +58,16 @@ type ObtainRequest struct {
 	PreferredChain string // issuer CN of the chain's top certificate
 	CARoot         string // PEM file to trust for the CA's TLS (recorded for renewals)
 	DeployHook     string // recorded for renewals
+	// Challenge is the challenge type (see ChallengeTypes; "" is dns-01),
+	// recorded for renewals.
+	Challenge string
+	// SetPersist (dns-persist-01): set the broker account's record for the
+	// CA (POST /persist) when it holds none the CA will accept for this
+	// ACME account; obtain does. Without it (renew) the broker is not
+	// called at all: the standing record must do.
+	SetPersist bool
+	// PersistUntil is the end of a record SetPersist writes (zero: none).
+	PersistUntil time.Time
 	// SkipCNAMECheck skips the check, through recursive DNS, that every
 	// name's CNAME points at its broker account.
 	SkipCNAMECheck bool
@@ -106,6 +116,14 @@ func (req *ObtainRequest) Check() error {
 	}
 	if req.KeyType == "" {
 		req.KeyType = "ec256"
+	}
+	ch, err := ChallengeByType(req.Challenge)
+	if err != nil {
+		return fmt.Errorf("--challenge: %w", err)
+	}
+	req.Challenge = ch.Type()
+	if !req.PersistUntil.IsZero() && !standing(ch) {
+		return fmt.Errorf("--persist-until is for --challenge %s only", acme.ChallengeTypeDNSPersist01)
 	}
 	if req.PropagationTimeout <= 0 {
 		req.PropagationTimeout = 2 * time.Minute
@@ -178,14 +196,13 @@ type Issuer struct {
 	Logger  *slog.Logger // nil: none
 	Out     io.Writer    // progress for people; nil: none
 	Now     func() time.Time
-	// Challenges are the challenge types answered, in order of preference;
-	// nil: DNS01 only.
-	Challenges []DNSChallenge
 	// Lock says how to wait for the state directory's locks.
 	Lock LockOptions
-	// CheckHint is the command that checks the whole path of one name, for
-	// error messages; nil: "acmebroker client check --domain NAME".
-	CheckHint func(name string) string
+	// Command renders a client command for error messages, e.g.
+	// Command("check", "--domain", name), with whatever flags this run
+	// needs repeated (state directory, resolvers); nil: "acmebroker
+	// client" and the words, quoted for a shell.
+	Command func(args ...string) string
 }
 
 func (is *Issuer) say(format string, args ...any) {
@@ -216,11 +233,32 @@ func (is *Issuer) lockOptions() LockOptions {
 	return o
 }
 
-func (is *Issuer) checkHint(name string) string {
-	if is.CheckHint != nil {
-		return is.CheckHint(name)
+func (is *Issuer) command(args ...string) string {
+	if is.Command != nil {
+		return is.Command(args...)
 	}
-	return "acmebroker client check --domain " + name
+	return ClientCommand(args...)
+}
+
+// ClientCommand is "acmebroker client" and args, each quoted for a POSIX
+// shell where it needs to be.
+func ClientCommand(args ...string) string {
+	var b strings.Builder
+	b.WriteString("acmebroker client")
+	for _, a := range args {
+		b.WriteString(" " + ShellQuote(a))
+	}
+	return b.String()
+}
+
+// ShellQuote quotes s for a POSIX shell unless it is plainly safe.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@,+=", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Obtain gets a certificate for req.Domains and stores it, under the
@@ -256,14 +294,17 @@ func sameNames(a, b []string) bool {
 
 // task is one authorization to validate and the value that answers it.
 type task struct {
-	authz  acme.Authorization
-	chal   acme.Challenge
-	name   string // as in the certificate: example.org or *.example.org
-	value  string
-	acct   BrokerAccount
-	setAt  time.Time
-	done   atomic.Bool
-	record string // where the CA looks, before CNAMEs
+	authz   acme.Authorization
+	chal    acme.Challenge
+	typ     DNSChallenge
+	name    string // as in the certificate: example.org or *.example.org
+	value   string
+	acct    BrokerAccount
+	account string // the ACME account's URL
+	setAt   time.Time
+	done    atomic.Bool
+	record  string // where the CA looks, before CNAMEs
+	fix     string // dns-persist-01: the command that sets the record
 }
 
 func acctKey(a BrokerAccount) string { return a.ServerURL + "\x00" + a.Username }
@@ -274,9 +315,12 @@ func (is *Issuer) obtainLocked(ctx context.Context, req ObtainRequest) (Issued, 
 		return Issued{}, err
 	}
 
+	chType, err := ChallengeByType(req.Challenge)
+	if err != nil {
+		return Issued{}, err
+	}
 	// Every name needs a broker account and a CNAME pointing at it.
 	accts := map[string]BrokerAccount{}
-	pref := is.challenges()[0]
 	checked := map[string]bool{}
 	for _, d := range req.Domains {
 		_, a, err := is.State.AccountFor(d)
@@ -284,15 +328,27 @@ func (is *Issuer) obtainLocked(ctx context.Context, req ObtainRequest) (Issued, 
 			return Issued{}, err
 		}
 		accts[d] = a
-		rn := pref.RecordName(d, is.State.ACMEAccountURL(req.CAURL))
+		rn := chType.RecordName(d, is.State.ACMEAccountURL(req.CAURL))
 		if !req.SkipCNAMECheck && !checked[rn] {
 			if err := is.Checker.CheckCNAMEAt(ctx, d, rn, a.FullDomain); err != nil {
+				var cr *ErrCNAMERequired
+				if errors.As(err, &cr) {
+					cr.Publish, cr.Challenge = chType.CNAMEName(d), chType.Type()
+				}
 				return Issued{}, err
 			}
 			checked[rn] = true
 		}
 	}
-	limits, err := is.brokerLimits(ctx, accts)
+	var limits map[string]BrokerLimits
+	switch {
+	case standing(chType) && req.SetPersist:
+		err = is.brokerPersist(ctx, accts)
+	case standing(chType):
+		// A renewal: the record stands; the broker's API is not needed.
+	default:
+		limits, err = is.brokerLimits(ctx, accts)
+	}
 	if err != nil {
 		return Issued{}, err
 	}
@@ -306,11 +362,27 @@ func (is *Issuer) obtainLocked(ctx context.Context, req ObtainRequest) (Issued, 
 		return Issued{}, err
 	}
 	is.say("Order %s: %d authorization(s)", order.Location, len(order.Authorizations))
-	tasks, err := is.collect(ctx, s, order, accts)
+	tasks, err := is.collect(ctx, s, order, accts, chType)
 	if err != nil {
 		return Issued{}, err
 	}
-	if err := is.solve(ctx, s, tasks, limits, req.PropagationTimeout); err != nil {
+	if standing(chType) {
+		fix := []string{"obtain", "--challenge", chType.Type(), "--cert-name", req.CertName}
+		for _, d := range req.Domains {
+			fix = append(fix, "-d", d)
+		}
+		fix = append(fix, "--ca", req.CAURL)
+		if req.CARoot != "" {
+			fix = append(fix, "--ca-root", req.CARoot)
+		}
+		for _, t := range tasks {
+			t.fix = is.command(fix...)
+		}
+		err = is.solvePersist(ctx, s, tasks, req)
+	} else {
+		err = is.solve(ctx, s, tasks, limits, req.PropagationTimeout)
+	}
+	if err != nil {
 		return Issued{}, err
 	}
 
@@ -339,7 +411,7 @@ func (is *Issuer) obtainLocked(ctx context.Context, req ObtainRequest) (Issued, 
 		Profile: req.Profile, PreferredChain: req.PreferredChain, CARoot: req.CARoot,
 		Nameservers: is.Checker.Nameservers, Resolvers: is.Checker.Resolvers,
 		DeployHook: req.DeployHook, CertURL: chain.URL, OrderURL: order.Location, AccountURL: s.account().Location,
-		IssuedAt: is.now(),
+		IssuedAt: is.now(), Challenge: chType.Type(),
 	}
 	if ri := chain.RenewalInfo; ri != nil && ri.HasWindow() {
 		r.RenewAt, r.ARIWindowAt = ri.SelectedTime, ri.SuggestedWindow.End
@@ -426,7 +498,7 @@ func (is *Issuer) newOrder(ctx context.Context, s *acmeSession, req ObtainReques
 
 // collect fetches the order's authorizations and picks, for each that is
 // not valid yet, the challenge to answer and its value.
-func (is *Issuer) collect(ctx context.Context, s *acmeSession, order acme.Order, accts map[string]BrokerAccount) ([]*task, error) {
+func (is *Issuer) collect(ctx context.Context, s *acmeSession, order acme.Order, accts map[string]BrokerAccount, typ DNSChallenge) ([]*task, error) {
 	zs := make([]acme.Authorization, len(order.Authorizations))
 	err := forEach(ctx, len(zs), 8, func(i int) error {
 		return s.do(ctx, "authorization", func(a acme.Account) error {
@@ -447,17 +519,13 @@ func (is *Issuer) collect(ctx context.Context, s *acmeSession, order acme.Order,
 			continue
 		}
 		name := z.IdentifierValue()
-		t, ch, ok := is.pick(z)
+		ch, ok := pick(typ, z)
 		if !ok {
 			var offered []string
 			for _, c := range z.Challenges {
 				offered = append(offered, c.Type)
 			}
-			var types []string
-			for _, t := range is.challenges() {
-				types = append(types, t.Type())
-			}
-			return nil, fmt.Errorf("the CA offers no %s challenge for %s (it offers %s)", strings.Join(types, " or "), name, strings.Join(offered, ", "))
+			return nil, fmt.Errorf("the CA offers no %s challenge for %s (it offers %s): choose one of those with --challenge", typ.Type(), name, strings.Join(offered, ", "))
 		}
 		a, ok := accts[name]
 		if !ok {
@@ -466,11 +534,12 @@ func (is *Issuer) collect(ctx context.Context, s *acmeSession, order acme.Order,
 				return nil, err
 			}
 		}
-		v, err := t.RecordValue(ch, s.account())
+		acct := s.account()
+		v, err := typ.RecordValue(ch, acct)
 		if err != nil {
 			return nil, err
 		}
-		tasks = append(tasks, &task{authz: z, chal: ch, name: name, value: v, acct: a, record: t.RecordName(name, s.account().Location)})
+		tasks = append(tasks, &task{authz: z, chal: ch, typ: typ, name: name, value: v, acct: a, account: acct.Location, record: typ.RecordName(name, acct.Location)})
 	}
 	return tasks, nil
 }
@@ -485,16 +554,7 @@ func (is *Issuer) solve(ctx context.Context, s *acmeSession, tasks []*task, limi
 	if len(tasks) == 0 {
 		return nil
 	}
-	queues := map[string][]*task{}
-	var keys []string
-	for _, t := range tasks {
-		k := acctKey(t.acct)
-		if _, ok := queues[k]; !ok {
-			keys = append(keys, k)
-		}
-		queues[k] = append(queues[k], t)
-	}
-	slices.Sort(keys)
+	queues, keys := byAccount(tasks)
 	rounds := 0
 	for _, k := range keys {
 		lk, err := is.State.lockBroker(ctx, queues[k][0].acct, is.lockOptions())
@@ -531,6 +591,22 @@ func (is *Issuer) solve(ctx context.Context, s *acmeSession, tasks []*task, limi
 			return err
 		}
 	}
+}
+
+// byAccount groups tasks by broker account; keys are the accounts'
+// acctKey, sorted (the order their locks are taken in).
+func byAccount(tasks []*task) (map[string][]*task, []string) {
+	groups := map[string][]*task{}
+	var keys []string
+	for _, t := range tasks {
+		k := acctKey(t.acct)
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], t)
+	}
+	slices.Sort(keys)
+	return groups, keys
 }
 
 // publish sets every value of the batch on its broker account.
@@ -675,8 +751,16 @@ func (is *Issuer) authzFailure(t *task, z acme.Authorization) error {
 			detail = describeProblem(*ch.Error)
 		}
 	}
-	return fmt.Errorf("the CA could not validate %s (status %s): %s\n  the CA looked up TXT %s, which should be a CNAME to %s\n  to find the broken link, run: %s",
-		t.name, z.Status, detail, t.record, t.acct.FullDomain, is.checkHint(t.name))
+	check := is.command("check", "--domain", t.name, "--challenge", t.typ.Type())
+	if t.typ.Type() == acme.ChallengeTypeDNS01 {
+		check = is.command("check", "--domain", t.name)
+	}
+	msg := fmt.Sprintf("the CA could not validate %s (status %s): %s\n  the CA looked up TXT %s, which should be a CNAME to %s",
+		t.name, z.Status, detail, t.record, t.acct.FullDomain)
+	if standing(t.typ) {
+		msg += ", where the broker serves the account's dns-persist-01 records\n" + is.persistAdvice(t, detail)
+	}
+	return fmt.Errorf("%s\n  to find the broken link, run: %s", msg, check)
 }
 
 // finalize sends the CSR and fetches the certificate chains. acmez's

@@ -249,6 +249,9 @@ func (is *Issuer) Renew(ctx context.Context, name string, o RenewOptions) (Renew
 		Domains: r.Domains, CertName: name, CAURL: r.CAURL, Email: r.Email, KeyType: r.KeyType,
 		Profile: r.Profile, PreferredChain: r.PreferredChain, CARoot: r.CARoot, DeployHook: r.DeployHook,
 		RateLimitWait: o.RateLimitWait, PropagationTimeout: o.PropagationTimeout,
+		// The type it was issued with; a dns-persist-01 record is used as
+		// it stands (SetPersist false): a renewal never writes one.
+		Challenge: r.Challenge,
 	}
 	if c.Renewal.RevokedAt.IsZero() {
 		if id, err := ARICertID(c.Leaf); err == nil {

@@ -253,6 +253,27 @@ func (s *State) ACMEAccountRecord(caURL string) ACMEAccount {
 	return a
 }
 
+// ACMEAccounts lists the ACME accounts of the state directory, one per CA
+// directory, sorted by directory URL.
+func (s *State) ACMEAccounts() ([]ACMEAccount, error) {
+	files, err := filepath.Glob(filepath.Join(s.Dir, "acme", "*", "account.json"))
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var out []ACMEAccount
+	for _, f := range files {
+		a, err := readACMEAccount(f)
+		if err != nil {
+			return nil, err
+		}
+		if a.URL != "" {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Directory < out[j].Directory })
+	return out, nil
+}
+
 // ACMEAccountURL is the stored account URL for the CA ("" if none).
 func (s *State) ACMEAccountURL(caURL string) string { return s.ACMEAccountRecord(caURL).URL }
 
@@ -275,7 +296,10 @@ type Renewal struct {
 	Nameservers    []string `json:"nameservers,omitempty"`
 	Resolvers      []string `json:"resolvers,omitempty"`
 	DeployHook     string   `json:"deploy_hook,omitempty"`
-	CertURL        string   `json:"cert_url,omitempty"`
+	// Challenge is the challenge type the certificate was issued with and
+	// is renewed with; "" (files from before the choice) is dns-01.
+	Challenge string `json:"challenge,omitempty"`
+	CertURL   string `json:"cert_url,omitempty"`
 	// OrderURL is the order that issued the certificate, and AccountURL the
 	// ACME account that placed it.
 	OrderURL   string    `json:"order_url,omitempty"`

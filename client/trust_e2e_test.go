@@ -375,7 +375,7 @@ func TestRenewalLifecycle(t *testing.T) {
 	e.r.must("obtain", append([]string{"-d", "www." + customerZone, "--deploy-hook", deploy}, ca("first@example.test")...)...)
 
 	out := e.r.must("list")
-	if !regexp.MustCompile(`(?m)^  example\.test +valid +20\S+ +20\S+ +example\.test,\*\.example\.test$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^  example\.test +valid +20\S+ +20\S+ +dns-01 +example\.test,\*\.example\.test$`).MatchString(out) {
 		t.Fatalf("list does not show the state and next renewal:\n%s", out)
 	}
 	if out := e.r.must("check", "--cert-name", customerZone); strings.Count(out, "OK ") != 3 || !strings.Contains(out, "Every link holds") {

@@ -3,8 +3,9 @@ package broker_test
 // dns-persist-01 and dns-account-01 against real peers: Pebble (which
 // implements both), unbound following the customer's CNAMEs, NSD as
 // secondary. The ACME side is driven directly with acmez (the bundled
-// client learns both types separately); what is proven here is the
-// broker's: the records it serves, where, and that CAs accept them.
+// client's own tests of both types are in client/challenges_e2e_test.go);
+// what is proven here is the broker's: the records it serves, where, and
+// that CAs accept them.
 
 import (
 	"context"

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/acmebroker/acmebroker/client"
 )
 
@@ -35,13 +37,20 @@ or acme-dns broker, from a host that accepts no inbound traffic.
 
 Usage:
   acmebroker client register --api URL --domain NAME [--allow-from CIDR]
-  acmebroker client check    [--domain NAME ...] [--cert-name NAME]
-  acmebroker client obtain   -d NAME [-d NAME ...] --email ADDR [--ca URL] [--deploy-hook CMD]
+  acmebroker client check    [--domain NAME ...] [--cert-name NAME] [--challenge TYPE]
+  acmebroker client obtain   -d NAME [-d NAME ...] --email ADDR [--ca URL] [--challenge TYPE] [--deploy-hook CMD]
   acmebroker client renew    [--all | -d CERTNAME] [--force] [--pre-hook CMD] [--post-hook CMD] [--deploy-hook CMD] [-q]
   acmebroker client list
   acmebroker client revoke   -d CERTNAME [--reason N]
   acmebroker client delete   --cert-name CERTNAME
+  acmebroker client persist  list|remove ...   (dns-persist-01 records at the broker: see or end them)
   acmebroker client hook     certbot auth|cleanup | dehydrated OPERATION ...   (hooks for other ACME clients)
+
+Challenge types (--challenge; stored with the certificate, used by renew):
+  dns-01          the default; CNAME _acme-challenge.<name>
+  dns-account-01  one value per ACME account; CNAME *._acme-challenge.<name>
+  dns-persist-01  one standing record, set at obtain through the broker; renewals write
+                  nothing to the broker; CNAME _validation-persist.<name>
 
 Run "acmebroker client COMMAND -h" for the flags of each command. Every flag can also be
 set in the environment as ACMEBROKER_<FLAG> (--state-dir: ACMEBROKER_STATE_DIR).
@@ -110,30 +119,20 @@ func (c *commonFlags) checker(out io.Writer) *client.Checker {
 		Progress: func(msg string) { fmt.Fprintln(out, msg) }}
 }
 
-// checkCommand is the exact `client check` command for name with this
-// run's state directory, resolvers and name servers.
-func (c *commonFlags) checkCommand(name string) string {
-	var b strings.Builder
-	b.WriteString("acmebroker client check --domain " + shellQuote(name))
+// command is the exact client command args with this run's state
+// directory, resolvers and name servers, for messages that say what to
+// run next.
+func (c *commonFlags) command(args ...string) string {
 	if c.stateDir != c.defaultDir {
-		b.WriteString(" --state-dir " + shellQuote(c.stateDir))
+		args = append(args, "--state-dir", c.stateDir)
 	}
 	for _, r := range c.resolvers {
-		b.WriteString(" --resolver " + shellQuote(r))
+		args = append(args, "--resolver", r)
 	}
 	for _, n := range c.nameservers {
-		b.WriteString(" --nameserver " + shellQuote(n))
+		args = append(args, "--nameserver", n)
 	}
-	return b.String()
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@,+=", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return client.ClientCommand(args...)
 }
 
 // Root's state directories: the client's own, and the one it shared with
@@ -202,6 +201,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		"list":     clientList,
 		"revoke":   clientRevoke,
 		"delete":   clientDelete,
+		"persist":  clientPersist,
 		"hook":     clientHook,
 	}, args, stdout, stderr)
 	close(done)
@@ -268,36 +268,50 @@ func clientRegister(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func printCNAME(w io.Writer, domain string, a client.BrokerAccount) {
+	target := strings.TrimSuffix(a.FullDomain, ".")
 	fmt.Fprintf(w, `
 Add this record in the DNS zone of %[1]s (once; it covers %[1]s and *.%[1]s):
 
-  %[2]s. CNAME %[3]s.
+  %[2]s CNAME %[3]s.
 
 For other names under %[1]s that the certificate should cover, add the same target at
 _acme-challenge.<name>. Then check it with: acmebroker client check --domain %[1]s
-`, domain, client.ChallengeName(domain), strings.TrimSuffix(a.FullDomain, "."))
+
+For the other challenge types (obtain --challenge), the record each needs instead or as well:
+  dns-account-01: %[4]s CNAME %[3]s.
+  dns-persist-01: %[5]s CNAME %[3]s.
+`, domain, client.DNS01{}.CNAMEName(domain), target, client.DNSAccount01{}.CNAMEName(domain), client.DNSPersist01{}.CNAMEName(domain))
 }
 
 func clientCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var common commonFlags
 	var domains stringList
-	fs := newFlagSetEnv("check", "acmebroker client check: check the whole path the CA takes to each name's challenge value: the CNAME, the broker zone's delegation, and the value as a resolver sees it.",
-		"acmebroker client check --domain example.org --domain www.example.org", true, stderr)
+	fs := newFlagSetEnv("check", "acmebroker client check: print the CNAMEs a challenge type needs and check the whole path the CA takes to each name's record: the CNAME, the broker zone's delegation, and the values as a resolver sees them.",
+		"acmebroker client check --domain example.org --domain www.example.org --challenge dns-account-01", true, stderr)
 	common.add(fs, os.Getenv)
 	fs.Var(&domains, "domain", "a name to check (repeatable; default: every registered domain)")
 	fs.Var(&domains, "d", "the same as --domain")
-	certName := fs.String("cert-name", "", "check every name of this stored certificate")
+	certName := fs.String("cert-name", "", "check every name of this stored certificate (with its challenge type)")
+	chFlag := fs.String("challenge", "", "challenge type whose CNAMEs to check: "+strings.Join(client.ChallengeTypes, " | ")+" (default: the certificate's with --cert-name, else dns-01)")
 	if err := parseEnv(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	st := common.state()
 	var names []string
+	chType := *chFlag
 	if *certName != "" {
 		c, err := st.LoadCertificate(*certName)
 		if err != nil {
 			return err
 		}
 		names = append(names, c.Renewal.Domains...)
+		if chType == "" {
+			chType = c.Renewal.Challenge
+		}
+	}
+	ch, err := client.ChallengeByType(chType)
+	if err != nil {
+		return usageErr(fs, "--challenge: %v", err)
 	}
 	for _, d := range domains {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
@@ -322,7 +336,7 @@ func clientCheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var items []client.PathItem
 	seen := map[string]bool{}
 	for _, n := range names {
-		rn := client.DNS01{}.RecordName(n, "")
+		rn := ch.CNAMEName(n)
 		if seen[rn] { // example.org and *.example.org share one record
 			continue
 		}
@@ -334,6 +348,11 @@ func clientCheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		items = append(items, client.PathItem{Domain: n, RecordName: rn, Account: a})
 	}
 	out := common.out(stdout)
+	fmt.Fprintf(out, "%s needs these CNAMEs, each once in the zone of its name:\n", ch.Type())
+	for _, it := range items {
+		fmt.Fprintf(out, "  %s CNAME %s\n", it.RecordName, dns.Fqdn(it.Account.FullDomain))
+	}
+	fmt.Fprintln(out)
 	failed := 0
 	for _, r := range common.checker(out).CheckPaths(ctx, items) {
 		if !r.OK() {
@@ -385,7 +404,7 @@ func clientObtain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	start := time.Now()
 	var common commonFlags
 	var domains stringList
-	fs := newFlagSetEnv("obtain", "acmebroker client obtain: get a certificate through dns-01 challenges answered by the broker.",
+	fs := newFlagSetEnv("obtain", "acmebroker client obtain: get a certificate through DNS challenges (dns-01, dns-account-01 or dns-persist-01) answered by the broker.",
 		"acmebroker client obtain -d example.org -d '*.example.org' --email you@example.org --deploy-hook 'systemctl reload nginx'", true, stderr)
 	common.add(fs, os.Getenv)
 	fs.Var(&domains, "d", "a name for the certificate (repeatable; the first one names it)")
@@ -403,6 +422,8 @@ func clientObtain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&req.PropagationTimeout, "propagation-timeout", 2*time.Minute, "how long to wait for the broker's name servers to serve the values")
 	fs.DurationVar(&req.RateLimitWait, "rate-limit-wait", client.RateLimitWait, "wait at most this long when the CA rate-limits (429 with Retry-After); beyond it fail at once")
 	fs.BoolVar(&req.SkipCNAMECheck, "skip-cname-check", false, "do not check the CNAMEs through recursive DNS first")
+	fs.StringVar(&req.Challenge, "challenge", client.TypeDNS01, "challenge type: "+strings.Join(client.ChallengeTypes, " | ")+" (stored with the certificate; renew uses it)")
+	persistUntil := fs.String("persist-until", "", "dns-persist-01: the end of the record obtain sets, a duration (90d, 2160h), a date (2027-06-30) or an RFC 3339 time (default: no end)")
 	if err := parseEnv(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -412,6 +433,14 @@ func clientObtain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	req.Domains = domains
 	req.CARoot = common.caRoot
 	req.NotIfIssuedSince = start
+	req.SetPersist = true
+	if *persistUntil != "" {
+		t, err := client.ParsePersistUntil(*persistUntil, start)
+		if err != nil {
+			return usageErr(fs, "%v", err)
+		}
+		req.PersistUntil = t
+	}
 	if err := req.Check(); err != nil {
 		return usageErr(fs, "%v", err)
 	}
@@ -443,12 +472,12 @@ func newIssuer(common commonFlags, cmd string, out, stderr io.Writer) (*client.I
 		Broker: &client.BrokerClient{Wait: func(msg string) {
 			fmt.Fprintln(out, msg)
 		}},
-		Checker:   common.checker(out),
-		HTTP:      hc,
-		Logger:    common.logger(stderr),
-		Out:       out,
-		Lock:      common.lockOptions(cmd, out),
-		CheckHint: common.checkCommand,
+		Checker: common.checker(out),
+		HTTP:    hc,
+		Logger:  common.logger(stderr),
+		Out:     out,
+		Lock:    common.lockOptions(cmd, out),
+		Command: common.command,
 	}, hc, nil
 }
 
@@ -589,8 +618,8 @@ func clientList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stdout, "  (none)")
 		return nil
 	}
-	const row = "  %-30s %-8s %-20s %-20s %s\n"
-	fmt.Fprintf(stdout, row, "NAME", "STATE", "EXPIRES", "NEXT RENEWAL", "NAMES")
+	const row = "  %-30s %-8s %-20s %-20s %-14s %s\n"
+	fmt.Fprintf(stdout, row, "NAME", "STATE", "EXPIRES", "NEXT RENEWAL", "CHALLENGE", "NAMES")
 	now := time.Now()
 	for _, n := range names {
 		c, err := st.LoadCertificate(n)
@@ -603,7 +632,11 @@ func clientList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if s.State != "valid" {
 			next = "next run"
 		}
-		fmt.Fprintf(stdout, row, n, s.State, c.Leaf.NotAfter.UTC().Format(time.RFC3339), next, strings.Join(c.Leaf.DNSNames, ","))
+		ch := c.Renewal.Challenge
+		if ch == "" {
+			ch = client.TypeDNS01
+		}
+		fmt.Fprintf(stdout, row, n, s.State, c.Leaf.NotAfter.UTC().Format(time.RFC3339), next, ch, strings.Join(c.Leaf.DNSNames, ","))
 	}
 	fmt.Fprintf(stdout, "\nFiles: %s/<NAME>/{cert,chain,fullchain,privkey}.pem\n", filepath.Join(common.stateDir, "certificates"))
 	return nil
@@ -653,11 +686,16 @@ func clientDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer lk.Unlock()
+	c, _ := st.LoadCertificate(*name)
 	if err := st.DeleteCertificate(*name); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "Deleted certificate %s from %s. It was not revoked (acmebroker client revoke does that); a server still configured with its files now fails to start.\n",
 		*name, filepath.Join(common.stateDir, "certificates"))
+	if c != nil && c.Renewal.Challenge == client.TypeDNSPersist01 && len(c.Renewal.Domains) > 0 {
+		fmt.Fprintf(out, "Its dns-persist-01 record still authorizes the ACME account at the broker; to end that, see %s\n",
+			common.command("persist", "list", "--domain", strings.TrimPrefix(c.Renewal.Domains[0], "*.")))
+	}
 	return nil
 }
 

@@ -89,6 +89,10 @@ func TestObtainChecksBeforeTheCA(t *testing.T) {
 		{[]string{"-d", "example.test", "--cert-name", "../../etc"}, "--cert-name"},
 		{[]string{"-d", "example.test", "--cert-name", ".hidden"}, "not starting with a dot"},
 		{[]string{"-d", "example.test", "--key-type", "dsa"}, "--key-type"},
+		{[]string{"-d", "example.test", "--challenge", "http-01"}, `challenge type "http-01" is not one of dns-01, dns-account-01, dns-persist-01`},
+		{[]string{"-d", "example.test", "--persist-until", "90d"}, "--persist-until is for --challenge dns-persist-01 only"},
+		{[]string{"-d", "example.test", "--challenge", "dns-persist-01", "--persist-until", "2001-01-01"}, "it is not in the future"},
+		{[]string{"-d", "example.test", "--challenge", "dns-persist-01", "--persist-until", "soon"}, "give a duration such as 90d"},
 	} {
 		_, errs, code := run(t, append(base, tc.args...)...)
 		if code != exitUsage || !strings.Contains(errs, tc.want) || strings.Contains(errs, "connect") {
@@ -106,5 +110,28 @@ func TestDeleteUnknown(t *testing.T) {
 	}
 	if _, errs, code := run(t, "client", "delete", "--state-dir", state); code != exitUsage || !strings.Contains(errs, "--cert-name NAME is required") {
 		t.Fatalf("exit %d %s", code, errs)
+	}
+}
+
+// TestPersistCommandLine: the persist group's usage errors, found before
+// anything goes to the broker.
+func TestPersistCommandLine(t *testing.T) {
+	state := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"remove", "--state-dir", state, "--issuer", "letsencrypt.org"}, exitUsage, "--domain NAME is required"},
+		{[]string{"remove", "--state-dir", state, "--domain", "example.test"}, exitUsage, "give --issuer ISSUER"},
+		{[]string{"remove", "--state-dir", state, "--domain", "example.test", "--issuer", "x.test", "--all"}, exitUsage, "give --issuer ISSUER"},
+		{[]string{"remove", "--state-dir", state, "--domain", "example.test", "--all"}, exitFailure, "no broker account covers example.test"},
+		{[]string{"list", "--state-dir", state}, exitFailure, "no registered domain"},
+	} {
+		_, errs, code := run(t, append([]string{"client", "persist"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("client persist %v: exit %d, want %d and %q\n%s", tc.args, code, tc.code, tc.want, errs)
+		}
 	}
 }

@@ -66,13 +66,23 @@ func (h *hookFlags) hook(out io.Writer) *client.Hook {
 	}
 }
 
+// subgroupHelp prints usage when a command with words of its own (client
+// hook, client persist) is given none or asked for help; its error is what
+// the command returns then (usage without words, flag.ErrHelp for help).
+func subgroupHelp(args []string, usage string, stdout io.Writer) (bool, error) {
+	if len(args) > 0 && args[0] != "-h" && args[0] != "--help" && args[0] != "help" {
+		return false, nil
+	}
+	fmt.Fprint(stdout, usage)
+	if len(args) == 0 {
+		return true, errUsage
+	}
+	return true, flag.ErrHelp
+}
+
 func clientHook(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, hookUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
+	if done, err := subgroupHelp(args, hookUsage, stdout); done {
+		return err
 	}
 	switch args[0] {
 	case "certbot":
