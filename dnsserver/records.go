@@ -162,13 +162,19 @@ func newStaticZone(origin string, rrs []dns.RR) (*staticZone, error) {
 		if _, ok := n.rrs[dns.TypeCNAME]; ok && len(n.rrs) > 1 {
 			return nil, fmt.Errorf("%s has a CNAME and other records; a CNAME must stand alone", name)
 		}
-		for p := parent(name); p != "" && p != origin && dns.IsSubDomain(origin, p); p = parent(p) {
-			if _, ok := z.nodes[p]; !ok {
-				z.ents[p] = true
-			}
-		}
+		z.addENTs(name, origin)
 	}
 	return z, nil
+}
+
+// addENTs marks the names between name and origin that hold no records as
+// empty non-terminals.
+func (z *staticZone) addENTs(name, origin string) {
+	for p := parent(name); p != "" && p != origin && dns.IsSubDomain(origin, p); p = parent(p) {
+		if _, ok := z.nodes[p]; !ok {
+			z.ents[p] = true
+		}
+	}
 }
 
 // parent strips the first label of an FQDN; "" at the root. An escaped
