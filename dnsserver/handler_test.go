@@ -736,3 +736,22 @@ func TestConcurrentServe(t *testing.T) {
 	})
 	wg.Wait()
 }
+
+func TestOwnNameProblem(t *testing.T) {
+	rrs := mustParse(t, "_acme-challenge.www TXT \"static\"", "child NS ns.child", "ns.child A 192.0.2.1", "auth.example.test. NS ns1")
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"_acme-challenge.auth.example.test.", true},
+		{"_acme-challenge.api.auth.example.test", true},
+		{"_ACME-challenge.WWW.auth.example.test.", false},
+		{"_acme-challenge.child.auth.example.test.", false},
+		{"_acme-challenge.x.child.auth.example.test.", false},
+		{"_acme-challenge.example.test.", false},
+	} {
+		if why := OwnNameProblem(zone, rrs, tc.name); (why == "") != tc.ok {
+			t.Errorf("OwnNameProblem(%s) = %q, want ok %v", tc.name, why, tc.ok)
+		}
+	}
+}

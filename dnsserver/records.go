@@ -241,3 +241,25 @@ func Reserved(zone, nsName string, static []dns.RR) func(label string) string {
 	}
 	return func(label string) string { return why[strings.ToLower(label)] }
 }
+
+// OwnNameProblem says why the broker cannot serve TXT values of its own at
+// name, an FQDN inside zone, beside the static records ("" if it can):
+// static records are there, or it is at or below a delegation.
+func OwnNameProblem(zone string, static []dns.RR, name string) string {
+	origin := dns.Fqdn(lowerASCII(zone))
+	name = dns.Fqdn(lowerASCII(name))
+	if !dns.IsSubDomain(origin, name) {
+		return "it is outside the zone " + origin
+	}
+	for _, rr := range static {
+		h := rr.Header()
+		owner := lowerASCII(h.Name)
+		switch {
+		case owner == name:
+			return "static " + dns.TypeToString[h.Rrtype] + " records are there ([dns] records); remove them"
+		case h.Rrtype == dns.TypeNS && owner != origin && dns.IsSubDomain(owner, name):
+			return "it is in the zone delegated at " + owner + ", which another server answers"
+		}
+	}
+	return ""
+}

@@ -33,6 +33,10 @@ type Ready struct {
 	Accounts int      // registered subdomains loaded at start-up
 	Metrics  string   // Prometheus scrape URL; "" when [metrics] listen is off
 	Startup  time.Duration
+	// Reload re-reads the API's certificate files (tls = "cert"), or
+	// re-checks its ACME certificate's renewal information (tls =
+	// "acme"), now; the serve command calls it on SIGHUP.
+	Reload func()
 }
 
 // Run opens storage, loads the records, binds every socket (failing before
@@ -44,6 +48,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	static, err := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns.records: %w", err)}
+	}
+	ownNames, err := ownChallengeNames(cfg, static) // apitls.go
+	if err != nil {
+		return err
 	}
 	policy := cfg.DNS.TXTPolicy()
 
@@ -76,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	// The one writer of the zone: the API, the pruner, node sync and the
 	// admin-change poller all change storage and idx through it.
 	writer := zone.New(zone.Config{
-		Zone: cfg.DNS.Zone, Policy: policy, Reserved: reserved(cfg.DNS, static), Now: time.Now, Logger: logger,
+		Zone: cfg.DNS.Zone, Policy: policy, Reserved: reservedWithACME(reserved(cfg.DNS, static), cfg), Now: time.Now, Logger: logger,
 	}, used, idx)
 	// Follows what admin commands change in a SQLite file while this runs
 	// (nil for PostgreSQL, whose notifications carry those too). Its mark is
@@ -104,6 +112,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		TXTTTL:      cfg.DNS.TXTTTL,
 		NegativeTTL: cfg.DNS.NegativeTTL,
 		MaxUDPSize:  cfg.DNS.MaxUDPSize,
+		OwnNames:    ownNames,
 	}, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
@@ -128,12 +137,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		},
 	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus})
 
-	var tlsCert, tlsKey string
-	if cfg.API.TLS == "cert" {
-		tlsCert, tlsKey = cfg.API.CertFile, cfg.API.KeyFile
-		if err := checkKeyPair(tlsCert, tlsKey); err != nil {
-			return &ConfigError{fmt.Errorf("api.cert_file/api.key_file: %w", err)}
-		}
+	// The API's certificate ([api] tls; nil for plain HTTP): its own
+	// dns-01 challenges go through the zone writer like any value.
+	apiCert, err := newAPITLS(cfg, used, writer, logger)
+	if err != nil {
+		return err
 	}
 
 	// Bind everything before serving anything.
@@ -155,6 +163,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
 	}
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
+	httpSrv.TLSConfig = apiCert.config()
 
 	// The background loops stop (and are waited for) before storage closes.
 	defer background(func(ctx context.Context) {
@@ -178,10 +187,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			errc <- fmt.Errorf("dns: %w", err)
 		}
 	}()
+	// The API's certificate is kept once DNS is served (an ACME CA looks
+	// the challenges up there); until there is one, HTTPS handshakes fail.
+	defer background(apiCert.run)()
 	go func() {
 		var err error
-		if tlsCert != "" {
-			err = httpSrv.ServeTLS(apiLn, tlsCert, tlsKey)
+		if apiCert != nil {
+			err = httpSrv.ServeTLS(apiLn, "", "")
 		} else {
 			err = httpSrv.Serve(apiLn)
 		}
@@ -190,15 +202,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		}
 	}()
 
+	ins.health(nodeHealth(apiCert))
 	ins.serve(errc)
 	stopNotify := startNotify()
 	defer stopNotify()
 
 	scheme := "http"
-	if tlsCert != "" {
+	if apiCert != nil {
 		scheme = "https"
 	}
-	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start), Metrics: ins.url()}
+	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start), Metrics: ins.url(),
+		Reload: apiCert.reload}
 	logger.Info("serving", "zone", cfg.DNS.Zone, "dns", r.DNS, "api", r.API, "metrics", r.Metrics, "startup", r.Startup.Round(time.Millisecond))
 	if ready != nil {
 		ready(r)

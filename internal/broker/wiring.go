@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,11 +89,6 @@ func prefixes(list []string) []netip.Prefix {
 		}
 	}
 	return out
-}
-
-func checkKeyPair(cert, key string) error {
-	_, err := tls.LoadX509KeyPair(cert, key)
-	return err
 }
 
 // reserved says why an account may not take a subdomain: the names the
