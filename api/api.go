@@ -2,9 +2,10 @@
 // POST /register, POST /update and GET /health, with the same paths, headers,
 // JSON bodies, status codes and error strings, so existing ACME clients
 // (lego, certbot's hook, acme.sh, cert-manager, Caddy, Traefik) work as they
-// are. It knows nothing of SQL: it reads accounts from a read-only view and
-// makes every change through the zone writer (internal/zone), which keeps
-// storage and what DNS serves in step.
+// are; plus acmebroker's own POST /account/allowfrom, POST /account/rotate
+// and DELETE /account (see docs/api.md). It knows nothing of SQL: it reads
+// accounts from a read-only view and makes every change through the zone
+// writer (internal/zone), which keeps storage and what DNS serves in step.
 package api
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/acmebroker/acmebroker/internal/secret"
 	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -57,6 +59,11 @@ type Config struct {
 	BasePath       string // "" or "/prefix"
 	TXTPolicy      storage.TXTPolicy
 	MaxBodyBytes   int64 // default 16 KiB
+	// MaxHeaderBytes caps the request line and headers (431 JSON above
+	// it); default 16 KiB. NewHTTPServer lets net/http read up to
+	// httpHeaderCeiling so that this check, not net/http's plain text,
+	// answers.
+	MaxHeaderBytes int64
 	Limits         Limits
 }
 
@@ -74,12 +81,20 @@ type Deps struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Sync     SyncStatus // nil: one node, nothing to hear of
+	// Keys checks API keys with bounded bcrypt work; nil: a verifier
+	// allowing DefaultBcryptPerSecond.
+	Keys *secret.Verifier
 }
+
+// DefaultBcryptPerSecond bounds bcrypt compares (legacy hashes) when Deps
+// has no Keys.
+const DefaultBcryptPerSecond = 5
 
 type server struct {
 	cfg Config
 	Deps
 	regLimit, updLimit, updSrcLimit, authFail *limiter
+	writes                                    writeState
 }
 
 // New returns the API's http.Handler.
@@ -87,11 +102,17 @@ func New(cfg Config, d Deps) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 10
 	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 16 << 10
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Keys == nil {
+		d.Keys = secret.NewVerifier(DefaultBcryptPerSecond, d.Now)
 	}
 	s := &server{cfg: cfg, Deps: d,
 		regLimit:    newLimiter(cfg.Limits.RegisterPerSource),
@@ -101,7 +122,7 @@ func New(cfg Config, d Deps) http.Handler {
 	}
 
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.cors)
+	r.Use(s.recoverer, s.headerLimit, s.cors, s.trackWrites)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom, POST /account/rotate, DELETE /account and GET /health")
 	})
@@ -126,28 +147,55 @@ func New(cfg Config, d Deps) http.Handler {
 	return r
 }
 
+// httpHeaderCeiling is how much request line and headers net/http reads
+// before it answers 431 itself; the handler's own limit (MaxHeaderBytes,
+// JSON) sits below it.
+const httpHeaderCeiling = 64 << 10
+
+// DefaultIdleTimeout closes a keep-alive connection idle this long: ACME
+// clients send a register and an update in quick succession, then wait
+// minutes for validation, so holding it longer only holds a descriptor.
+const DefaultIdleTimeout = 10 * time.Second
+
 // NewHTTPServer wraps h with the timeouts and limits an internet-facing
-// server needs (slowloris, huge headers).
+// server needs (slowloris, huge headers, idle keep-alive connections).
+// Serve it on a listener wrapped with JSONErrors (and connection limits,
+// internal/connlimit).
 func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		IdleTimeout:       DefaultIdleTimeout,
+		MaxHeaderBytes:    httpHeaderCeiling,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 }
 
 func (s *server) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.Accounts.Ping(ctx); err != nil {
-		// DNS keeps answering what it had loaded (the index is in memory);
-		// the API cannot write until storage is back.
-		s.Logger.Warn("health: storage unreachable", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "serving from memory", "storage": "unreachable"})
+	now := s.Now()
+	failingSince, failure, recentOK := s.writes.state(now)
+	// A change that succeeded a moment ago proves storage works; only
+	// otherwise is it asked (under load a ping may wait for a database
+	// connection that the writes themselves get).
+	if !recentOK {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.Accounts.Ping(ctx); err != nil {
+			// DNS keeps answering what it had loaded (the index is in memory);
+			// the API cannot write until storage is back.
+			s.Logger.Warn("health: storage unreachable", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "serving from memory", "storage": "unreachable"})
+			return
+		}
+	}
+	if !failingSince.IsZero() {
+		// Storage answers, yet the last writes failed (a full disk, a
+		// read-only database, a lock held elsewhere): degraded until one
+		// succeeds.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "serving from memory",
+			"storage": "ok", "writes": "failing (" + failure + ") since " + failingSince.UTC().Format(time.RFC3339)})
 		return
 	}
 	if s.Sync != nil {
@@ -169,7 +217,9 @@ func (s *server) storageError(w http.ResponseWriter, r *http.Request, op string,
 		return // the client went away; nobody to answer
 	}
 	s.Logger.Error(op+" failed", "err", err, "remote", r.RemoteAddr)
-	if errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	unavailable := errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+	s.writes.failed(s.Now(), unavailable)
+	if unavailable {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "db_error", "the database is unavailable (locked by another process, full, or gone; the broker's log says which); nothing was changed, retry after Retry-After seconds")
 		return

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/internal/secret"
 	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
@@ -400,3 +401,71 @@ func TestUnavailableIs503(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestBcryptFailuresCostTheSameAndAreBounded: while a bcrypt account
+// exists, an unknown user and a wrong key on any account each cost one
+// bcrypt compare, and past the bcrypt budget failures get 503 with
+// Retry-After instead of CPU (issue 12: a wrong key on a bcrypt account
+// cost 90-353 ms, an unknown user under 1 ms, without bound).
+func TestBcryptFailuresCostTheSameAndAreBounded(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	keys := secret.NewVerifier(3, clk.now)
+	e := &env{store: st, idx: records.New(storage.DefaultTXTPolicy, clk.now)}
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+	d := testDeps(cfg, st, e.idx)
+	d.Now, d.Keys = clk.now, keys
+	e.h = New(cfg, d)
+
+	key := strings.Repeat("k", 40)
+	h, _ := bcrypt.GenerateFromPassword([]byte(key), bcrypt.MinCost)
+	const user = "0b9e5a8a-1111-4222-8333-444455556666"
+	if _, err := st.CreateAccount(t.Context(), storage.Account{Username: user, KeyHash: string(h), Subdomain: "legacy", CreatedAt: clk.now()}); err != nil {
+		t.Fatal(err)
+	}
+	fast := e.register(t, "")
+	upd := func(user, key string) result {
+		return e.do("POST", "/update", `{"subdomain":"legacy","txt":"`+val1+`"}`, map[string]string{"X-Api-User": user, "X-Api-Key": key}, "")
+	}
+	wrong := strings.Repeat("w", 40)
+	for _, c := range []struct{ name, user, key string }{
+		{"wrong key, bcrypt account", user, wrong},
+		{"unknown user", "0b9e5a8a-9999-4222-8333-444455556666", wrong},
+		{"wrong key, fast account", fast.Username, wrong},
+	} {
+		before := keys.Compares()
+		if r := upd(c.user, c.key); r.status != 401 {
+			t.Fatalf("%s: %d %s", c.name, r.status, r.body)
+		}
+		if n := keys.Compares() - before; n != 1 {
+			t.Errorf("%s: %d bcrypt compares, want 1 like the others", c.name, n)
+		}
+	}
+	// The budget (3 a second) is spent: the next failure is refused at
+	// once, and so is a bcrypt check even with the right key...
+	for _, u := range []string{"0b9e5a8a-9999-4222-8333-444455556666", user} {
+		k := wrong
+		if u == user {
+			k = key
+		}
+		r := upd(u, k)
+		if r.status != http.StatusServiceUnavailable || r.errCode(t) != "busy" || r.header.Get("Retry-After") != "1" {
+			t.Fatalf("over the bcrypt budget: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	// ...but a right key on a fast hash costs no bcrypt and passes.
+	if r := e.do("POST", "/update", `{"subdomain":"`+fast.Subdomain+`","txt":"`+val1+`"}`, hdrs(fast), ""); r.status != 200 {
+		t.Fatalf("fast account while bcrypt is busy: %d %s", r.status, r.body)
+	}
+	if keys.Compares() != 3 {
+		t.Fatalf("%d bcrypt compares, want 3", keys.Compares())
+	}
+	clk.add(time.Second)
+	if r := upd(user, key); r.status != 200 {
+		t.Fatalf("bcrypt account after the wait: %d %s", r.status, r.body)
+	}
+}

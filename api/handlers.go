@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/secret"
 	"github.com/acmebroker/acmebroker/internal/zone"
 	"github.com/acmebroker/acmebroker/storage"
@@ -112,7 +111,9 @@ func registerBody(body []byte) ([]string, error) {
 }
 
 func (s *server) update(w http.ResponseWriter, r *http.Request) {
-	acct, ok := s.authenticate(w, r)
+	// allowfrom is checked before the account's rate limit is charged: a
+	// key used from elsewhere must not spend the owner's quota (issue 12).
+	acct, ip, ok := s.authorize(w, r, "update")
 	if !ok {
 		return
 	}
@@ -134,12 +135,6 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 	if err := decodeStrict(body, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed_json_payload",
 			"the body must be a JSON object such as {\"subdomain\": \"...\", \"txt\": \"...\"}: "+err.Error())
-		return
-	}
-	ip := s.clientIP(r)
-	if !allowed(acct.AllowFrom, ip) {
-		s.Logger.Warn("update refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
-		writeForbidden(w)
 		return
 	}
 	if !validSubdomain(req.Subdomain) {
@@ -253,7 +248,10 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, what string) 
 	}
 	ip := s.clientIP(r)
 	if !allowed(acct.AllowFrom, ip) {
+		// Counted as a failed authentication of the source (a leaked key
+		// tried from elsewhere), never against the account's own limits.
 		s.Logger.Warn(what+" refused: source outside allowfrom", "subdomain", acct.Subdomain, "remote", ip.String())
+		s.authFail.take(sourceKey(ip), s.Now())
 		writeForbidden(w)
 		return storage.Account{}, netip.Addr{}, false
 	}
@@ -310,7 +308,7 @@ func writeTokenError(w http.ResponseWriter, detail string) {
 func parseAllowFrom(list []string) ([]netip.Prefix, []string, error) {
 	allow := make([]netip.Prefix, 0, len(list))
 	for _, c := range list {
-		p, err := config.ParsePrefix(c)
+		p, err := storage.ParsePrefix(c)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -346,7 +344,11 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 	}
 	acct, err := s.Accounts.Account(r.Context(), u.String())
 	if errors.Is(err, storage.ErrNotFound) {
-		secret.VerifyDummy(key)
+		// As dear as a wrong key (secret.Verifier says why).
+		if err := s.Keys.Unknown(key); err != nil {
+			busy(w, err)
+			return storage.Account{}, false
+		}
 		failed()
 		return storage.Account{}, false
 	}
@@ -354,7 +356,11 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (storage.A
 		s.storageError(w, r, "update: load account", err)
 		return storage.Account{}, false
 	}
-	ok, rehash, err := secret.Verify(acct.KeyHash, key)
+	ok, rehash, err := s.Keys.Verify(acct.KeyHash, key)
+	if errors.Is(err, secret.ErrBusy) {
+		busy(w, err)
+		return storage.Account{}, false
+	}
 	if err != nil {
 		s.Logger.Error("update: stored key hash unreadable", "subdomain", acct.Subdomain, "err", err)
 	}

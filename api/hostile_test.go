@@ -49,7 +49,7 @@ func startHostileServer(t *testing.T, mod func(*Config)) *hostileServer {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(JSONErrors(ln)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -168,6 +168,7 @@ func TestHostileHTTPInputs(t *testing.T) {
 		return b.String() + "0\r\n\r\n"
 	}()
 	longHdr := "X-Junk: " + strings.Repeat("j", 20<<10)
+	hugeHdr := "X-Junk: " + strings.Repeat("j", 200<<10)
 	manyHdrs := make([]string, 2000)
 	for i := range manyHdrs {
 		manyHdrs[i] = "X-H" + strconv.Itoa(i) + ": v"
@@ -178,8 +179,10 @@ func TestHostileHTTPInputs(t *testing.T) {
 		{name: "update body over 16 KiB", req: postAuth("/update", `{"subdomain":"{SUB}","txt":"`+big+`"}`), status: 413, code: "body_too_large"},
 		{name: "register body over 16 KiB", req: post("/register", `{"allowfrom":["`+big+`"]}`), status: 413, code: "body_too_large"},
 		{name: "chunked body over 16 KiB", req: "POST /update HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Api-User: {USER}\r\nX-Api-Key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkedBig, status: 413, code: "body_too_large"},
-		{name: "header over 16 KiB", req: postAuth("/update", good, longHdr), status: 431, code: "-"},
-		{name: "2000 small headers", req: postAuth("/update", good, manyHdrs...), status: 431, code: "-"},
+		// Issue 18: net/http answered these in plain text.
+		{name: "header over 16 KiB", req: postAuth("/update", good, longHdr), status: 431, code: "header_too_large"},
+		{name: "2000 small headers", req: postAuth("/update", good, manyHdrs...), status: 431, code: "header_too_large"},
+		{name: "header over 64 KiB (net/http's own limit)", req: postAuth("/update", good, hugeHdr), status: 431, code: "header_too_large"},
 		{name: "query string of 10 KiB on health", req: request("GET", "/health?x="+strings.Repeat("q", 10<<10), nil, ""), status: 200, code: ""},
 		// Content types and encodings: the body is JSON whatever the label says.
 		{name: "text/plain label on a JSON update", req: postAuth("/update", good, "Content-Type: text/plain"), status: 200, stored: true},
@@ -253,8 +256,8 @@ func TestHostileHTTPInputs(t *testing.T) {
 		{name: "negative Content-Length", req: "POST /update HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", status: 400, code: "-"},
 		{name: "two different Content-Lengths", req: "POST /update HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", status: 400, code: "-"},
 		{name: "Content-Length and chunked (smuggling: chunked wins)", req: "POST /update HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 401, code: "forbidden"},
-		{name: "HTTP/1.1 without Host", req: "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", status: 400, code: "-"},
-		{name: "HTTP/9.9", req: "GET /health HTTP/9.9\r\nHost: x\r\n\r\n", status: 505, code: "-"},
+		{name: "HTTP/1.1 without Host", req: "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", status: 400, code: "bad_request"},
+		{name: "HTTP/9.9", req: "GET /health HTTP/9.9\r\nHost: x\r\n\r\n", status: 505, code: "-"}, // JSON too: TestNetHTTPErrorsAreJSON
 	}
 
 	placeholders := strings.NewReplacer(
@@ -332,5 +335,51 @@ func TestHostileHTTPInputs(t *testing.T) {
 	resp, body = s.raw(t, fillLength(placeholders.Replace(postAuth("/update", upd("{SUB}", val1)))), false)
 	if resp.StatusCode != 200 {
 		t.Fatalf("a normal update after the hostile inputs: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestNetHTTPErrorsAreJSON: the answers net/http writes itself, before any
+// handler runs, come out as JSON through JSONErrors (issue 18: an
+// oversized header got a plain-text 431), on keep-alive connections too.
+func TestNetHTTPErrorsAreJSON(t *testing.T) {
+	s := startHostileServer(t, nil)
+	for _, c := range []struct {
+		req    string
+		status int
+		code   string
+	}{
+		{"GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: " + strings.Repeat("j", 200<<10) + "\r\n\r\n", 431, "header_too_large"},
+		{"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"},
+		{"GET /health HTTP/1.1\r\n\r\n", 400, "bad_request"},
+		{"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, "not_implemented"},
+		// After a good request on the same connection.
+		{"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nX-Junk: " + strings.Repeat("j", 100<<10) + "\r\n\r\n", 431, "header_too_large"},
+	} {
+		conn, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		go io.WriteString(conn, c.req) // the server may answer before reading it all
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil && resp.StatusCode == 200 { // the good request first
+			io.Copy(io.Discard, resp.Body)
+			resp, err = http.ReadResponse(br, nil)
+		}
+		if err != nil {
+			t.Fatalf("%.40q: %v", c.req, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		var e errorBody
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/json" ||
+			json.Unmarshal(body, &e) != nil || e.Error != c.code || e.Detail == "" {
+			t.Errorf("%.40q: %d %q %q, want %d JSON %q", c.req, resp.StatusCode, resp.Header.Get("Content-Type"), body, c.status, c.code)
+		}
+	}
+	// Nothing else is touched: a handler's own error and a success pass as they are.
+	if resp, body := s.raw(t, fillLength(request("GET", "/nope", nil, "")), false); resp.StatusCode != 404 || !strings.Contains(string(body), `"not_found"`) {
+		t.Fatalf("404: %d %s", resp.StatusCode, body)
 	}
 }

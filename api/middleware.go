@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -42,6 +43,26 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 				writeError(w, http.StatusInternalServerError, "internal_error", "the broker hit a bug; nothing was changed")
 			}
 		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// headerLimit answers 431 in JSON for a request whose line and headers
+// (counted as sent, less their separators) exceed MaxHeaderBytes.
+func (s *server) headerLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int64(len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4)
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += int64(len(k) + len(v) + 4)
+			}
+		}
+		if n > s.cfg.MaxHeaderBytes {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestHeaderFieldsTooLarge, "header_too_large",
+				fmt.Sprintf("the request line and headers are over %d bytes; send only X-Api-User, X-Api-Key, Content-Type and the usual few", s.cfg.MaxHeaderBytes))
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/acmebroker/acmebroker/internal/secret"
 )
 
 // Limits are rates per minute; 0 turns a limit off. Each is a token bucket
@@ -120,4 +123,18 @@ func limited(w http.ResponseWriter, ok bool, wait time.Duration, what string) bo
 	writeError(w, http.StatusTooManyRequests, "too_many_requests",
 		"too many "+what+"; retry after "+strconv.Itoa(max(1, secs))+" s")
 	return true
+}
+
+// busy answers a check that needed more bcrypt work than this second's
+// budget (secret.BusyError): 503 with Retry-After, nothing decided.
+func busy(w http.ResponseWriter, err error) {
+	wait := time.Second
+	var be *secret.BusyError
+	if errors.As(err, &be) {
+		wait = be.RetryAfter
+	}
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusServiceUnavailable, "busy",
+		"the broker is checking too many legacy (bcrypt) keys this second; nothing was changed, retry after "+strconv.Itoa(secs)+" s")
 }

@@ -160,3 +160,60 @@ func TestLimiterMemoryBounded(t *testing.T) {
 		t.Fatal("0 per minute should mean no limit")
 	}
 }
+
+// TestRefusedUpdatesSpareTheOwnersQuota: updates with the right key from
+// outside the account's allowfrom are refused without spending the
+// account's limit (issue 12: 70 of them locked the owner out with 429);
+// they count against the source's failed-authentication limit instead.
+func TestRefusedUpdatesSpareTheOwnersQuota(t *testing.T) {
+	e, _ := newLimitedEnv(t, Limits{UpdatePerAccount: 4, AuthFailPerSource: 10}) // bursts of 2 and 5
+	a := e.register(t, `{"allowfrom":["192.0.2.0/24"]}`)
+	body := `{"subdomain":"` + a.Subdomain + `","txt":"` + val1 + `"}`
+	const outside, owner = "203.0.113.66:1", "192.0.2.10:1"
+	for i := range 5 {
+		if r := e.do("POST", "/update", body, hdrs(a), outside); r.status != 401 || r.errCode(t) != "forbidden" {
+			t.Fatalf("update %d from outside allowfrom: %d %s", i+1, r.status, r.body)
+		}
+	}
+	// The outsider's source has used up its failures...
+	retryAfter(t, e.do("POST", "/update", body, hdrs(a), outside))
+	// ...while the owner's quota is whole: its burst of 2 goes through.
+	for i := range 2 {
+		if r := e.do("POST", "/update", body, hdrs(a), owner); r.status != 200 {
+			t.Fatalf("owner update %d after the refused ones: %d %s", i+1, r.status, r.body)
+		}
+	}
+}
+
+// TestMappedAllowFromNormalised: an IPv4-mapped IPv6 prefix is stored as
+// the IPv4 prefix it means, so the account is not locked out (issue 12:
+// ::ffff:127.0.0.1/128 was accepted but never matched).
+func TestMappedAllowFromNormalised(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.register(t, `{"allowfrom":["::ffff:127.0.0.1/128"]}`)
+	if len(a.AllowFrom) != 1 || a.AllowFrom[0] != "127.0.0.1/32" {
+		t.Fatalf("allowfrom shown as %v, want [127.0.0.1/32]", a.AllowFrom)
+	}
+	body := `{"subdomain":"` + a.Subdomain + `","txt":"` + val1 + `"}`
+	for _, remote := range []string{"127.0.0.1:5000", "[::ffff:127.0.0.1]:5000"} {
+		if r := e.do("POST", "/update", body, hdrs(a), remote); r.status != 200 {
+			t.Fatalf("update from %s: %d %s", remote, r.status, r.body)
+		}
+	}
+	r := e.do("POST", "/account/allowfrom", `{"allowfrom":["[::ffff:192.0.2.0]/120"]}`, hdrs(a), "127.0.0.1:5000")
+	if r.status != 200 || !strings.Contains(r.body, `"192.0.2.0/24"`) {
+		t.Fatalf("allowfrom change: %d %s", r.status, r.body)
+	}
+	stored, err := e.store.Account(t.Context(), a.Username)
+	if err != nil || len(stored.AllowFrom) != 1 || stored.AllowFrom[0].String() != "192.0.2.0/24" {
+		t.Fatalf("stored %v %v", stored.AllowFrom, err)
+	}
+	if r := e.do("POST", "/update", body, hdrs(a), "192.0.2.9:1"); r.status != 200 {
+		t.Fatalf("update from the new network: %d", r.status)
+	}
+	// Wider than the mapped range: refused with a clear error.
+	r = e.do("POST", "/account/allowfrom", `{"allowfrom":["::ffff:0:0/95"]}`, hdrs(a), "192.0.2.9:1")
+	if r.status != 400 || r.errCode(t) != "invalid_allowfrom_cidr" {
+		t.Fatalf("::ffff:0:0/95: %d %s", r.status, r.body)
+	}
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/rrl-cost.sh: what response rate limiting (dnsserver/rrl.go) costs an
+# bench/rrl-cost.sh: what response rate limiting (dnsserver/rrl) costs an
 # answer that is not limited. Counts instructions per query with valgrind
 # (cachegrind) for the handler alone and behind the RRL middleware: unlike
 # ns/op, the count does not move with the load of a shared machine. Each

@@ -228,7 +228,7 @@ nsname  = "ns1.$ZONE"
 nsadmin = "hostmaster.example.org"
 records = ["$ZONE. NS ns1.$ZONE.", "ns1.$ZONE. A 127.0.0.1"]
 # dnsperf floods from 127.0.0.1: response rate limiting off, so that the figures
-# measure the server and stay comparable with earlier runs (see README, DNS behaviour).
+# measure the server and stay comparable with earlier runs (see docs/dns.md, rate limiting).
 [dns.rrl]
 enabled = false
 [api]

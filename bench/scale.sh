@@ -104,7 +104,7 @@ records = ["$ZONE. NS ns1.$ZONE.", "ns1.$ZONE. A 127.0.0.1"]
 # million, updated once or twice, keep 2; the sizes would not compare.
 txt_max = 2
 # dnsperf floods from 127.0.0.1: response rate limiting off, so that the figures
-# measure the server and stay comparable with earlier runs (see README, DNS behaviour).
+# measure the server and stay comparable with earlier runs (see docs/dns.md, rate limiting).
 [dns.rrl]
 enabled = false
 [api]

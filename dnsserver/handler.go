@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 )
 
 // Config describes the zone.
@@ -39,6 +42,15 @@ type Config struct {
 	// _acme-challenge.api.<zone>). The names between them and the apex
 	// exist (NODATA, not NXDOMAIN) whether or not a value is there.
 	OwnNames []string
+	// Cookies, if not nil, makes and checks DNS Cookies (RFC 7873, RFC
+	// 9018): every EDNS answer to a query with a COOKIE option carries one
+	// back, and a malformed option is FORMERR.
+	Cookies *cookie.Jar
+	// CookielessUDPSize caps UDP answers to queries without a valid server
+	// cookie when Cookies is set (their source may be forged, so they get
+	// less to amplify; the client retries over TCP or with its cookie).
+	// Default 512; never above MaxUDPSize.
+	CookielessUDPSize uint16
 }
 
 // Handler answers queries for the zone. It implements dns.Handler and is
@@ -76,6 +88,10 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 	if cfg.MaxUDPSize < dns.MinMsgSize {
 		cfg.MaxUDPSize = dns.MinMsgSize
 	}
+	if cfg.CookielessUDPSize == 0 {
+		cfg.CookielessUDPSize = dns.MinMsgSize
+	}
+	cfg.CookielessUDPSize = min(max(cfg.CookielessUDPSize, dns.MinMsgSize), cfg.MaxUDPSize)
 	origin := dns.Fqdn(strings.ToLower(cfg.Zone))
 	if _, ok := dns.IsDomainName(origin); !ok {
 		return nil, fmt.Errorf("zone %q is not a valid name", cfg.Zone)
@@ -132,7 +148,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if ts := r.IsTsig(); ts != nil {
 		m = h.badKey(r, ts)
 	} else {
-		m = h.Answer(r, isTCP(w))
+		m = h.AnswerTo(r, w.RemoteAddr())
 	}
 	bp := h.bufs.Get().(*[]byte)
 	out, err := m.PackBuffer((*bp)[:cap(*bp)])
@@ -163,9 +179,34 @@ func isTCP(w dns.ResponseWriter) bool {
 	return ok
 }
 
+// addrOf is the IP address of a UDP or TCP peer (invalid for others).
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
 // Answer builds the response to r: tcp says whether it goes back over a
-// stream (no truncation).
+// stream (no truncation). Without the client's address it cannot check
+// or hand out DNS Cookies: a UDP answer is held to CookielessUDPSize when
+// cookies are on. The server uses AnswerTo.
 func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
+	return h.answer(r, tcp, netip.Addr{})
+}
+
+// AnswerTo builds the response to r from remote (a *net.UDPAddr or
+// *net.TCPAddr): over TCP never truncated, over UDP truncated to what the
+// client can take, and with a DNS Cookie when the handler has a jar.
+func (h *Handler) AnswerTo(r *dns.Msg, remote net.Addr) *dns.Msg {
+	_, tcp := remote.(*net.TCPAddr)
+	return h.answer(r, tcp, addrOf(remote))
+}
+
+func (h *Handler) answer(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 	if len(r.Question) != 1 {
 		m := h.failure(r, dns.RcodeFormatError)
 		m.Question = nil
@@ -173,10 +214,23 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 	}
 	m := new(dns.Msg)
 	m.SetReply(r)
-	m.Compress = true
 	opt := r.IsEdns0()
+	cookieOK := false
 	if opt != nil {
-		m.Extra = append(m.Extra, h.opt(opt))
+		o := h.opt(opt)
+		m.Extra = append(m.Extra, o)
+		if h.cfg.Cookies != nil && client.IsValid() {
+			data, found := cookie.Option(r)
+			st := h.cfg.Cookies.Check(data, found, client)
+			if st == cookie.Malformed {
+				m.Rcode = dns.RcodeFormatError // RFC 7873 5.2.2
+				return m
+			}
+			if c := h.cfg.Cookies.Reply(data, st, client); c != nil {
+				o.Option = append(o.Option, c)
+			}
+			cookieOK = st == cookie.Valid
+		}
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
 			return m
@@ -222,9 +276,16 @@ func (h *Handler) Answer(r *dns.Msg, tcp bool) *dns.Msg {
 		size := dns.MinMsgSize
 		if opt != nil {
 			size = int(min(opt.UDPSize(), h.cfg.MaxUDPSize))
+			if h.cfg.Cookies != nil && !cookieOK {
+				size = min(size, int(h.cfg.CookielessUDPSize))
+			}
 		}
 		m.Truncate(size)
 	}
+	// Truncate turns compression off when the answer fits without it;
+	// compress anyway, so that UDP and TCP answers are the same bytes
+	// (and smaller: less to amplify).
+	m.Compress = true
 	return m
 }
 

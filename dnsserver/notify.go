@@ -58,8 +58,10 @@ func (h *Handler) NewNotifier(cfg NotifyConfig) (*Notifier, error) {
 		cfg.MaxRetry = max(cfg.MinRetry, 60*time.Second)
 	}
 	for _, tg := range cfg.Targets {
-		if tg.Key != nil && !knownAlgorithm(tg.Key.algorithm()) {
-			return nil, fmt.Errorf("dns notify %s: key %s: algorithm %q is not supported (use hmac-sha256)", tg.Addr, tg.Key.Name, tg.Key.Algorithm)
+		if tg.Key != nil {
+			if err := tg.Key.Check(); err != nil {
+				return nil, fmt.Errorf("dns notify %s: %w", tg.Addr, err)
+			}
 		}
 	}
 	return &Notifier{h: h, src: src, cfg: cfg, logger: h.logger}, nil

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 )
 
 // BenchmarkRRL is the handler alone and behind the RRL middleware, on the
@@ -20,7 +22,7 @@ func BenchmarkRRL(b *testing.B) {
 	plain := newTestHandler(b, testSource())
 	cfg := testRRLConfig()
 	cfg.ResponsesPerSecond, cfg.NXDomainPerSecond, cfg.LargePerSecond, cfg.ErrorsPerSecond = 1e9, 1e9, 1e9, 1e9
-	r, err := NewRRL(cfg, time.Now, nil)
+	r, err := rrl.New(cfg, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func BenchmarkRRLParallel(b *testing.B) {
 	plain := newTestHandler(b, testSource())
 	cfg := testRRLConfig()
 	cfg.ResponsesPerSecond = 1e9
-	r, err := NewRRL(cfg, time.Now, nil)
+	r, err := rrl.New(cfg, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -173,12 +175,12 @@ func BenchmarkRRLOverhead(b *testing.B) {
 	writeOnly := dns.HandlerFunc(func(w dns.ResponseWriter, _ *dns.Msg) { _, _ = w.Write(answer) })
 	cfg := testRRLConfig()
 	cfg.ResponsesPerSecond = 1e9
-	r, err := NewRRL(cfg, time.Now, nil)
+	r, err := rrl.New(cfg, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	fixed := time.Now()
-	rFixed, err := NewRRL(cfg, func() time.Time { return fixed }, nil)
+	rFixed, err := rrl.New(cfg, func() time.Time { return fixed }, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

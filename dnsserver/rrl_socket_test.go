@@ -4,13 +4,53 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/testenv"
 )
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testRRLConfig: negative answers 5/s, window 3 s, slip 2.
+func testRRLConfig() rrl.Config {
+	return rrl.Config{
+		ResponsesPerSecond: 100, NXDomainPerSecond: 5, ErrorsPerSecond: 5, LargePerSecond: 5,
+		LargeSize: 512, Slip: 2, Window: 3 * time.Second,
+		IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024,
+	}
+}
+
+func newTestRRL(t testing.TB, cfg rrl.Config, clk *fakeClock) *rrl.Limiter {
+	t.Helper()
+	r, err := rrl.New(cfg, clk.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // udpFrom is a UDP socket bound to src (any 127.x.y.z is loopback on
 // Linux), talking to the server at addr.
@@ -146,5 +186,32 @@ func TestRRLOverSockets(t *testing.T) {
 	clk.Advance(cfg.Window + time.Second)
 	if full, tc := countTC(burst(t, attacker, nx, 3, 3)); full != 3 {
 		t.Fatalf("after the window: %d answers, %d slips, want 3 answers", full, tc)
+	}
+}
+
+// TestCookieResolverNotRateLimited: over real sockets, a resolver that
+// returns the server cookie it was given is answered in full however fast
+// it asks, while cookieless queries from its /24 are limited (issue 12).
+func TestCookieResolverNotRateLimited(t *testing.T) {
+	clk := newFakeClock()
+	h := cookieHandler(t, clk.Now)
+	cfg := testRRLConfig()
+	cfg.Verified = h.cfg.Cookies.Verified
+	srv := startServer(t, newTestRRL(t, cfg, clk).Wrap(h), "127.0.0.1:0")
+	addr := srv.Addrs()[0]
+
+	c := udpFrom(t, "127.0.0.4", addr)
+	first := burst(t, c, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, "0102030405060708"), 1, 1)
+	if len(first) != 1 || len(answerCookie(first[0])) != 48 {
+		t.Fatalf("no server cookie in the first answer: %v", first)
+	}
+	nx := withCookie(query("nope."+zone+".", dns.TypeTXT), 1232, answerCookie(first[0]))
+	if full, tc := countTC(burst(t, c, nx, 40, 40)); full != 40 || tc != 0 {
+		t.Fatalf("40 NXDOMAIN queries with a valid cookie: %d answers, %d slips; want 40 answers", full, tc)
+	}
+	plain := query("nope."+zone+".", dns.TypeTXT)
+	plain.SetEdns0(1232, false)
+	if full, _ := countTC(burst(t, udpFrom(t, "127.0.0.5", addr), plain, 40, 5+17)); full != 5 {
+		t.Fatalf("40 cookieless NXDOMAIN queries from the same /24: %d answers, want 5", full)
 	}
 }

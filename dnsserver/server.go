@@ -20,6 +20,7 @@ const (
 	tcpWriteTimeout  = 2 * time.Second
 	tcpIdleTimeout   = 8 * time.Second
 	tcpMaxQueries    = 256
+	tcpMaxLifetime   = 30 * time.Second
 	udpReadSize      = 4096
 	listenAttempts   = 20 // port 0: tries to find a port free on both UDP and TCP
 	shutdownDeadline = 5 * time.Second
@@ -81,14 +82,19 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 }
 
 func listenError(addr, network string, err error) error {
-	hint := "choose another address in [dns] listen"
+	const other = "choose another address in [dns] listen"
+	hint := other
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		hint = "another process is using it (often systemd-resolved or dnsmasq on port 53); stop it or " + hint
+		hint = "another process is using it; stop it or " + other
+		// The usual suspects hold port 53 only; on another port they mislead.
+		if _, port, _ := net.SplitHostPort(addr); port == "53" {
+			hint = "another process is using it (often systemd-resolved or dnsmasq, which hold port 53); stop it, listen on the public address only, or " + other
+		}
 	case errors.Is(err, syscall.EACCES):
-		hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE (see deploy/acmebroker.service), or " + hint
+		hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE (see deploy/acmebroker.service), or " + other
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		hint = "no interface has that address; " + hint
+		hint = "no interface has that address; " + other
 	}
 	return fmt.Errorf("dns.listen %s (%s): %w (%s)", addr, network, err, hint)
 }

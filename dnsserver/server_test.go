@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,5 +313,39 @@ func TestServeReturnsOnCancelWithOpenConnection(t *testing.T) {
 		t.Fatal("read a message from a stopped server")
 	} else if errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("connection still open after Serve returned")
+	}
+}
+
+// TestListenErrorHints: the hint names systemd-resolved and dnsmasq only for
+// port 53, the port they hold; every hint says what to do.
+func TestListenErrorHints(t *testing.T) {
+	inUse := &net.OpError{Op: "listen", Net: "udp", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
+	denied := &net.OpError{Op: "listen", Net: "udp", Err: os.NewSyscallError("bind", syscall.EACCES)}
+	for _, tc := range []struct {
+		addr    string
+		err     error
+		want    []string
+		wantNot []string
+	}{
+		{"0.0.0.0:53", inUse, []string{"0.0.0.0:53", "systemd-resolved", "dnsmasq", "another address"}, nil},
+		{"[::]:53", inUse, []string{"systemd-resolved"}, nil},
+		{"127.0.0.1:5353", inUse, []string{"127.0.0.1:5353", "another process is using it", "another address"}, []string{"systemd-resolved", "dnsmasq"}},
+		{"127.0.0.1:8053", inUse, []string{"another process"}, []string{"systemd-resolved", "port 53"}},
+		{"0.0.0.0:53", denied, []string{"CAP_NET_BIND_SERVICE"}, []string{"systemd-resolved"}},
+	} {
+		msg := listenError(tc.addr, "udp", tc.err).Error()
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: %q lacks %q", tc.addr, msg, w)
+			}
+		}
+		for _, w := range tc.wantNot {
+			if strings.Contains(msg, w) {
+				t.Errorf("%s: %q should not mention %q", tc.addr, msg, w)
+			}
+		}
+		if !errors.Is(listenError(tc.addr, "udp", tc.err), syscall.EADDRINUSE) && tc.err == inUse {
+			t.Errorf("%s: the error no longer wraps EADDRINUSE", tc.addr)
+		}
 	}
 }

@@ -162,3 +162,42 @@ func TestTCPLimitsCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestTCPLimitPerPrefix: the per-source limit counts a /24 as one source
+// (issue 12: 32 addresses of one network held all 512 slots).
+func TestTCPLimitPerPrefix(t *testing.T) {
+	addr := startLimited(t, TCPLimits{PerSource: 2, MaxConnections: 100})
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		if _, err := ask(tcpFrom(t, src, addr)); err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+	}
+	if m, err := ask(tcpFrom(t, "127.0.0.4", addr)); !closedByServer(err) {
+		t.Fatalf("3rd connection from 127.0.0.0/24 (limit 2 per source prefix): answer %v, err %v; want it closed", m, err)
+	}
+	if _, err := ask(tcpFrom(t, "127.0.5.1", addr)); err != nil {
+		t.Fatalf("another /24: %v", err)
+	}
+}
+
+// TestTCPTricklerLosesItsSlot: a client that sends a query just within
+// the idle timeout, again and again, is closed at the connection's
+// lifetime (issue 12: one query every 5 s held a slot for 21 minutes).
+func TestTCPTricklerLosesItsSlot(t *testing.T) {
+	addr := startLimited(t, TCPLimits{IdleTimeout: 2 * time.Second, MaxLifetime: time.Second, MaxQueries: 1000})
+	c := tcpFrom(t, "127.0.0.1", addr)
+	start := time.Now()
+	for i := range 40 { // 40 × 100 ms: far past the 1 s lifetime
+		if _, err := ask(c); err != nil {
+			if !closedByServer(err) {
+				t.Fatalf("query %d: %v; want the connection closed", i+1, err)
+			}
+			if i == 0 || time.Since(start) > 3*time.Second {
+				t.Fatalf("closed after %d queries, %s", i, time.Since(start))
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the trickle: the client's pace, not a wait for the server
+	}
+	t.Fatalf("a trickling client kept its connection for %s (lifetime 1 s)", time.Since(start))
+}

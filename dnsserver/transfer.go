@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,40 @@ func (k TSIGKey) algorithm() string {
 	return dns.Fqdn(strings.ToLower(k.Algorithm))
 }
 
+// CheckTSIGAlgorithm says whether keys of algorithm a (any case, with or
+// without the final dot) can sign transfers and NOTIFY; the error says
+// what to write instead. The config check and EnableTransfer both ask it.
+func CheckTSIGAlgorithm(a string) error {
+	if !knownAlgorithm(dns.Fqdn(strings.ToLower(a))) {
+		return fmt.Errorf("%q is not supported (write \"hmac-sha256\"; hmac-sha512, hmac-sha384, hmac-sha224 and hmac-sha1 work too)", a)
+	}
+	return nil
+}
+
+// minTSIGSecret is the shortest secret accepted, in bytes (RFC 8945 asks
+// for at least half the hash length; 16 bytes is the floor for any).
+const minTSIGSecret = 16
+
+// CheckTSIGSecret checks a key's secret: base64 of at least 16 bytes. The
+// message never contains the secret.
+func CheckTSIGSecret(secret string) error {
+	if b, err := base64.StdEncoding.DecodeString(secret); err != nil || len(b) < minTSIGSecret {
+		return fmt.Errorf("must be base64 of at least %d bytes (make one with `openssl rand -base64 32`)", minTSIGSecret)
+	}
+	return nil
+}
+
+// Check checks the key's algorithm and secret, naming the field.
+func (k TSIGKey) Check() error {
+	if err := CheckTSIGAlgorithm(k.Algorithm); err != nil {
+		return fmt.Errorf("key %s: algorithm %w", k.Name, err)
+	}
+	if err := CheckTSIGSecret(k.Secret); err != nil {
+		return fmt.Errorf("key %s: secret %w", k.Name, err)
+	}
+	return nil
+}
+
 func knownAlgorithm(a string) bool {
 	switch a {
 	case dns.HmacSHA1, dns.HmacSHA224, dns.HmacSHA256, dns.HmacSHA384, dns.HmacSHA512:
@@ -144,8 +179,8 @@ func (h *Handler) EnableTransfer(cfg TransferConfig) error {
 	}
 	t := &transfer{h: h, src: src, cfg: cfg, keys: map[string]TSIGKey{}}
 	for _, k := range cfg.Keys {
-		if !knownAlgorithm(k.algorithm()) {
-			return fmt.Errorf("dns transfer: key %s: algorithm %q is not supported (use hmac-sha256)", k.Name, k.Algorithm)
+		if err := k.Check(); err != nil {
+			return fmt.Errorf("dns transfer: %w", err)
 		}
 		t.keys[k.fqdnName()] = k
 	}
@@ -167,23 +202,70 @@ func (t *transfer) takes(r *dns.Msg) bool {
 	return r.IsTsig() != nil
 }
 
-// tsig checks r's signature: the key it was signed with (nil if unsigned)
-// and whether it is acceptable.
-func (t *transfer) tsig(w dns.ResponseWriter, r *dns.Msg) (*dns.TSIG, bool) {
+// tsig checks r's signature: the TSIG (nil if unsigned) and, when it is
+// not acceptable, the TSIG error to answer with (RFC 8945 5.2): BADKEY for
+// a key we do not have or an algorithm other than the one configured for
+// it (the same secret under another hash must not verify), BADTIME for a
+// good signature made too long ago, BADSIG for any other failure.
+func (t *transfer) tsig(w dns.ResponseWriter, r *dns.Msg) (*dns.TSIG, uint16) {
 	ts := r.IsTsig()
 	if ts == nil {
-		return nil, true
+		return nil, 0
 	}
 	// Without keys the dns.Server checks nothing, so an unknown name must
-	// be refused here.
-	if _, ok := t.keys[strings.ToLower(ts.Hdr.Name)]; !ok {
-		return ts, false
+	// be refused here; it checks the MAC with the algorithm the request
+	// names, so that must be the key's.
+	k, ok := t.keys[strings.ToLower(ts.Hdr.Name)]
+	if !ok || !strings.EqualFold(dns.Fqdn(ts.Algorithm), k.algorithm()) {
+		return ts, dns.RcodeBadKey
 	}
-	return ts, w.TsigStatus() == nil
+	switch err := w.TsigStatus(); {
+	case err == nil:
+		return ts, 0
+	case errors.Is(err, dns.ErrTime):
+		return ts, dns.RcodeBadTime
+	case errors.Is(err, dns.ErrKeyAlg), errors.Is(err, dns.ErrSecret):
+		return ts, dns.RcodeBadKey
+	}
+	return ts, dns.RcodeBadSig
+}
+
+// tsigFailure answers a request whose signature failed with tsigErr:
+// NOTAUTH and a TSIG carrying the error (RFC 8945 5.2). The server's
+// WriteMsg leaves BADKEY and BADSIG answers unsigned (5.3.2: we cannot
+// sign for a key we do not have or the client cannot check) and signs a
+// BADTIME answer, whose Other Data carries our clock (5.2.3).
+func (t *transfer) tsigFailure(w dns.ResponseWriter, r *dns.Msg, ts *dns.TSIG, tsigErr uint16) {
+	if _, ok := dns.IsDomainName(ts.Algorithm); !ok || ts.Algorithm == "" {
+		_ = w.WriteMsg(t.h.failure(r, dns.RcodeFormatError))
+		return
+	}
+	m := t.h.failure(r, dns.RcodeNotAuth)
+	rr := &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: ts.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: ts.Algorithm, TimeSigned: ts.TimeSigned, Fudge: ts.Fudge,
+		OrigId: ts.OrigId, Error: tsigErr,
+	}
+	if tsigErr == dns.RcodeBadTime {
+		now := uint64(time.Now().Unix())
+		rr.OtherLen = 6
+		rr.OtherData = fmt.Sprintf("%012x", now&(1<<48-1))
+	}
+	m.Extra = append(m.Extra, rr) // last, as RFC 8945 requires
+	_ = w.WriteMsg(m)
+}
+
+// refused answers REFUSED to r, signed when r was signed with one of our
+// keys (RFC 8945 5.3: a signed request gets a signed answer, refusals
+// included).
+func (t *transfer) refused(w dns.ResponseWriter, r *dns.Msg, ts *dns.TSIG) {
+	m := t.h.failure(r, dns.RcodeRefused)
+	t.sign(m, ts)
+	_ = w.WriteMsg(m)
 }
 
 func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
-	ts, good := t.tsig(w, r)
+	ts, tsigErr := t.tsig(w, r)
 	xfr := false
 	var qtype uint16
 	if len(r.Question) == 1 {
@@ -193,12 +275,12 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 	if !xfr {
 		// An ordinary query (a secondary's SOA check) signed with a key:
 		// answered as usual, signed back.
-		if !good {
-			t.h.logger.Log(context.Background(), t.refusedLevel(w), "dns refused a query with a bad signature", "remote", w.RemoteAddr().String())
-			_ = w.WriteMsg(t.h.failure(r, dns.RcodeRefused))
+		if tsigErr != 0 {
+			t.h.logger.Log(context.Background(), t.refusedLevel(w), "dns refused a query with a bad signature", "remote", w.RemoteAddr().String(), "tsig_error", dns.RcodeToString[int(tsigErr)])
+			t.tsigFailure(w, r, ts, tsigErr)
 			return
 		}
-		m := t.h.Answer(r, isTCP(w))
+		m := t.h.AnswerTo(r, w.RemoteAddr())
 		t.sign(m, ts)
 		_ = w.WriteMsg(m)
 		return
@@ -210,10 +292,14 @@ func (t *transfer) serve(w dns.ResponseWriter, r *dns.Msg) {
 			o.TransferServed(name, result)
 		}
 	}()
-	if why := t.refuse(w, r, ts, good); why != "" {
+	if why := t.refuse(w, r, ts, tsigErr); why != "" {
 		result = "refused"
 		t.h.logger.Log(context.Background(), t.refusedLevel(w), "dns transfer refused", "qtype", name, "remote", w.RemoteAddr().String(), "reason", why)
-		_ = w.WriteMsg(t.h.failure(r, dns.RcodeRefused))
+		if tsigErr != 0 {
+			t.tsigFailure(w, r, ts, tsigErr)
+		} else {
+			t.refused(w, r, ts)
+		}
 		return
 	}
 	start := time.Now()
@@ -262,7 +348,7 @@ func (t *transfer) refusedLevel(w dns.ResponseWriter) slog.Level {
 }
 
 // refuse says why a transfer request may not be served ("" if it may).
-func (t *transfer) refuse(w dns.ResponseWriter, r *dns.Msg, ts *dns.TSIG, good bool) string {
+func (t *transfer) refuse(w dns.ResponseWriter, r *dns.Msg, ts *dns.TSIG, tsigErr uint16) string {
 	q := r.Question[0]
 	if r.Opcode != dns.OpcodeQuery || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) ||
 		!strings.EqualFold(q.Name, t.h.origin) {
@@ -277,8 +363,8 @@ func (t *transfer) refuse(w dns.ResponseWriter, r *dns.Msg, ts *dns.TSIG, good b
 	switch {
 	case ts == nil && t.cfg.RequireTSIG:
 		return "not signed with a TSIG key"
-	case !good:
-		return "bad TSIG signature or unknown key"
+	case tsigErr != 0:
+		return "TSIG " + dns.RcodeToString[int(tsigErr)] + " (unknown key, another algorithm than the key's, wrong secret, or clock skew)"
 	}
 	return ""
 }

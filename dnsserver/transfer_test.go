@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -220,6 +221,8 @@ func TestTransferRefused(t *testing.T) {
 	other := startXfr(t, "10.0.0.0/8", true, nil) // our source is not allowed there
 	badKey := map[string]string{keyName: "d3Jvbmctd3Jvbmctd3Jvbmctd3JvbmctIQ=="}
 	unknownKey := map[string]string{"other-key.": secret}
+	good := map[string]string{keyName: secret}
+	const unsigned = -1
 	tests := []struct {
 		name   string
 		addr   string
@@ -227,32 +230,56 @@ func TestTransferRefused(t *testing.T) {
 		q      *dns.Msg
 		secret map[string]string
 		key    string
+		alg    string
+		rcode  int
+		tsig   int // the answer's TSIG error; unsigned: no TSIG
+		signed bool
 	}{
-		{"unsigned", s.addr, "tcp", axfrQuery(), nil, ""},
-		{"unsigned IXFR", s.addr, "tcp", ixfrQuery(1), nil, ""},
-		{"wrong secret", s.addr, "tcp", axfrQuery(), badKey, keyName},
-		{"unknown key", s.addr, "tcp", axfrQuery(), unknownKey, "other-key."},
-		{"source not allowed", other.addr, "tcp", axfrQuery(), map[string]string{keyName: secret}, keyName},
-		{"AXFR over UDP", s.addr, "udp", axfrQuery(), map[string]string{keyName: secret}, keyName},
-		{"other zone", s.addr, "tcp", func() *dns.Msg { q := new(dns.Msg); q.SetAxfr("example.test."); return q }(), map[string]string{keyName: secret}, keyName},
+		{"unsigned", s.addr, "tcp", axfrQuery(), nil, "", "", dns.RcodeRefused, unsigned, false},
+		{"unsigned IXFR", s.addr, "tcp", ixfrQuery(1), nil, "", "", dns.RcodeRefused, unsigned, false},
+		// RFC 8945 5.2: NOTAUTH with the TSIG error, unsigned.
+		{"wrong secret", s.addr, "tcp", axfrQuery(), badKey, keyName, dns.HmacSHA256, dns.RcodeNotAuth, dns.RcodeBadSig, false},
+		{"unknown key", s.addr, "tcp", axfrQuery(), unknownKey, "other-key.", dns.HmacSHA256, dns.RcodeNotAuth, dns.RcodeBadKey, false},
+		// Issue 12: a key configured as hmac-sha256 accepted transfers
+		// signed with hmac-sha1 or hmac-sha512 under the same secret.
+		{"hmac-sha1 under an hmac-sha256 key", s.addr, "tcp", axfrQuery(), good, keyName, dns.HmacSHA1, dns.RcodeNotAuth, dns.RcodeBadKey, false},
+		{"hmac-sha512 under an hmac-sha256 key", s.addr, "tcp", axfrQuery(), good, keyName, dns.HmacSHA512, dns.RcodeNotAuth, dns.RcodeBadKey, false},
+		{"hmac-sha1 SOA query", s.addr, "udp", func() *dns.Msg { q := new(dns.Msg); q.SetQuestion(xzone, dns.TypeSOA); return q }(), good, keyName, dns.HmacSHA1, dns.RcodeNotAuth, dns.RcodeBadKey, false},
+		// Correctly signed requests that are refused get a signed refusal.
+		{"source not allowed", other.addr, "tcp", axfrQuery(), good, keyName, dns.HmacSHA256, dns.RcodeRefused, dns.RcodeSuccess, true},
+		{"AXFR over UDP", s.addr, "udp", axfrQuery(), good, keyName, dns.HmacSHA256, dns.RcodeRefused, dns.RcodeSuccess, true},
+		{"other zone", s.addr, "tcp", func() *dns.Msg { q := new(dns.Msg); q.SetAxfr("example.test."); return q }(), good, keyName, dns.HmacSHA256, dns.RcodeRefused, dns.RcodeSuccess, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &dns.Client{Net: tt.net, Timeout: 5 * time.Second}
 			if tt.secret != nil {
 				c.TsigSecret = tt.secret
-				tt.q.SetTsig(tt.key, dns.HmacSHA256, 300, time.Now().Unix())
+				tt.q.SetTsig(tt.key, tt.alg, 300, time.Now().Unix())
 			}
+			// The client checks the answer's signature: an error means it
+			// does not verify (expected of the unsigned TSIG errors).
 			r, _, err := c.Exchange(tt.q, tt.addr)
-			if err != nil {
+			if r == nil {
 				t.Fatal(err)
 			}
-			if r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
-				t.Fatalf("rcode %s with %d records, want REFUSED and nothing", dns.RcodeToString[r.Rcode], len(r.Answer))
+			if r.Rcode != tt.rcode || len(r.Answer) != 0 {
+				t.Fatalf("rcode %s with %d records, want %s and nothing", dns.RcodeToString[r.Rcode], len(r.Answer), dns.RcodeToString[tt.rcode])
+			}
+			ts := r.IsTsig()
+			switch {
+			case tt.tsig == unsigned && ts != nil:
+				t.Fatalf("a TSIG in the answer to an unsigned request: %v", ts)
+			case tt.tsig != unsigned && (ts == nil || int(ts.Error) != tt.tsig):
+				t.Fatalf("answer TSIG %v, want error %s", ts, dns.RcodeToString[tt.tsig])
+			case tt.signed && (err != nil || ts.MAC == ""):
+				t.Fatalf("a refusal of a correctly signed request is not signed: %v (MAC %q)", err, ts.MAC)
+			case !tt.signed && ts != nil && ts.MAC != "":
+				t.Fatalf("a %s answer is signed", dns.RcodeToString[int(ts.Error)])
 			}
 		})
 	}
-	if s.obs.get("AXFR refused", 5) != 5 || s.obs.get("IXFR refused", 1) != 1 || other.obs.get("AXFR refused", 1) != 1 {
+	if s.obs.get("AXFR refused", 7) != 7 || s.obs.get("IXFR refused", 1) != 1 || other.obs.get("AXFR refused", 1) != 1 {
 		t.Fatal("observer not told of every transfer")
 	}
 
@@ -272,11 +299,11 @@ func TestSignedQueryAnsweredSigned(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { testSignedQuery(t, nil) })
 	t.Run("behind RRL", func(t *testing.T) {
 		// RRL sees UDP answers first; a signed one must keep its MAC.
-		rrl, err := dnsserver.NewRRL(dnsserver.RRLConfig{ResponsesPerSecond: 100, LargeSize: 512, LargePerSecond: 20, Slip: 2, Window: 5 * time.Second, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024}, time.Now, slog.New(slog.DiscardHandler))
+		lim, err := rrl.New(rrl.Config{ResponsesPerSecond: 100, LargeSize: 512, LargePerSecond: 20, Slip: 2, Window: 5 * time.Second, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024}, time.Now, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		testSignedQuery(t, rrl.Wrap)
+		testSignedQuery(t, lim.Wrap)
 	})
 }
 
@@ -352,9 +379,9 @@ func TestTransferWithoutTSIG(t *testing.T) {
 	c := &dns.Client{Net: "tcp", TsigSecret: map[string]string{keyName: "d3Jvbmctd3Jvbmctd3Jvbmctd3JvbmctIQ=="}, Timeout: 5 * time.Second}
 	q := axfrQuery()
 	q.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
-	r, _, err := c.Exchange(q, s.addr)
-	if err != nil || r.Rcode != dns.RcodeRefused {
-		t.Fatalf("badly signed: %v %v", r, err)
+	r, _, _ := c.Exchange(q, s.addr)
+	if r == nil || r.Rcode != dns.RcodeNotAuth || r.IsTsig() == nil || r.IsTsig().Error != dns.RcodeBadSig {
+		t.Fatalf("badly signed: %v", r)
 	}
 }
 
@@ -448,4 +475,62 @@ func TestAXFROutlastsTCPTimeouts(t *testing.T) {
 	wrote := s.obs.last.Sub(start)
 	s.obs.mu.Unlock()
 	t.Logf("%d records read in %s; the server wrote for %s", rrs, time.Since(start).Round(time.Millisecond), wrote.Round(time.Millisecond))
+}
+
+// TestTSIGBadTime: a good signature made an hour ago is answered NOTAUTH
+// with BADTIME, signed, carrying the server's clock (RFC 8945 5.2.3).
+func TestTSIGBadTime(t *testing.T) {
+	s := startXfr(t, "127.0.0.1/32", true, map[string][]string{"web1": {"v1"}})
+	q := axfrQuery()
+	q.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Add(-time.Hour).Unix())
+	c := &dns.Client{Net: "tcp", TsigSecret: map[string]string{keyName: secret}, Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(q, s.addr)
+	if r == nil {
+		t.Fatal(err)
+	}
+	ts := r.IsTsig()
+	// Signed: an HMAC-SHA256 MAC (miekg/dns's client will not check the
+	// MAC of any NOTAUTH answer, hence err).
+	if r.Rcode != dns.RcodeNotAuth || ts == nil || ts.Error != dns.RcodeBadTime || ts.MACSize != 32 || ts.OtherLen != 6 || len(r.Answer) != 0 {
+		t.Fatalf("answer %v (client: %v)", r, err)
+	}
+}
+
+// TestTSIGKeyCheck: the rules for a key live here; the config check calls
+// the same functions (adding the key names), and EnableTransfer refuses
+// what they refuse, without ever showing the secret.
+func TestTSIGKeyCheck(t *testing.T) {
+	for _, tc := range []struct {
+		key  dnsserver.TSIGKey
+		want string // "" : accepted
+	}{
+		{testKey, ""},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "HMAC-SHA512.", Secret: secret}, ""},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "hmac-md5", Secret: secret}, "algorithm \"hmac-md5\" is not supported"},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "hmac-sha256", Secret: "c2hvcnQ="}, "secret must be base64 of at least 16 bytes"},
+		{dnsserver.TSIGKey{Name: "k", Algorithm: "hmac-sha256", Secret: "not base64!"}, "secret must be base64"},
+	} {
+		err := tc.key.Check()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.key, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.key, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), tc.key.Secret) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+		h, err := dnsserver.NewHandler(dnsserver.Config{Zone: xzone, NSName: "ns1." + xzone, NSAdmin: "hostmaster." + xzone},
+			records.New(storage.DefaultTXTPolicy, time.Now), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.EnableTransfer(dnsserver.TransferConfig{Keys: []dnsserver.TSIGKey{tc.key}}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("EnableTransfer with %v: %v, want %q", tc.key, err, tc.want)
+		}
+	}
 }

@@ -54,8 +54,42 @@ func EncodeAllowFrom(ps []netip.Prefix) (string, error) {
 	return string(b), err
 }
 
+// ParsePrefix parses a CIDR such as "192.0.2.0/24" or "2001:db8::/32", as
+// an account's allowfrom, a token's, and the config's lists take them.
+// Brackets around IPv6 ("[2001:db8::]/32") are tolerated, as acme-dns does;
+// a bare address is refused: write it as /32 or /128. An IPv4-mapped IPv6
+// prefix (::ffff:192.0.2.1/128, what a dual-stack socket prints) is
+// turned into the IPv4 prefix it means: sources are compared as IPv4, so
+// the mapped form would never match and lock the account out.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(strings.NewReplacer("[", "", "]", "").Replace(s))
+	if !strings.Contains(s, "/") {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (write a single address as %s/32 or /128)", s, s)
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
+	}
+	return unmapPrefix(p)
+}
+
+// unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96). A
+// shorter prefix over the mapped range also covers addresses that are not
+// IPv4 at all: refused, with the IPv4 network to write instead.
+func unmapPrefix(p netip.Prefix) (netip.Prefix, error) {
+	if !p.Addr().Is4In6() {
+		return p, nil
+	}
+	if p.Bits() < 96 {
+		return netip.Prefix{}, fmt.Errorf("%q reaches outside the IPv4-mapped range ::ffff:0:0/96; write the IPv4 network instead, e.g. 192.0.2.0/24", p)
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
+}
+
 // DecodeAllowFrom reads what EncodeAllowFrom wrote. It also accepts "" and
-// bare addresses (a host prefix), which imported rows may hold.
+// bare addresses (a host prefix), which imported rows may hold, and reads an
+// IPv4-mapped prefix stored before ParsePrefix normalised them as the IPv4
+// prefix it means (so such an account works again).
 func DecodeAllowFrom(s string) ([]netip.Prefix, error) {
 	if s == "" || s == "[]" {
 		return nil, nil
@@ -76,6 +110,9 @@ func DecodeAllowFrom(s string) ([]netip.Prefix, error) {
 				return nil, fmt.Errorf("stored allow_from: %w", err)
 			}
 			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		if u, err := unmapPrefix(p); err == nil {
+			p = u
 		}
 		ps[i] = p
 	}

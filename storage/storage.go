@@ -1,11 +1,12 @@
 // Package storage defines the broker's persistent data model and the contract
-// every storage engine (storage/sqlite, later storage/postgres) implements.
+// every storage engine (storage/sqlite, storage/postgres) implements.
 //
 // The broker keeps accounts (credentials + the one subdomain they may write)
 // and the TXT values posted for each subdomain. The DNS server does not read a
 // Store on its hot path; it answers from an in-memory index that is filled
-// from Store.Snapshot at start-up and kept current by the API after each
-// successful write.
+// from Store.Snapshot at start-up and kept current after every write that
+// changes the zone (the API's, the pruner's, and other nodes' and admin
+// commands' through internal/nodesync).
 package storage
 
 import (

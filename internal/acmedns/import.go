@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
@@ -416,7 +415,7 @@ func convert(r Record) (a storage.Account, why string) {
 	}
 	a.AllowFrom = make([]netip.Prefix, 0, len(list))
 	for _, s := range list {
-		p, err := config.ParsePrefix(s)
+		p, err := storage.ParsePrefix(s)
 		if err != nil {
 			return a, fmt.Sprintf("AllowFrom: %v", err)
 		}

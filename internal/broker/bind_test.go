@@ -12,7 +12,7 @@ import (
 	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
-// bindConfig is the README's named.conf (serial-query-rate, key, secondary
+// bindConfig is docs/secondaries.md's named.conf (serial-query-rate, key, secondary
 // zone with the key in primaries) for a secondary on 127.0.0.1:port, plus options that keep
 // every file named writes in dir, and no rndc control channel (by default
 // named opens one on 127.0.0.1#953) and no NOTIFY of its own (it would
@@ -76,11 +76,11 @@ func bindSpec(t *testing.T, secret string) daemonSpec {
 	}
 }
 
-// TestBINDSecondary: a real BIND 9, configured as the README says,
+// TestBINDSecondary: a real BIND 9, configured as docs/secondaries.md says,
 // secondary of the broker with a TSIG key, passes checkSecondary and
 // applies each change as an IXFR. The transfers were signed: the broker
 // refuses unsigned ones (checkSecondary), named logs the key, and a named
-// with another secret gets nothing. BIND 9.18 takes the README's snippet as
+// with another secret gets nothing. BIND 9.18 takes the docs' snippet as
 // it is.
 func TestBINDSecondary(t *testing.T) {
 	spec := bindSpec(t, xfrKeySecret)

@@ -15,6 +15,7 @@ import (
 	"github.com/acmebroker/acmebroker/api"
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/connlimit"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/internal/zone"
 )
@@ -39,10 +40,10 @@ type Ready struct {
 	Reload func()
 }
 
-// Run opens storage, loads the records, binds every socket (failing before
-// anything is served if one cannot be had), calls ready, and serves until ctx
-// ends; then it shuts down in order: API (finishing in-flight requests), DNS,
-// storage.
+// Run binds every socket (failing before anything else if one cannot be
+// had, so a second instance on the same addresses creates no database), opens
+// storage, loads the records, calls ready, and serves until ctx ends; then it
+// shuts down in order: API (finishing in-flight requests), DNS, storage.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(Ready)) error {
 	start := time.Now()
 	static, err := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
@@ -54,6 +55,28 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 	policy := cfg.DNS.TXTPolicy()
+	idx := records.New(policy, time.Now)
+
+	// Bind everything before touching storage: an address in use (another
+	// instance) fails here, before a database file is created or migrated.
+	// Nothing is served until every step below has succeeded.
+	dnsSrv, err := dnsserver.Listen(cfg.DNS.Listen)
+	if err != nil {
+		return err
+	}
+	defer dnsSrv.Close()
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
+	}
+	defer apiLn.Close() // after Serve, closing again is harmless
+	// Metrics ([metrics] listen; nil when off): the listener is bound here,
+	// served with the rest and shut down after DNS.
+	ins, err := newInstruments(cfg.Metrics.Listen, idx, logger)
+	if err != nil {
+		return err
+	}
+	defer ins.shutdown(context.Background(), logger) // releases the listener on an early return
 
 	st, err := OpenStore(ctx, cfg.Storage, logger)
 	if err != nil {
@@ -71,15 +94,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		logger.Info("storage closed")
 	}()
 
-	idx := records.New(policy, time.Now)
-	// Metrics ([metrics] listen; nil when off): the listener is bound here,
-	// served with the rest and shut down after DNS. used is the store as the
-	// zone writer and the API use it (its failures counted).
-	ins, err := newInstruments(cfg.Metrics.Listen, idx, logger)
-	if err != nil {
-		return err
-	}
-	defer ins.shutdown(context.Background(), logger) // releases the listener on an early return
+	// used is the store as the zone writer and the API use it (its failures
+	// counted).
 	used := ins.store(st)
 	// The one writer of the zone: the API, the pruner, node sync and the
 	// admin-change poller all change storage and idx through it.
@@ -104,15 +120,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	logger.Info("records loaded", "subdomains", idx.Len(), "serial", idx.Serial(), "took", time.Since(start).Round(time.Millisecond))
 
+	jar, err := cookieJar(cfg.DNS.Cookies, logger) // dnslimits.go; nil when off
+	if err != nil {
+		return &ConfigError{err}
+	}
 	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone:        cfg.DNS.Zone,
-		NSName:      cfg.DNS.NSName,
-		NSAdmin:     cfg.DNS.NSAdmin,
-		Records:     static,
-		TXTTTL:      cfg.DNS.TXTTTL,
-		NegativeTTL: cfg.DNS.NegativeTTL,
-		MaxUDPSize:  cfg.DNS.MaxUDPSize,
-		OwnNames:    ownNames,
+		Zone:              cfg.DNS.Zone,
+		NSName:            cfg.DNS.NSName,
+		NSAdmin:           cfg.DNS.NSAdmin,
+		Records:           static,
+		TXTTTL:            cfg.DNS.TXTTTL,
+		NegativeTTL:       cfg.DNS.NegativeTTL,
+		MaxUDPSize:        cfg.DNS.MaxUDPSize,
+		Cookies:           jar,
+		CookielessUDPSize: cfg.DNS.Cookies.CookielessUDPSize,
+		OwnNames:          ownNames,
 	}, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
@@ -124,6 +146,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if watcher != nil {
 		syncStatus = watcher
 	}
+	// Key checks with bounded bcrypt work (legacykeys.go).
+	keys, scanKeys := keyVerifier(st, cfg.API.BcryptPerSecond, logger)
 	apiHandler := api.New(api.Config{
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
@@ -135,7 +159,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus})
+	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys})
 
 	// The API's certificate ([api] tls; nil for plain HTTP): its own
 	// dns-01 challenges go through the zone writer like any value.
@@ -144,28 +168,27 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		return err
 	}
 
-	// Bind everything before serving anything.
-	dnsSrv, err := dnsserver.Listen(cfg.DNS.Listen)
-	if err != nil {
-		return err
-	}
-	defer dnsSrv.Close()
 	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, writer.Quiesce, ins.transferObserver())
 	if err != nil {
 		return err
 	}
-	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, ins, logger) // dnslimits.go
+	dnsServed, err := dnsLimits(cfg.DNS, dnsSrv, dnsHandler, jar, ins, logger) // dnslimits.go
 	if err != nil {
 		return &ConfigError{err}
 	}
-	apiLn, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("api.listen %s: %w (is another process using it? choose another address in [api] listen)", cfg.API.Listen, err)
-	}
+	// Connection limits in all and per source prefix, within the
+	// open-files limit (fdlimit.go); net/http's own errors as JSON.
+	limitedLn := connlimit.Wrap(apiLn, "api", connlimit.Limits{
+		Total:     apiConnections(cfg, logger),
+		PerPrefix: cfg.API.ConnectionsPerSource,
+		Exempt:    prefixes(cfg.API.TrustedProxies),
+	}, logger)
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
+	httpSrv.IdleTimeout = cfg.API.IdleTimeout.Duration
 	httpSrv.TLSConfig = apiCert.config()
 
 	// The background loops stop (and are waited for) before storage closes.
+	defer background(scanKeys)()
 	defer background(func(ctx context.Context) {
 		writer.PruneEvery(ctx, pruneInterval(policy.Window))
 	})()
@@ -193,9 +216,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	go func() {
 		var err error
 		if apiCert != nil {
-			err = httpSrv.ServeTLS(apiLn, "", "")
+			err = httpSrv.ServeTLS(limitedLn, "", "")
 		} else {
-			err = httpSrv.Serve(apiLn)
+			err = httpSrv.Serve(api.JSONErrors(limitedLn))
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)

@@ -128,6 +128,21 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("api_requests_total{route=/update,code=503} = %v after %d refusals", got, refused)
 	}
 
+	// /health says so (issue 12: it answered ok while every write failed).
+	health := func() (int, string) {
+		resp, err := client.Get(rd.API + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if st, body := health(); st != 503 || !strings.Contains(body, `"writes":"failing`) {
+		t.Fatalf("health with the disk full: %d %s", st, body)
+	}
+
 	// Space returns: the broker recovers by itself.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -142,6 +157,9 @@ func TestDiskFull(t *testing.T) {
 	}
 	if !recovered {
 		t.Fatal("updates still fail after space returned")
+	}
+	if st, body := health(); st != 200 {
+		t.Fatalf("health after a write succeeded again: %d %s", st, body)
 	}
 
 	// The newest acknowledged values are served (the policy keeps at most

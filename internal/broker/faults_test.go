@@ -59,6 +59,7 @@ type answer struct {
 	code       string
 	detail     string
 	retryAfter string
+	body       string
 }
 
 func (b *faultBroker) update(v string) answer {
@@ -87,7 +88,7 @@ func (b *faultBroker) do(req *http.Request) answer {
 	buf.ReadFrom(resp.Body)
 	var e struct{ Error, Detail string }
 	json.Unmarshal(buf.Bytes(), &e)
-	return answer{resp.StatusCode, e.Error, e.Detail, resp.Header.Get("Retry-After")}
+	return answer{resp.StatusCode, e.Error, e.Detail, resp.Header.Get("Retry-After"), buf.String()}
 }
 
 // served returns the TXT values DNS answers for the account.
@@ -192,12 +193,17 @@ func TestDatabaseLocked(t *testing.T) {
 			t.Fatalf("DNS with the database locked: %v", got)
 		}
 	}
-	if a := b.health(); a.status != 200 {
+	// Storage answers (reads are not blocked), but writes fail: degraded
+	// (issue 12: /health said ok while every write failed).
+	if a := b.health(); a.status != 503 || !strings.Contains(a.body, `"storage":"ok"`) || !strings.Contains(a.body, `"writes":"failing (unavailable)`) {
 		t.Fatalf("health with the write lock held by another process: %+v", a)
 	}
 	release()
 	if a := b.update(val(5)); a.status != 200 {
 		t.Fatalf("update after the lock was released: %+v", a)
+	}
+	if a := b.health(); a.status != 200 {
+		t.Fatalf("health after a write succeeded again: %+v", a)
 	}
 	want := []string{val(1), val(5)}
 	if got := b.served(); !slices.Equal(got, want) {
@@ -271,11 +277,16 @@ func TestDatabaseGone(t *testing.T) {
 	if err := os.Rename(aside, b.dbPath); err != nil {
 		t.Fatal(err)
 	}
-	if a := b.health(); a.status != 200 {
-		t.Fatalf("health with the file back: %+v", a)
+	// Storage answers again; the writes that failed keep /health degraded
+	// until one succeeds.
+	if a := b.health(); a.status != 503 || !strings.Contains(a.body, `"storage":"ok"`) || !strings.Contains(a.body, `"writes":"failing`) {
+		t.Fatalf("health with the file back, before a write: %+v", a)
 	}
 	if a := b.update(val(3)); a.status != 200 {
 		t.Fatalf("update with the file back: %+v", a)
+	}
+	if a := b.health(); a.status != 200 {
+		t.Fatalf("health with the file back after a write: %+v", a)
 	}
 	want := []string{val(1), val(3)}
 	if got := b.served(); !slices.Equal(got, want) {

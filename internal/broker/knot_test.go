@@ -11,7 +11,7 @@ import (
 	"github.com/acmebroker/acmebroker/internal/testenv"
 )
 
-// knotConfig is the README's knot.conf (key, remote, acl, zone) for a
+// knotConfig is docs/secondaries.md's knot.conf (key, remote, acl, zone) for a
 // secondary on 127.0.0.1:port, plus a server and database section that keep
 // every file Knot writes in dir. database: storage is only where the
 // databases go by default; zone files go to the template's storage, which is
@@ -96,7 +96,7 @@ func knotSpec(t *testing.T, secret string) daemonSpec {
 
 func fileExists(path string) bool { _, err := os.Stat(path); return err == nil }
 
-// TestKnotSecondary: a real Knot DNS, configured as the README says,
+// TestKnotSecondary: a real Knot DNS, configured as docs/secondaries.md says,
 // secondary of the broker with a TSIG key, passes checkSecondary and
 // applies each change as an IXFR. The transfers were signed: the broker
 // refuses unsigned ones (checkSecondary), and a Knot with another secret

@@ -9,7 +9,7 @@ import (
 )
 
 // TestNSDSecondary: a real NSD, secondary of the broker with a TSIG key and
-// the README's xfrd-reload-timeout: 0, passes checkSecondary; every
+// docs/secondaries.md's xfrd-reload-timeout: 0, passes checkSecondary; every
 // transfer is signed and every IXFR applies as sent; after a restart on the
 // same database the serial keeps increasing, so NSD takes the new changes.
 func TestNSDSecondary(t *testing.T) {

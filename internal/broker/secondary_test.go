@@ -134,6 +134,11 @@ func brokerTXT(t *testing.T, addr, name string) []string {
 	q.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
 	q.SetEdns0(dns.DefaultMsgSize, false)
 	r, err := dns.Exchange(q, addr)
+	if err == nil && r.Truncated {
+		// A large answer to a cookieless UDP query is held to 512 bytes
+		// (DNS Cookies): ask again over TCP, as a resolver does.
+		r, _, err = (&dns.Client{Net: "tcp"}).Exchange(q, addr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

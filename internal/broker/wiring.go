@@ -84,7 +84,7 @@ func adminPoller(st storage.Store, w *zone.Writer, logger *slog.Logger) *nodesyn
 func prefixes(list []string) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(list))
 	for _, s := range list {
-		if p, err := config.ParsePrefix(s); err == nil {
+		if p, err := storage.ParsePrefix(s); err == nil {
 			out = append(out, p)
 		}
 	}

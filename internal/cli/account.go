@@ -2,7 +2,7 @@ package cli
 
 // The admin's account commands: list, show, delete, disable, enable and
 // prune. They work on the database named in the config, offline or beside
-// a running broker (see the README on what a running broker sees).
+// a running broker (see docs/operations.md on what a running broker sees).
 
 import (
 	"bufio"

@@ -168,7 +168,7 @@ func (b badConfig) Is(target error) bool { return target == errUsage }
 func parsePrefixes(fs *flag.FlagSet, list []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(list))
 	for _, s := range list {
-		p, err := config.ParsePrefix(s)
+		p, err := storage.ParsePrefix(s)
 		if err != nil {
 			return nil, usageErr(fs, "--allow-from %q: %v", s, err)
 		}

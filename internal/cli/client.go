@@ -68,11 +68,19 @@ func (c *commonFlags) checker() *client.Checker {
 	return &client.Checker{Resolvers: c.resolvers, Nameservers: c.nameservers}
 }
 
-// defaultStateDir: /var/lib/acmebroker for root, else $XDG_CONFIG_HOME/acmebroker
-// (~/.config/acmebroker).
+// Root's state directories: the client's own, and the one it shared with
+// the broker's systemd unit until they were split (the broker's unit runs as
+// a dynamic user that would own, and chown, whatever is in its directory).
+const (
+	rootStateDir       = "/var/lib/acmebroker-client"
+	legacyRootStateDir = "/var/lib/acmebroker"
+)
+
+// defaultStateDir: /var/lib/acmebroker-client for root (see rootState), else
+// $XDG_CONFIG_HOME/acmebroker (~/.config/acmebroker).
 func defaultStateDir(getenv func(string) string) string {
 	if os.Geteuid() == 0 {
-		return "/var/lib/acmebroker"
+		return rootState(rootStateDir, legacyRootStateDir)
 	}
 	if x := getenv("XDG_CONFIG_HOME"); x != "" {
 		return filepath.Join(x, "acmebroker")
@@ -81,6 +89,19 @@ func defaultStateDir(getenv func(string) string) string {
 		return filepath.Join(h, ".config", "acmebroker")
 	}
 	return "acmebroker-state"
+}
+
+// rootState is dir, unless only legacy holds a client's accounts.json: a
+// client set up before the split keeps its credentials and certificates
+// (and its renewals keep working) until they are moved into dir.
+func rootState(dir, legacy string) string {
+	if _, err := os.Stat(filepath.Join(dir, "accounts.json")); err == nil {
+		return dir
+	}
+	if _, err := os.Stat(filepath.Join(legacy, "accounts.json")); err == nil {
+		return legacy
+	}
+	return dir
 }
 
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) int {

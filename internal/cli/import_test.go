@@ -178,7 +178,7 @@ func TestRedactDSN(t *testing.T) {
 
 var dnsLine = regexp.MustCompile(`(?m)^  DNS\s+(\S+) \(udp\+tcp\)$`)
 
-// TestServeAcmeDNSConfig is the migration as the README tells it: acme-dns's
+// TestServeAcmeDNSConfig is the migration as docs/migrating.md tells it: acme-dns's
 // config.cfg, unchanged, names the database to import from and is the
 // config acmebroker serves with; each key it cannot map is warned about
 // once at start-up, and the imported account answers in DNS.

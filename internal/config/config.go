@@ -4,19 +4,19 @@
 package config
 
 import (
-	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
@@ -64,8 +64,39 @@ type DNS struct {
 	TCPMaxConnections int      `toml:"tcp_max_connections"`
 	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
 	TCPMaxQueries     int      `toml:"tcp_max_queries"`
+	// TCPMaxLifetime closes a TCP connection this long after it was
+	// opened (once its current answer is sent), however busy: a client
+	// that trickles queries cannot hold a slot for long.
+	TCPMaxLifetime Duration `toml:"tcp_max_lifetime"`
 	// RRL is response rate limiting of UDP answers ([dns.rrl]).
 	RRL RRL `toml:"rrl"`
+	// Cookies are DNS Cookies (RFC 7873, RFC 9018) ([dns.cookies]).
+	Cookies Cookies `toml:"cookies"`
+}
+
+// Cookies configures DNS Cookies: answers to EDNS queries that carry a
+// client cookie carry a server cookie back; a resolver that returns it has
+// proven its address, so its UDP answers are not rate limited and may use
+// the full max_udp_size.
+type Cookies struct {
+	// Enabled turns DNS Cookies on.
+	Enabled bool `toml:"enabled"`
+	// Secret is the 128-bit server secret as 32 hex digits (`openssl rand
+	// -hex 16`); "" makes a random one at every start. Nodes answering for
+	// one zone should share it. Never logged.
+	Secret string `toml:"secret"`
+	// PreviousSecrets are still accepted (not handed out) while a new
+	// Secret reaches every node.
+	PreviousSecrets []string `toml:"previous_secrets"`
+	// CookielessUDPSize caps UDP answers to queries without a valid server
+	// cookie (their source may be forged), bytes; at most max_udp_size.
+	CookielessUDPSize uint16 `toml:"cookieless_udp_size"`
+}
+
+// String leaves the secrets out, so a config printed by mistake shows none.
+func (c Cookies) String() string {
+	return fmt.Sprintf("{enabled %v, secret set %v, previous %d, cookieless_udp_size %d}",
+		c.Enabled, c.Secret != "", len(c.PreviousSecrets), c.CookielessUDPSize)
 }
 
 // Transfer configures zone transfers to secondary name servers.
@@ -217,6 +248,18 @@ type API struct {
 	UpdateLimit       int `toml:"update_limit"`        // POST /update per account
 	UpdateSourceLimit int `toml:"update_source_limit"` // POST /update per source address
 	AuthFailLimit     int `toml:"auth_fail_limit"`     // failed authentications per source address
+	// BcryptPerSecond bounds bcrypt compares a second (legacy keys
+	// imported from acme-dns, and the equal-cost work of failures while
+	// such keys exist); past it the API answers 503 with Retry-After.
+	BcryptPerSecond int `toml:"bcrypt_per_second"`
+	// Connections: at most MaxConnections open at once (lowered at start
+	// if the open-files limit cannot hold them besides what DNS over TCP
+	// and the database need), ConnectionsPerSource from one source prefix
+	// (IPv4 /24, IPv6 /56; 0: no limit; trusted_proxies are not counted per
+	// prefix), and a keep-alive connection idle for IdleTimeout is closed.
+	MaxConnections       int      `toml:"max_connections"`
+	ConnectionsPerSource int      `toml:"connections_per_source"`
+	IdleTimeout          Duration `toml:"idle_timeout"`
 	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
 	BasePath string `toml:"base_path"`
 }
@@ -328,6 +371,7 @@ func Default() Config {
 			TXTMax:       16,
 			MaxUDPSize:   1232,
 			TCPPerSource: 16, TCPMaxConnections: 512, TCPIdleTimeout: Duration{8 * time.Second}, TCPMaxQueries: 256,
+			TCPMaxLifetime: Duration{30 * time.Second},
 			RRL: RRL{
 				Enabled:            true,
 				ResponsesPerSecond: 100, NXDomainPerSecond: 10, ErrorsPerSecond: 10,
@@ -336,6 +380,7 @@ func Default() Config {
 				IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536,
 				Exempt: []string{},
 			},
+			Cookies: Cookies{Enabled: true, PreviousSecrets: []string{}, CookielessUDPSize: 512},
 		},
 		API: API{
 			Listen:            "127.0.0.1:8080",
@@ -349,6 +394,8 @@ func Default() Config {
 			},
 			Registration:  "open",
 			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,
+			BcryptPerSecond: 5,
+			MaxConnections:  4096, ConnectionsPerSource: 64, IdleTimeout: Duration{10 * time.Second},
 			CORSOrigins:    []string{},
 			TrustedProxies: []string{},
 		},
@@ -378,36 +425,36 @@ func Parse(b []byte) (Config, error) {
 		return parseAcmeDNS(b)
 	}
 	c := Default()
-	// Lists given in the file replace the defaults rather than merge.
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
-	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			if perr.LastKey != "" {
-				return Config{}, fmt.Errorf("line %d: %s: %s", perr.Position.Line, perr.LastKey, perr.Message)
-			}
-			return Config{}, fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
-		}
-		return Config{}, err
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return Config{}, fmt.Errorf("unknown key %s (check the spelling against config.toml)", strings.Join(keys, ", "))
-	}
+	// Every refused or unknown key is reported, and with them every value
+	// Validate refuses among the keys that did decode.
+	errs, failed := decode(b, &c)
 	if err := c.Validate(); err != nil {
-		return Config{}, err
+		for _, e := range unjoin(err) {
+			if ke := (*KeyError)(nil); errors.As(e, &ke) && slices.ContainsFunc(failed, func(k string) bool { return under(ke.Key, k) }) {
+				continue // its value was refused already; this is the default's consequence
+			}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// unjoin lists the errors errors.Join put together (or err alone).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Validate checks every field and normalises names. Errors name the key.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 
 	if len(c.DNS.Listen) == 0 {
@@ -453,6 +500,24 @@ func (c *Config) Validate() error {
 	if q := c.DNS.TCPMaxQueries; q < 1 || q > 65535 {
 		bad("dns.tcp_max_queries", "%d is out of range: 1 to 65535", q)
 	}
+	if d := c.DNS.TCPMaxLifetime.Duration; d < time.Second || d > 24*time.Hour {
+		bad("dns.tcp_max_lifetime", "%s is out of range: 1s to 24h", d)
+	}
+	if ck := c.DNS.Cookies; ck.Enabled {
+		if ck.Secret != "" {
+			if _, err := cookie.ParseSecret(ck.Secret); err != nil {
+				bad("dns.cookies.secret", "%v", err) // the value itself is never quoted
+			}
+		}
+		for i, p := range ck.PreviousSecrets {
+			if _, err := cookie.ParseSecret(p); err != nil {
+				bad(fmt.Sprintf("dns.cookies.previous_secrets[%d]", i), "%v", err)
+			}
+		}
+		if ck.CookielessUDPSize < 512 {
+			bad("dns.cookies.cookieless_udp_size", "%d is below the DNS minimum of 512", ck.CookielessUDPSize)
+		}
+	}
 	if r := c.DNS.RRL; r.Enabled {
 		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
 			"errors_per_second": r.ErrorsPerSecond, "large_per_second": r.LargePerSecond} {
@@ -479,7 +544,7 @@ func (c *Config) Validate() error {
 			bad("dns.rrl.table_size", "%d is out of range: 16 to 16777216 entries", r.TableSize)
 		}
 		for i, p := range r.Exempt {
-			if _, err := ParsePrefix(p); err != nil {
+			if _, err := storage.ParsePrefix(p); err != nil {
 				bad(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err)
 			}
 		}
@@ -522,8 +587,20 @@ func (c *Config) Validate() error {
 			bad(key, "must be 0 (no limit) or a number per minute")
 		}
 	}
+	if n := c.API.MaxConnections; n < 1 || n > 1<<20 {
+		bad("api.max_connections", "%d is out of range: 1 to 1048576", n)
+	}
+	if n := c.API.ConnectionsPerSource; n < 0 {
+		bad("api.connections_per_source", "must be 0 (no limit) or a number of connections")
+	}
+	if d := c.API.IdleTimeout.Duration; d < time.Second || d > 10*time.Minute {
+		bad("api.idle_timeout", "%s is out of range: 1s to 10m", d)
+	}
+	if b := c.API.BcryptPerSecond; b < 1 || b > 1000 {
+		bad("api.bcrypt_per_second", "%d is out of range: 1 to 1000 bcrypt checks a second", b)
+	}
 	for i, p := range c.API.TrustedProxies {
-		if _, err := ParsePrefix(p); err != nil {
+		if _, err := storage.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("api.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
@@ -608,21 +685,6 @@ func (s Storage) RedactedDSN() string {
 	return strings.Join(fields, " ")
 }
 
-// ParsePrefix parses a CIDR such as "192.0.2.0/24" or "2001:db8::/32".
-// Brackets around IPv6 ("[2001:db8::]/32") are tolerated, as acme-dns does;
-// a bare address is refused: write it as /32 or /128.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(strings.NewReplacer("[", "", "]", "").Replace(s))
-	if !strings.Contains(s, "/") {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (write a single address as %s/32 or /128)", s, s)
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
-	}
-	return p, nil
-}
-
 func checkHostPort(a string) error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
@@ -666,7 +728,7 @@ func checkName(s string) error {
 
 func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 	for i, p := range t.AllowFrom {
-		if _, err := ParsePrefix(p); err != nil {
+		if _, err := storage.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("dns.transfer.allow_from[%d]", i), "%v", err)
 		}
 	}
@@ -685,14 +747,12 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 			k.Algorithm = "hmac-sha256"
 		}
 		k.Algorithm = strings.ToLower(strings.TrimSuffix(k.Algorithm, "."))
-		switch k.Algorithm {
-		case "hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-sha1":
-		default:
-			bad(key+".algorithm", "%q is not supported (write \"hmac-sha256\")", k.Algorithm)
+		// The DNS server owns what a key may be; this adds the key names.
+		if err := dnsserver.CheckTSIGAlgorithm(k.Algorithm); err != nil {
+			bad(key+".algorithm", "%v", err)
 		}
-		// The secret itself is never put in a message.
-		if b, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || len(b) < 16 {
-			bad(key+".secret", "must be base64 of at least 16 bytes (make one with `openssl rand -base64 32`)")
+		if err := dnsserver.CheckTSIGSecret(k.Secret); err != nil { // never shows the secret
+			bad(key+".secret", "%v", err)
 		}
 	}
 	if t.RequireTSIG != nil && *t.RequireTSIG && len(t.Keys) == 0 {

@@ -152,24 +152,6 @@ func errorsUnwrapAll(err error) error {
 	}
 }
 
-func TestParsePrefix(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.0/24":      "192.0.2.0/24",
-		"[2001:db8::]/32":   "2001:db8::/32",
-		" 198.51.100.7/32 ": "198.51.100.7/32",
-	} {
-		p, err := ParsePrefix(in)
-		if err != nil || p.String() != want {
-			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
-		}
-	}
-	for _, in := range []string{"192.0.2.1", "", "abc/8", "192.0.2.0/33"} {
-		if _, err := ParsePrefix(in); err == nil {
-			t.Errorf("ParsePrefix(%q) accepted", in)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	b, _ := os.ReadFile(filepath.Join("..", "..", "config.toml"))
 	f.Add(b)
@@ -229,5 +211,66 @@ func TestRedactedDSN(t *testing.T) {
 		if got := (Storage{Engine: tc.engine, DSN: tc.dsn}).RedactedDSN(); got != tc.want {
 			t.Errorf("RedactedDSN(%q) = %q, want %q", tc.dsn, got, tc.want)
 		}
+	}
+}
+
+// TestEveryInvalidValueReported: one run names every refused value, every
+// unknown key and every value out of range, each once, not only the first
+// the decoder meets.
+func TestEveryInvalidValueReported(t *testing.T) {
+	doc := `[dns]
+txt_max = "many"
+txt_window = "ten minutes"
+tcp_max_queries = 0
+lisen = ["127.0.0.1:53"]
+
+[[dns.transfer.keys]]
+name = "k"
+secrt = "x"
+
+[dns.rrl]
+slip = 11
+
+[api]
+tls = "cert"
+cert_file = 5
+key_file = "/k.pem"
+update_limit = -1
+
+[dsn]
+x = 1
+
+[log]
+level = "loud"
+`
+	_, err := Parse([]byte(doc))
+	if err == nil {
+		t.Fatal("Parse accepted a config with nine faults")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"line 2: dns.txt_max: incompatible types",                   // wrong type
+		"line 3: dns.txt_window: \"ten minutes\" is not a duration", // wrong form
+		"dns.tcp_max_queries: 0 is out of range",                    // range, after two decode errors
+		"unknown key dns.lisen",                                     // unknown key in a known table
+		"unknown key dns.transfer.keys.secrt",                       // unknown key in an array of tables
+		"dns.transfer.keys[0].secret: must be base64",               // the missing secret
+		"dns.rrl.slip: 11 is out of range",
+		"line 16: api.cert_file: incompatible types",
+		"api.update_limit: must be 0",
+		"unknown key dsn",
+		"log.level: \"loud\"",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error lacks %q:\n%s", want, msg)
+		}
+	}
+	// A refused value is reported once: not again as "required" because
+	// the default took its place.
+	if strings.Contains(msg, "api.cert_file: required") {
+		t.Errorf("api.cert_file reported twice:\n%s", msg)
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 11 {
+		t.Errorf("%d errors, want 11:\n%s", n, msg)
 	}
 }

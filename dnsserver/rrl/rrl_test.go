@@ -1,4 +1,4 @@
-package dnsserver
+package rrl
 
 import (
 	"bytes"
@@ -33,24 +33,24 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func testRRLConfig() RRLConfig {
-	return RRLConfig{
+func testConfig() Config {
+	return Config{
 		ResponsesPerSecond: 100, NXDomainPerSecond: 5, ErrorsPerSecond: 5, LargePerSecond: 5,
 		LargeSize: 512, Slip: 2, Window: 3 * time.Second,
 		IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 1024,
 	}
 }
 
-func newTestRRL(t testing.TB, cfg RRLConfig, clk *fakeClock) *RRL {
+func newTestLimiter(t testing.TB, cfg Config, clk *fakeClock) *Limiter {
 	t.Helper()
-	r, err := NewRRL(cfg, clk.Now, nil)
+	r, err := New(cfg, clk.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func key4(s string, cat rrlCategory) rrlKey {
+func key4(s string, cat category) bucketKey {
 	return prefixKey(netip.MustParseAddr(s), 24, 56, cat)
 }
 
@@ -72,7 +72,7 @@ func tally(vs []verdict) (sent, dropped, slipped int) {
 }
 
 func TestRRLBucketBurstSlipAndWindow(t *testing.T) {
-	tab := newRRLTable(1024, 3*time.Second, 2)
+	tab := newTable(1024, 3*time.Second, 2)
 	k := key4("192.0.2.7", catNegative)
 	var now int64
 	var vs []verdict
@@ -100,7 +100,7 @@ func TestRRLBucketBurstSlipAndWindow(t *testing.T) {
 }
 
 func TestRRLSustainedFloodGetsOnlySlips(t *testing.T) {
-	tab := newRRLTable(1024, 5*time.Second, 2)
+	tab := newTable(1024, 5*time.Second, 2)
 	k := key4("198.51.100.1", catLarge)
 	var vs []verdict
 	// 100 queries a second for 10 s against a limit of 10/s.
@@ -118,7 +118,7 @@ func TestRRLSustainedFloodGetsOnlySlips(t *testing.T) {
 }
 
 func TestRRLSteadyResolverNeverLimited(t *testing.T) {
-	tab := newRRLTable(1024, 5*time.Second, 2)
+	tab := newTable(1024, 5*time.Second, 2)
 	k := key4("203.0.113.9", catNegative)
 	for i := range 600 { // 4 a second for 150 s, limit 5/s
 		if v, _ := tab.account(k, 5, at(int64(i)*int64(250*time.Millisecond))); v != send {
@@ -132,7 +132,7 @@ func TestRRLSlipZeroAndOne(t *testing.T) {
 		slip            int
 		dropped, slipps int
 	}{{0, 10, 0}, {1, 0, 10}, {3, 7, 3}} {
-		tab := newRRLTable(64, time.Second, c.slip)
+		tab := newTable(64, time.Second, c.slip)
 		var vs []verdict
 		for range 12 {
 			v, _ := tab.account(key4("192.0.2.1", catError), 2, at(0))
@@ -145,15 +145,15 @@ func TestRRLSlipZeroAndOne(t *testing.T) {
 }
 
 func TestRRLPrefixesAndCategoriesSeparate(t *testing.T) {
-	tab := newRRLTable(1024, 5*time.Second, 0)
-	flood := func(k rrlKey) {
+	tab := newTable(1024, 5*time.Second, 0)
+	flood := func(k bucketKey) {
 		for range 50 {
 			tab.account(k, 5, at(0))
 		}
 	}
 	flood(key4("192.0.2.1", catNegative))
 	for _, c := range []struct {
-		k    rrlKey
+		k    bucketKey
 		want verdict
 	}{
 		{key4("192.0.2.200", catNegative), drop}, // same /24
@@ -180,7 +180,7 @@ func TestRRLPrefixesAndCategoriesSeparate(t *testing.T) {
 
 func TestRRLTableMemoryBound(t *testing.T) {
 	const size = 256
-	tab := newRRLTable(size, 5*time.Second, 2)
+	tab := newTable(size, 5*time.Second, 2)
 	hot := key4("10.0.0.1", catNegative)
 	for range 20 { // hot is limited
 		tab.account(hot, 5, at(0))
@@ -202,7 +202,7 @@ func TestRRLTableMemoryBound(t *testing.T) {
 	}
 	for i := range tab.shards {
 		s := &tab.shards[i]
-		if cap(s.entries) != size/rrlShards || len(s.index) > cap(s.entries) {
+		if cap(s.entries) != size/numShards || len(s.index) > cap(s.entries) {
 			t.Fatalf("shard %d grew: cap %d, index %d", i, cap(s.entries), len(s.index))
 		}
 	}
@@ -226,13 +226,13 @@ func TestRRLTableMemoryBound(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	h := newTestHandler(t, testSource())
+	h := zoneHandler{}
 	for _, c := range []struct {
 		name  string
 		qname string
 		qtype uint16
 		edns  uint16
-		want  rrlCategory
+		want  category
 	}{
 		{"challenge TXT", sub1 + "." + zone + ".", dns.TypeTXT, 1232, catNormal},
 		{"NXDOMAIN", "nope." + zone + ".", dns.TypeTXT, 1232, catNegative},
@@ -264,7 +264,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestSlipAnswer(t *testing.T) {
-	h := newTestHandler(t, testSource())
+	h := zoneHandler{}
 	q := query("crowd."+zone+".", dns.TypeTXT)
 	q.SetEdns0(4096, false)
 	qb, _ := q.Pack()
@@ -295,7 +295,7 @@ func TestSlipAnswer(t *testing.T) {
 }
 
 func FuzzSlipAnswer(f *testing.F) {
-	h := newTestHandler(f, testSource())
+	h := zoneHandler{}
 	for _, q := range []*dns.Msg{query(sub1+"."+zone+".", dns.TypeTXT), query("nope."+zone+".", dns.TypeA), query("example.com.", dns.TypeA)} {
 		w := udpRecorder()
 		h.ServeDNS(w, q)
@@ -322,10 +322,10 @@ func FuzzSlipAnswer(f *testing.F) {
 
 func TestRRLMiddleware(t *testing.T) {
 	clk := newFakeClock()
-	cfg := testRRLConfig()
+	cfg := testConfig()
 	cfg.Exempt = []netip.Prefix{netip.MustParsePrefix("192.0.2.128/25")}
-	r := newTestRRL(t, cfg, clk)
-	hh := newTestHandler(t, testSource())
+	r := newTestLimiter(t, cfg, clk)
+	hh := zoneHandler{}
 	h := r.Wrap(hh)
 	from := func(ip string, tcp bool) *recorder {
 		w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
@@ -373,25 +373,25 @@ func TestRRLMiddleware(t *testing.T) {
 
 func TestRRLConfigCheck(t *testing.T) {
 	for _, c := range []struct {
-		mut  func(*RRLConfig)
+		mut  func(*Config)
 		want string
 	}{
-		{func(c *RRLConfig) { c.NXDomainPerSecond = -1 }, "nxdomain_per_second"},
-		{func(c *RRLConfig) { c.Slip = 11 }, "slip"},
-		{func(c *RRLConfig) { c.LargeSize = 0 }, "large_size"},
-		{func(c *RRLConfig) { c.Window = 0 }, "window"},
-		{func(c *RRLConfig) { c.IPv4Prefix = 33 }, "ipv4_prefix"},
-		{func(c *RRLConfig) { c.IPv6Prefix = 8 }, "ipv6_prefix"},
-		{func(c *RRLConfig) { c.TableSize = 1 }, "table_size"},
+		{func(c *Config) { c.NXDomainPerSecond = -1 }, "nxdomain_per_second"},
+		{func(c *Config) { c.Slip = 11 }, "slip"},
+		{func(c *Config) { c.LargeSize = 0 }, "large_size"},
+		{func(c *Config) { c.Window = 0 }, "window"},
+		{func(c *Config) { c.IPv4Prefix = 33 }, "ipv4_prefix"},
+		{func(c *Config) { c.IPv6Prefix = 8 }, "ipv6_prefix"},
+		{func(c *Config) { c.TableSize = 1 }, "table_size"},
 	} {
-		cfg := testRRLConfig()
+		cfg := testConfig()
 		c.mut(&cfg)
 		err := cfg.Check()
 		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(c.want)) {
 			t.Errorf("%s: %v", c.want, err)
 		}
 	}
-	if err := testRRLConfig().Check(); err != nil {
+	if err := testConfig().Check(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -400,11 +400,11 @@ func TestRRLLogsEpisodesSparingly(t *testing.T) {
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
 	clk := newFakeClock()
-	r, err := NewRRL(testRRLConfig(), clk.Now, logger)
+	r, err := New(testConfig(), clk.Now, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := r.Wrap(newTestHandler(t, testSource()))
+	h := r.Wrap(zoneHandler{})
 	nx := query("nope."+zone+".", dns.TypeTXT)
 	flood := func(ip string) {
 		w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
@@ -428,5 +428,39 @@ func TestRRLLogsEpisodesSparingly(t *testing.T) {
 	flood("100.64.0.1")
 	if n := strings.Count(buf.String(), "dns rate limit"); n != 2 || !strings.Contains(buf.String(), "other_sources_since_last_line=2") {
 		t.Fatalf("second line missing or miscounted:\n%s", &buf)
+	}
+}
+
+// TestRRLVerifiedSourcesUnlimited: a query that proves its source (a valid
+// DNS server cookie) is answered however much its prefix floods; the same
+// query from an address the check refuses is limited as before.
+func TestRRLVerifiedSourcesUnlimited(t *testing.T) {
+	cfg := testConfig()
+	var asked []netip.Addr
+	cfg.Verified = func(q *dns.Msg, from netip.Addr) bool {
+		asked = append(asked, from)
+		return q.Id == 7 && from == netip.MustParseAddr("192.0.2.1")
+	}
+	h := newTestLimiter(t, cfg, newFakeClock()).Wrap(zoneHandler{})
+	nx := query("nope."+zone+".", dns.TypeTXT)
+	proven, spoofed := udpRecorder(), &recorder{remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5353}}
+	for range 20 {
+		nx.Id = 7
+		h.ServeDNS(proven, nx)
+		h.ServeDNS(spoofed, nx)
+	}
+	if len(proven.msgs) != 20 {
+		t.Fatalf("verified source: %d answers to 20 queries", len(proven.msgs))
+	}
+	for _, b := range proven.msgs {
+		if b[2]&0x02 != 0 {
+			t.Fatal("a verified source got a slip")
+		}
+	}
+	if len(spoofed.msgs) >= 20 {
+		t.Fatalf("unverified source in the same /24: %d answers, not limited", len(spoofed.msgs))
+	}
+	if len(asked) != 40 {
+		t.Fatalf("Verified asked %d times for 40 UDP queries", len(asked))
 	}
 }

@@ -1,4 +1,4 @@
-package dnsserver
+package rrl
 
 import (
 	"encoding/binary"
@@ -7,23 +7,23 @@ import (
 	"time"
 )
 
-// rrlCategory is the kind of response a bucket counts. Each source prefix
+// category is the kind of response a bucket counts. Each source prefix
 // has one bucket per category, so a flood of NXDOMAIN answers cannot use up
 // the allowance of the challenge TXT answers a resolver in the same prefix
 // needs.
-type rrlCategory uint8
+type category uint8
 
 const (
-	catNormal   rrlCategory = iota // answers of at most LargeSize bytes
-	catNegative                    // NXDOMAIN, and NODATA (no answer, SOA only)
-	catError                       // any other rcode: REFUSED, FORMERR, SERVFAIL, NOTIMP...
-	catLarge                       // answers over LargeSize bytes, or truncated (TC) ones
+	catNormal   category = iota // answers of at most LargeSize bytes
+	catNegative                 // NXDOMAIN, and NODATA (no answer, SOA only)
+	catError                    // any other rcode: REFUSED, FORMERR, SERVFAIL, NOTIMP...
+	catLarge                    // answers over LargeSize bytes, or truncated (TC) ones
 	numCategories
 )
 
 var categoryNames = [numCategories]string{"normal", "negative", "error", "large"}
 
-func (c rrlCategory) String() string { return categoryNames[c] }
+func (c category) String() string { return categoryNames[c] }
 
 // verdict is what happens to one response.
 type verdict uint8
@@ -34,21 +34,21 @@ const (
 	slip // a tiny truncated answer instead (the client retries over TCP)
 )
 
-// rrlKey is a source prefix (the masked address in 16-byte form, with the
+// bucketKey is a source prefix (the masked address in 16-byte form, with the
 // family) and a category.
-type rrlKey struct {
+type bucketKey struct {
 	addr [16]byte
 	v4   bool
-	cat  rrlCategory
+	cat  category
 }
 
-// rrlEntry is a token bucket in the style of BIND's RRL: the balance gains
+// entry is a token bucket in the style of BIND's RRL: the balance gains
 // rate per second up to rate (a one-second burst), loses one per response,
 // sent or not, and may fall to -window*rate. A source that keeps flooding
 // stays below zero and gets nothing but slips; one that stops is answered
 // again about window after its last query.
-type rrlEntry struct {
-	key        rrlKey
+type entry struct {
+	key        bucketKey
 	balance    float64
 	last       int64 // ns since the table's epoch, of the last refill
 	slips      uint32
@@ -56,36 +56,36 @@ type rrlEntry struct {
 	prev, next int32 // LRU list, most recent at head; -1 ends
 }
 
-// rrlShard is one lock's worth of the table: a map into a fixed array of
+// shard is one lock's worth of the table: a map into a fixed array of
 // entries kept in LRU order. When full, the least recently used entry is
 // reused, so memory never grows past the configured size.
-type rrlShard struct {
+type shard struct {
 	mu         sync.Mutex
-	index      map[rrlKey]int32
-	entries    []rrlEntry
+	index      map[bucketKey]int32
+	entries    []entry
 	head, tail int32
 	evicted    uint64 // entries reused while they may still be limiting
 }
 
 const (
-	rrlShardBits = 4
-	rrlShards    = 1 << rrlShardBits
+	shardBits = 4
+	numShards = 1 << shardBits
 )
 
-// rrlTable holds the buckets of every recently seen source prefix.
-type rrlTable struct {
-	shards [rrlShards]rrlShard
+// table holds the buckets of every recently seen source prefix.
+type table struct {
+	shards [numShards]shard
 	window float64 // seconds a flooding source stays limited after it stops
 	slip   uint32
 }
 
-func newRRLTable(size int, window time.Duration, slip int) *rrlTable {
-	per := max(size/rrlShards, 1)
-	t := &rrlTable{window: window.Seconds(), slip: uint32(slip)}
+func newTable(size int, window time.Duration, slip int) *table {
+	per := max(size/numShards, 1)
+	t := &table{window: window.Seconds(), slip: uint32(slip)}
 	for i := range t.shards {
 		s := &t.shards[i]
-		s.index = make(map[rrlKey]int32, per)
-		s.entries = make([]rrlEntry, 0, per)
+		s.index = make(map[bucketKey]int32, per)
+		s.entries = make([]entry, 0, per)
 		s.head, s.tail = -1, -1
 	}
 	return t
@@ -93,9 +93,9 @@ func newRRLTable(size int, window time.Duration, slip int) *rrlTable {
 
 // shardOf spreads keys over the shards: one multiply of the folded
 // prefix (Fibonacci hashing), the top bits picking the shard.
-func (t *rrlTable) shardOf(k *rrlKey) *rrlShard {
+func (t *table) shardOf(k *bucketKey) *shard {
 	h := binary.LittleEndian.Uint64(k.addr[:8]) ^ binary.LittleEndian.Uint64(k.addr[8:]) ^ uint64(k.cat)
-	return &t.shards[(h*0x9E3779B97F4A7C15)>>(64-rrlShardBits)]
+	return &t.shards[(h*0x9E3779B97F4A7C15)>>(64-shardBits)]
 }
 
 // account counts one response for k under a limit of rate per second and
@@ -106,7 +106,7 @@ func (t *rrlTable) shardOf(k *rrlKey) *rrlShard {
 // clock is the dearest part of an answer that is not limited, so this
 // keeps RRL cheap on the hot path; the cost is that a source quiet for a
 // while can get up to two bursts before it is limited.
-func (t *rrlTable) account(k rrlKey, rate float64, now func() int64) (v verdict, started bool) {
+func (t *table) account(k bucketKey, rate float64, now func() int64) (v verdict, started bool) {
 	s := t.shardOf(&k)
 	s.mu.Lock()
 	e := s.get(k, rate, now, t.window)
@@ -138,7 +138,7 @@ func (t *rrlTable) account(k rrlKey, rate float64, now func() int64) (v verdict,
 // (full bucket) in a free or the least recently used slot. Reusing a slot
 // whose bucket was last refilled within window (+1 s) of now is counted:
 // it may still have been limiting its source.
-func (s *rrlShard) get(k rrlKey, rate float64, now func() int64, window float64) *rrlEntry {
+func (s *shard) get(k bucketKey, rate float64, now func() int64, window float64) *entry {
 	if i, ok := s.index[k]; ok {
 		s.touch(i)
 		return &s.entries[i]
@@ -147,7 +147,7 @@ func (s *rrlShard) get(k rrlKey, rate float64, now func() int64, window float64)
 	var i int32
 	if len(s.entries) < cap(s.entries) {
 		i = int32(len(s.entries))
-		s.entries = append(s.entries, rrlEntry{})
+		s.entries = append(s.entries, entry{})
 	} else {
 		i = s.tail
 		old := &s.entries[i]
@@ -157,13 +157,13 @@ func (s *rrlShard) get(k rrlKey, rate float64, now func() int64, window float64)
 		delete(s.index, old.key)
 		s.unlink(i)
 	}
-	s.entries[i] = rrlEntry{key: k, balance: rate, last: ts, prev: -1, next: -1}
+	s.entries[i] = entry{key: k, balance: rate, last: ts, prev: -1, next: -1}
 	s.index[k] = i
 	s.pushHead(i)
 	return &s.entries[i]
 }
 
-func (s *rrlShard) touch(i int32) {
+func (s *shard) touch(i int32) {
 	if s.head == i {
 		return
 	}
@@ -171,7 +171,7 @@ func (s *rrlShard) touch(i int32) {
 	s.pushHead(i)
 }
 
-func (s *rrlShard) unlink(i int32) {
+func (s *shard) unlink(i int32) {
 	e := &s.entries[i]
 	if e.prev >= 0 {
 		s.entries[e.prev].next = e.next
@@ -186,7 +186,7 @@ func (s *rrlShard) unlink(i int32) {
 	e.prev, e.next = -1, -1
 }
 
-func (s *rrlShard) pushHead(i int32) {
+func (s *shard) pushHead(i int32) {
 	e := &s.entries[i]
 	e.prev, e.next = -1, s.head
 	if s.head >= 0 {
@@ -199,7 +199,7 @@ func (s *rrlShard) pushHead(i int32) {
 }
 
 // len is the number of entries held (for tests and stats).
-func (t *rrlTable) len() int {
+func (t *table) len() int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
@@ -210,7 +210,7 @@ func (t *rrlTable) len() int {
 	return n
 }
 
-func (t *rrlTable) evictedActive() uint64 {
+func (t *table) evictedActive() uint64 {
 	var n uint64
 	for i := range t.shards {
 		s := &t.shards[i]
@@ -223,8 +223,8 @@ func (t *rrlTable) evictedActive() uint64 {
 
 // prefixKey masks addr to its family's prefix length. IPv4-mapped IPv6
 // addresses (a dual-stack socket) count as IPv4.
-func prefixKey(addr netip.Addr, bits4, bits6 int, cat rrlCategory) rrlKey {
-	k := rrlKey{addr: addr.As16(), cat: cat}
+func prefixKey(addr netip.Addr, bits4, bits6 int, cat category) bucketKey {
+	k := bucketKey{addr: addr.As16(), cat: cat}
 	bits := bits6
 	if addr.Is4() || addr.Is4In6() {
 		k.v4 = true

@@ -1,4 +1,9 @@
-package dnsserver
+// Package rrl is response rate limiting (RRL) of UDP answers, in the spirit
+// of BIND, Knot and NSD: a spoofed source cannot turn the server into an
+// amplifier, while a real resolver in the same prefix still gets its answers
+// over TCP (slip). It is dns.Handler middleware (Limiter.Wrap) and knows
+// nothing of the zone: it sorts packed answers by their header and size.
+package rrl
 
 import (
 	"encoding/binary"
@@ -14,11 +19,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-// RRLConfig configures response rate limiting (RRL) of UDP answers, in
-// the spirit of BIND, Knot and NSD: a spoofed source cannot turn the server
-// into an amplifier, while a real resolver in the same prefix still gets its
-// answers over TCP (slip). TCP is never limited: its source is not spoofed.
-type RRLConfig struct {
+// Config configures the limiter. TCP is never limited: its source is not
+// spoofed.
+type Config struct {
 	// Per-second limits per source prefix for each kind of answer; 0 means
 	// no limit for that kind. Responses is for ordinary answers (challenge
 	// TXT, SOA, NS...), NXDomain for NXDOMAIN and NODATA, Errors for any
@@ -40,10 +43,15 @@ type RRLConfig struct {
 	TableSize int
 	// Exempt sources are never limited (e.g. the operator's monitoring).
 	Exempt []netip.Prefix
+	// Verified, if not nil, is asked about every UDP query before it is
+	// answered: true means the query proves its source address (it carries
+	// a valid DNS server cookie, RFC 7873 5.3), so its answer cannot be
+	// reflected at a victim and goes out unlimited.
+	Verified func(q *dns.Msg, from netip.Addr) bool
 }
 
 // Check reports the first invalid field, naming it.
-func (c RRLConfig) Check() error {
+func (c Config) Check() error {
 	for _, f := range []struct {
 		name string
 		v    int
@@ -64,15 +72,15 @@ func (c RRLConfig) Check() error {
 		return fmt.Errorf("ipv4_prefix must be 8 to 32, got %d", c.IPv4Prefix)
 	case c.IPv6Prefix < 16 || c.IPv6Prefix > 128:
 		return fmt.Errorf("ipv6_prefix must be 16 to 128, got %d", c.IPv6Prefix)
-	case c.TableSize < rrlShards || c.TableSize > 1<<24:
-		return fmt.Errorf("table_size must be %d to %d entries, got %d", rrlShards, 1<<24, c.TableSize)
+	case c.TableSize < numShards || c.TableSize > 1<<24:
+		return fmt.Errorf("table_size must be %d to %d entries, got %d", numShards, 1<<24, c.TableSize)
 	}
 	return nil
 }
 
-// RRLStats counts what the limiter did with UDP responses. Answers sent
+// Stats counts what the limiter did with UDP responses. Answers sent
 // are not counted: that would cost every answer a shared atomic.
-type RRLStats struct {
+type Stats struct {
 	Dropped, Slipped uint64
 	// Entries is the number of buckets held; EvictedActive counts buckets
 	// reused while they may still have been limiting (raise table_size if
@@ -81,11 +89,12 @@ type RRLStats struct {
 	EvictedActive uint64
 }
 
-// RRL is response rate limiting as dns.Handler middleware (Wrap).
-type RRL struct {
-	cfg     RRLConfig
+// Limiter is response rate limiting as dns.Handler middleware (Wrap). It is
+// safe for concurrent use.
+type Limiter struct {
+	cfg     Config
 	rates   [numCategories]float64
-	table   *rrlTable
+	table   *table
 	now     func() time.Time
 	epoch   time.Time
 	logger  *slog.Logger
@@ -97,9 +106,9 @@ type RRL struct {
 	unlogged         atomic.Uint64
 }
 
-// NewRRL checks cfg and returns a limiter. now is the clock (time.Now in
+// New checks cfg and returns a limiter. now is the clock (time.Now in
 // production; tests move it by hand).
-func NewRRL(cfg RRLConfig, now func() time.Time, logger *slog.Logger) (*RRL, error) {
+func New(cfg Config, now func() time.Time, logger *slog.Logger) (*Limiter, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -109,21 +118,21 @@ func NewRRL(cfg RRLConfig, now func() time.Time, logger *slog.Logger) (*RRL, err
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &RRL{cfg: cfg, table: newRRLTable(cfg.TableSize, cfg.Window, cfg.Slip), now: now, epoch: now(), logger: logger}
+	r := &Limiter{cfg: cfg, table: newTable(cfg.TableSize, cfg.Window, cfg.Slip), now: now, epoch: now(), logger: logger}
 	r.rates = [numCategories]float64{
 		catNormal:   float64(cfg.ResponsesPerSecond),
 		catNegative: float64(cfg.NXDomainPerSecond),
 		catError:    float64(cfg.ErrorsPerSecond),
 		catLarge:    float64(cfg.LargePerSecond),
 	}
-	r.writers.New = func() any { return &rrlWriter{r: r} }
+	r.writers.New = func() any { return &writer{r: r} }
 	r.clock = func() int64 { return int64(r.now().Sub(r.epoch)) }
 	return r, nil
 }
 
 // Stats returns the counters so far.
-func (r *RRL) Stats() RRLStats {
-	return RRLStats{
+func (r *Limiter) Stats() Stats {
+	return Stats{
 		Dropped: r.dropped.Load(), Slipped: r.slipped.Load(),
 		Entries: r.table.len(), EvictedActive: r.table.evictedActive(),
 	}
@@ -131,13 +140,14 @@ func (r *RRL) Stats() RRLStats {
 
 // Wrap returns a handler that rate-limits the UDP answers of next. Answers
 // over TCP pass untouched.
-func (r *RRL) Wrap(next dns.Handler) dns.Handler {
+func (r *Limiter) Wrap(next dns.Handler) dns.Handler {
 	return dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		if _, ok := w.RemoteAddr().(*net.UDPAddr); !ok {
+		ua, ok := w.RemoteAddr().(*net.UDPAddr)
+		if !ok || (r.cfg.Verified != nil && r.cfg.Verified(q, ua.AddrPort().Addr().Unmap())) {
 			next.ServeDNS(w, q)
 			return
 		}
-		rw := r.writers.Get().(*rrlWriter)
+		rw := r.writers.Get().(*writer)
 		rw.ResponseWriter = w
 		next.ServeDNS(rw, q)
 		rw.ResponseWriter = nil
@@ -145,17 +155,17 @@ func (r *RRL) Wrap(next dns.Handler) dns.Handler {
 	})
 }
 
-// rrlWriter decides, response by response, whether it goes out.
-type rrlWriter struct {
+// writer decides, response by response, whether it goes out.
+type writer struct {
 	dns.ResponseWriter
-	r *RRL
+	r *Limiter
 }
 
 // WriteMsg packs m and sends it through the limiter like Write.
-func (w *rrlWriter) WriteMsg(m *dns.Msg) error {
+func (w *writer) WriteMsg(m *dns.Msg) error {
 	if m.IsTsig() != nil && w.TsigStatus() == nil {
 		// A signed answer goes only to a query whose signature with one
-		// of our keys verified (transfer.go), which a spoofer cannot make;
+		// of our keys verified (dnsserver/transfer.go), which a spoofer cannot make;
 		// and only the server's WriteMsg computes the MAC.
 		return w.ResponseWriter.WriteMsg(m)
 	}
@@ -169,7 +179,7 @@ func (w *rrlWriter) WriteMsg(m *dns.Msg) error {
 
 // Write sends b, drops it (reporting success: the handler has nothing to
 // do about it) or sends a bare truncated answer in its place.
-func (w *rrlWriter) Write(b []byte) (int, error) {
+func (w *writer) Write(b []byte) (int, error) {
 	switch w.r.decide(w.ResponseWriter.RemoteAddr(), b) {
 	case drop:
 		return len(b), nil
@@ -183,7 +193,7 @@ func (w *rrlWriter) Write(b []byte) (int, error) {
 }
 
 // decide classifies the packed response b to remote and accounts for it.
-func (r *RRL) decide(remote net.Addr, b []byte) verdict {
+func (r *Limiter) decide(remote net.Addr, b []byte) verdict {
 	cat := classify(b, r.cfg.LargeSize)
 	rate := r.rates[cat]
 	if rate == 0 {
@@ -214,7 +224,7 @@ func (r *RRL) decide(remote net.Addr, b []byte) verdict {
 	return v
 }
 
-func (r *RRL) exempt(addr netip.Addr) bool {
+func (r *Limiter) exempt(addr netip.Addr) bool {
 	for _, p := range r.cfg.Exempt {
 		if p.Contains(addr) {
 			return true
@@ -226,7 +236,7 @@ func (r *RRL) exempt(addr netip.Addr) bool {
 // logEpisode logs a source that has just become limited, at most one line
 // a second (a spoofed flood from many prefixes must not flood the log);
 // the line says how many other episodes went unlogged.
-func (r *RRL) logEpisode(k rrlKey, addr netip.Addr, cat rrlCategory, now int64) {
+func (r *Limiter) logEpisode(k bucketKey, addr netip.Addr, cat category, now int64) {
 	next := r.nextLog.Load()
 	if now < next || !r.nextLog.CompareAndSwap(next, now+int64(time.Second)) {
 		r.unlogged.Add(1)
@@ -243,7 +253,7 @@ func (r *RRL) logEpisode(k rrlKey, addr netip.Addr, cat rrlCategory, now int64) 
 
 // classify sorts a packed response into a bucket category from its header
 // and size.
-func classify(b []byte, largeSize int) rrlCategory {
+func classify(b []byte, largeSize int) category {
 	if len(b) < 12 {
 		return catError
 	}
