@@ -67,6 +67,14 @@ type ACMEConfig struct {
 	// certificate another node obtained and for renewal coming due.
 	// Default 1m.
 	CheckInterval time.Duration
+	// Nameservers (host:port) are asked, after a challenge value is
+	// published and before the CA is told to look, until each serves it:
+	// the zone's name servers, other nodes and secondaries. The value
+	// reaches them through the database and zone transfers, which take a
+	// moment; a CA asking one too early would fail the order.
+	Nameservers []string
+	// PropagationTimeout bounds that wait; 0 skips it.
+	PropagationTimeout time.Duration
 	// Owner names this node in the renewal lease; default: host name and
 	// a random suffix.
 	Owner  string
@@ -638,7 +646,7 @@ func (m *Manager) obtain(ctx context.Context, d due) (*x509.Certificate, error) 
 		params.Replaces = d.leaf
 	}
 	cl := &acmez.Client{Client: ac, ChallengeSolvers: map[string]acmez.Solver{
-		acme.ChallengeTypeDNS01: &solver{chal: m.chal, log: m.log},
+		acme.ChallengeTypeDNS01: &solver{chal: m.chal, log: m.log, nameservers: m.cfg.Nameservers, timeout: m.cfg.PropagationTimeout},
 	}}
 	chains, err := cl.ObtainCertificate(ctx, params)
 	if err != nil {
@@ -785,8 +793,10 @@ func (m *Manager) recordFailure(ctx context.Context, err error) {
 
 // solver answers dns-01 challenges from the broker's own zone.
 type solver struct {
-	chal Challenges
-	log  *slog.Logger
+	chal        Challenges
+	log         *slog.Logger
+	nameservers []string
+	timeout     time.Duration
 }
 
 func (s *solver) Present(ctx context.Context, c acme.Challenge) error {
@@ -794,6 +804,21 @@ func (s *solver) Present(ctx context.Context, c acme.Challenge) error {
 		return fmt.Errorf("publish the dns-01 value for %s: %w", c.Identifier.Value, err)
 	}
 	s.log.Debug("api certificate: dns-01 value published", "name", c.DNS01TXTRecordName())
+	return nil
+}
+
+// Wait returns once every name server serves the value (acmez calls it
+// after Present, before it tells the CA to look).
+func (s *solver) Wait(ctx context.Context, c acme.Challenge) error {
+	if s.timeout <= 0 || len(s.nameservers) == 0 {
+		return nil
+	}
+	start := time.Now()
+	ck := &client.Checker{Nameservers: s.nameservers, Interval: 50 * time.Millisecond}
+	if err := ck.WaitServed(ctx, c.DNS01TXTRecordName(), []string{c.DNS01KeyAuthorization()}, s.timeout); err != nil {
+		return fmt.Errorf("%w (set [api.acme] nameservers to addresses of the zone's name servers this host can reach, or propagation_timeout = \"0s\" to ask the CA at once)", err)
+	}
+	s.log.Debug("api certificate: dns-01 value served by every name server", "name", c.DNS01TXTRecordName(), "nameservers", strings.Join(s.nameservers, ","), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -9,7 +9,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mholt/acmez/v3/acme"
+	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
@@ -285,5 +288,44 @@ func TestStorageNames(t *testing.T) {
 	}
 	if long := directoryKey("https://" + strings.Repeat("a", 300) + ".test/dir"); storage.CheckValueName("tls/acme/"+long+"/"+other+"/failure") != nil {
 		t.Errorf("a long directory URL makes names too long: %d bytes", len(long))
+	}
+}
+
+// TestSolverWaitsForNameservers: the CA is told to look only once every
+// name server serves the value; one that never does fails the challenge
+// with what to change.
+func TestSolverWaitsForNameservers(t *testing.T) {
+	chal := acme.Challenge{Identifier: acme.Identifier{Type: "dns", Value: zone}, KeyAuthorization: "token.thumbprint"}
+	var serving atomic.Bool
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if serving.Load() && strings.EqualFold(r.Question[0].Name, chal.DNS01TXTRecordName()+".") {
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 1},
+				Txt: []string{chal.DNS01KeyAuthorization()}})
+		} else {
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	defer func() { _ = srv.Shutdown() }()
+	s := &solver{log: slog.New(slog.DiscardHandler), nameservers: []string{pc.LocalAddr().String()}, timeout: 300 * time.Millisecond}
+	if err := s.Wait(context.Background(), chal); err == nil || !strings.Contains(err.Error(), "propagation_timeout") {
+		t.Fatalf("a name server that never serves it: %v; want an error saying what to set", err)
+	}
+	serving.Store(true)
+	s.timeout = 5 * time.Second
+	if err := s.Wait(context.Background(), chal); err != nil {
+		t.Fatalf("once served: %v", err)
+	}
+	s.nameservers = nil
+	serving.Store(false)
+	if err := s.Wait(context.Background(), chal); err != nil {
+		t.Fatalf("no name servers to wait on: %v", err)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +31,7 @@ type apiTLS struct {
 
 // newAPITLS loads the certificate files or prepares the ACME manager; a
 // bad configuration is a *ConfigError.
-func newAPITLS(cfg config.Config, st apitls.Store, ch apitls.Challenges, logger *slog.Logger) (*apiTLS, error) {
+func newAPITLS(cfg config.Config, static []dns.RR, st apitls.Store, ch apitls.Challenges, logger *slog.Logger) (*apiTLS, error) {
 	c := cfg.API
 	switch c.TLS {
 	case "cert":
@@ -44,6 +46,7 @@ func newAPITLS(cfg config.Config, st apitls.Store, ch apitls.Challenges, logger 
 			Zone: cfg.DNS.Zone, Names: a.Names, Directory: a.Directory, Email: a.Email, CARoot: a.CARoot,
 			EABKeyID: a.EABKID, EABHMAC: a.EABHMAC, Profile: a.Profile, KeyType: a.KeyType,
 			CheckInterval: a.CheckInterval.Duration, Logger: logger,
+			Nameservers: zoneNameservers(cfg, static), PropagationTimeout: a.PropagationTimeout.Duration,
 		}, st, ch)
 		if err != nil {
 			return nil, &ConfigError{err}
@@ -73,6 +76,46 @@ func ownChallengeNames(cfg config.Config, static []dns.RR) ([]string, error) {
 		out = append(out, fqdn)
 	}
 	return out, nil
+}
+
+// zoneNameservers are the servers the ACME manager waits on before the CA
+// is asked: [api.acme] nameservers, else the zone's name servers as its
+// static records give them (the apex NS targets, by their glue inside the
+// zone, by name outside it; dns.nsname without NS records), on port 53.
+func zoneNameservers(cfg config.Config, static []dns.RR) []string {
+	if ns := cfg.API.ACME.Nameservers; len(ns) > 0 {
+		return ns
+	}
+	origin := dns.Fqdn(strings.ToLower(cfg.DNS.Zone))
+	var targets []string
+	for _, rr := range static {
+		if ns, ok := rr.(*dns.NS); ok && strings.EqualFold(ns.Hdr.Name, origin) {
+			targets = append(targets, strings.ToLower(dns.Fqdn(ns.Ns)))
+		}
+	}
+	if len(targets) == 0 {
+		targets = []string{dns.Fqdn(strings.ToLower(cfg.DNS.NSName))}
+	}
+	var out []string
+	for _, t := range targets {
+		found := false
+		for _, rr := range static {
+			if !strings.EqualFold(rr.Header().Name, t) {
+				continue
+			}
+			switch a := rr.(type) {
+			case *dns.A:
+				out, found = append(out, net.JoinHostPort(a.A.String(), "53")), true
+			case *dns.AAAA:
+				out, found = append(out, net.JoinHostPort(a.AAAA.String(), "53")), true
+			}
+		}
+		if !found { // outside the zone, or no glue: by name
+			out = append(out, net.JoinHostPort(strings.TrimSuffix(t, "."), "53"))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // config is the API's tls.Config: certificates by GetCertificate, so a new

@@ -28,6 +28,7 @@ import (
 	"github.com/acmebroker/acmebroker/internal/broker"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/pgtest"
+	"github.com/acmebroker/acmebroker/internal/syncbuf"
 )
 
 // writePair writes a self-signed certificate with the given serial and its
@@ -263,8 +264,10 @@ func TestAPICertACMEConfigConflicts(t *testing.T) {
 const apiZone = "auth.example.test"
 
 // acmeNode is the config of a broker whose API certificate comes from the
-// Pebble of env, for names, checking the database every 100 ms.
-func acmeNode(t *testing.T, env *acmetest.Env, dnsListen string, names ...string) config.Config {
+// Pebble of env, for names, checking the database every 100 ms; it waits
+// for the name server the CA asks (unbound's stub for the zone, given in
+// asked) to serve each challenge value before telling the CA.
+func acmeNode(t *testing.T, env *acmetest.Env, dnsListen, asked string, names ...string) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DNS.Listen = []string{dnsListen}
@@ -281,8 +284,47 @@ func acmeNode(t *testing.T, env *acmetest.Env, dnsListen string, names ...string
 		cfg.API.ACME.Names = names
 		cfg.API.ACME.Email = "ops@example.test"
 		cfg.API.ACME.CheckInterval = config.Duration{Duration: 100 * time.Millisecond}
+		cfg.API.ACME.Nameservers = []string{asked}
 	}
 	return cfg
+}
+
+// runLogged is runBroker with the broker's log kept and shown if the test
+// fails, prefixed with name.
+func runLogged(t *testing.T, name string, cfg config.Config) (broker.Ready, func()) {
+	t.Helper()
+	var buf syncbuf.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", name, buf.String())
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	readyc := make(chan broker.Ready, 1)
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() { done <- broker.Run(ctx, cfg, logger, func(r broker.Ready) { readyc <- r }) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("broker %s: %v", name, err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	select {
+	case r := <-readyc:
+		return r, stop
+	case err := <-done:
+		stopped = true
+		t.Fatalf("broker %s failed to start: %v", name, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("broker %s did not start within 30 s", name)
+	}
+	return broker.Ready{}, nil
 }
 
 func mustValidate(t *testing.T, cfg config.Config) config.Config {
@@ -305,13 +347,13 @@ func TestAPICertACME(t *testing.T) {
 	dnsAddr := net.JoinHostPort("127.0.0.1", itoa(acmetest.FreePort(t)))
 	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: dnsAddr, BrokerZone: apiZone, CustomerZone: "example.test", EAB: map[string]string{kid: hmac}})
-	cfg := acmeNode(t, env, dnsAddr, apiZone, "*."+apiZone)
+	cfg := acmeNode(t, env, dnsAddr, dnsAddr, apiZone, "*."+apiZone)
 	cfg.API.ACME.EABKID, cfg.API.ACME.EABHMAC, cfg.API.ACME.Profile = kid, hmac, "default"
 	cfg = mustValidate(t, cfg)
 	root := env.IssuerRoot(t)
 
 	start := time.Now()
-	r, stop := runBroker(t, cfg)
+	r, stop := runLogged(t, "first", cfg)
 	addr := strings.TrimPrefix(r.API, "https://")
 	leaf := waitCert(t, addr, apiZone, root, nil, time.Minute)
 	t.Logf("first certificate served %s after the broker started (%s from start-up to ready)", time.Since(start).Round(time.Millisecond), r.Startup.Round(time.Millisecond))
@@ -341,7 +383,7 @@ func TestAPICertACME(t *testing.T) {
 
 	// A restart serves the stored certificate: no new one.
 	stop()
-	r2, _ := runBroker(t, cfg)
+	r2, _ := runLogged(t, "restarted", cfg)
 	again := waitCert(t, strings.TrimPrefix(r2.API, "https://"), apiZone, root, nil, 30*time.Second)
 	if again.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatalf("after a restart the broker serves serial %s, not the stored %s: it issued again", again.SerialNumber.Text(16), renewed.SerialNumber.Text(16))
@@ -362,18 +404,20 @@ func TestAPICertACMENodes(t *testing.T) {
 		cfg.Storage.Engine, cfg.Storage.DSN = "postgres", dsn
 		return mustValidate(t, cfg)
 	}
-	rB, _ := runBroker(t, onPG(acmeNode(t, nil, "127.0.0.1:0")))
+	rB, _ := runLogged(t, "B", onPG(acmeNode(t, nil, "127.0.0.1:0", "")))
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: rB.DNS[0], BrokerZone: apiZone, CustomerZone: "example.test"})
 	root := env.IssuerRoot(t)
-	cfg := onPG(acmeNode(t, env, "127.0.0.1:0", apiZone))
+	// A waits until B serves its challenge: B hears of it through the
+	// database a moment after A stored it, and the CA asks B.
+	cfg := onPG(acmeNode(t, env, "127.0.0.1:0", rB.DNS[0], apiZone))
 
 	start := time.Now()
-	rA, _ := runBroker(t, cfg)
+	rA, _ := runLogged(t, "A", cfg)
 	addrA := strings.TrimPrefix(rA.API, "https://")
 	leaf := waitCert(t, addrA, apiZone, root, nil, time.Minute)
 	t.Logf("node A: certificate served %s after start (challenge answered by node B)", time.Since(start).Round(time.Millisecond))
 
-	rC, _ := runBroker(t, cfg)
+	rC, _ := runLogged(t, "C", cfg)
 	addrC := strings.TrimPrefix(rC.API, "https://")
 	if c := waitCert(t, addrC, apiZone, root, nil, 30*time.Second); c.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Fatalf("node C serves serial %s, node A %s: it issued its own", c.SerialNumber.Text(16), leaf.SerialNumber.Text(16))

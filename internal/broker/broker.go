@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 
 	// The API's certificate ([api] tls; nil for plain HTTP): its own
 	// dns-01 challenges go through the zone writer like any value.
-	apiCert, err := newAPITLS(cfg, used, writer, logger)
+	apiCert, err := newAPITLS(cfg, static, used, writer, logger)
 	if err != nil {
 		return err
 	}

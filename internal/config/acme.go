@@ -56,4 +56,12 @@ func (a *ACME) validate(zone string, bad func(key, format string, args ...any)) 
 	if d := a.CheckInterval.Duration; d < 100*time.Millisecond || d > time.Hour {
 		bad("api.acme.check_interval", "%s is out of range: 100ms to 1h (e.g. \"1m\")", d)
 	}
+	for i, ns := range a.Nameservers {
+		if err := checkHostPort(ns); err != nil || strings.HasSuffix(ns, ":0") {
+			bad(fmt.Sprintf("api.acme.nameservers[%d]", i), "%q is not ip:port of a name server of the zone, e.g. \"192.0.2.53:53\"", ns)
+		}
+	}
+	if d := a.PropagationTimeout.Duration; d < 0 || d > 10*time.Minute {
+		bad("api.acme.propagation_timeout", "%s is out of range: 0s (ask the CA at once) to 10m", d)
+	}
 }

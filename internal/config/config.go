@@ -294,6 +294,13 @@ type ACME struct {
 	// certificate another node obtained and for renewal coming due.
 	// Default 1m.
 	CheckInterval Duration `toml:"check_interval"`
+	// Nameservers (ip:port) are asked, before the CA is, until each serves
+	// the challenge value. Empty: the zone's name servers from the NS
+	// records in dns.records (or dns.nsname), on port 53.
+	Nameservers []string `toml:"nameservers"`
+	// PropagationTimeout bounds that wait; "0s" asks the CA at once.
+	// Default 2m.
+	PropagationTimeout Duration `toml:"propagation_timeout"`
 }
 
 // ACME directories acme-dns configs name with tls = "letsencrypt" and
@@ -388,9 +395,11 @@ func Default() Config {
 			CertCheckInterval: Duration{30 * time.Second},
 			ACME: ACME{
 				Directory:     LetsEncryptDirectory,
-				KeyType:       "ec256",
-				CheckInterval: Duration{time.Minute},
-				Names:         []string{},
+				KeyType:            "ec256",
+				CheckInterval:      Duration{time.Minute},
+				Names:              []string{},
+				Nameservers:        []string{},
+				PropagationTimeout: Duration{2 * time.Minute},
 			},
 			Registration:  "open",
 			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,

@@ -81,6 +81,14 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 		{name: "acme plain http directory", toml: "[api]\ntls = \"acme\"\n[api.acme]\ndirectory = \"http://ca.example.org/dir\"", wantErr: "api.acme.directory"},
 		{name: "acme key type", toml: "[api]\ntls = \"acme\"\n[api.acme]\nkey_type = \"dsa\"", wantErr: "api.acme.key_type"},
 		{name: "acme check interval", toml: "[api]\ntls = \"acme\"\n[api.acme]\ncheck_interval = \"2h\"", wantErr: "api.acme.check_interval"},
+		{name: "acme nameservers", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnameservers = [\"192.0.2.53:53\", \"[2001:db8::53]:5353\"]\npropagation_timeout = \"0s\"", check: func(t *testing.T, c Config) {
+			if len(c.API.ACME.Nameservers) != 2 || c.API.ACME.PropagationTimeout.Duration != 0 {
+				t.Errorf("api.acme = %+v", c.API.ACME)
+			}
+		}},
+		{name: "acme nameserver by name", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnameservers = [\"ns1.example.org:53\"]", wantErr: "api.acme.nameservers[0]"},
+		{name: "acme nameserver without port", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnameservers = [\"192.0.2.53\"]", wantErr: "api.acme.nameservers[0]"},
+		{name: "acme propagation timeout", toml: "[api]\ntls = \"acme\"\n[api.acme]\npropagation_timeout = \"1h\"", wantErr: "api.acme.propagation_timeout"},
 		{name: "acme bad email", toml: "[api]\ntls = \"acme\"\n[api.acme]\nemail = \"ops\"", wantErr: "api.acme.email"},
 		{name: "acme table ignored without tls acme", toml: "[api.acme]\nnames = [\"www.example.org\"]"},
 		{name: "bad proxy", toml: "[api]\ntrusted_proxies = [\"10.0.0.1\"]", wantErr: "api.trusted_proxies[0]"},
