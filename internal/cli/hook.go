@@ -40,9 +40,9 @@ Examples:
   chmod +x /etc/dehydrated/acmebroker-hook
   # config: CHALLENGETYPE=dns-01 HOOK=/etc/dehydrated/acmebroker-hook HOOK_CHAIN=yes
 
-  # Apache (mod_md runs the program with "setup NAME TOKEN" / "teardown NAME" appended;
-  # the state directory must be readable by Apache's user):
-  MDChallengeDns01 "/usr/bin/acmebroker client hook mod_md --state-dir /etc/apache2/acmebroker"
+  # Apache: mod_md appends "setup NAME TOKEN" / "teardown NAME" to the line as it is (no
+  # quotes around it); the state directory must be readable by Apache's user.
+  MDChallengeDns01 /usr/bin/acmebroker client hook mod_md --state-dir /etc/apache2/acmebroker
 `
 
 // hookFlags are the flags of both hooks.
@@ -166,7 +166,7 @@ func hookDehydrated(ctx context.Context, args []string, stdout, stderr io.Writer
 func hookModMD(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var hf hookFlags
 	fs := newFlagSet("hook mod_md", "acmebroker client hook mod_md: the program of Apache mod_md's MDChallengeDns01. Flags go before the operation.",
-		`MDChallengeDns01 "/usr/bin/acmebroker client hook mod_md --state-dir /etc/apache2/acmebroker"`, stderr)
+		"MDChallengeDns01 /usr/bin/acmebroker client hook mod_md --state-dir /etc/apache2/acmebroker   (no quotes: mod_md appends setup NAME TOKEN)", stderr)
 	hf.add(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
