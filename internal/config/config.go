@@ -394,7 +394,7 @@ func Default() Config {
 			TLS:               "none",
 			CertCheckInterval: Duration{30 * time.Second},
 			ACME: ACME{
-				Directory:     LetsEncryptDirectory,
+				Directory:          LetsEncryptDirectory,
 				KeyType:            "ec256",
 				CheckInterval:      Duration{time.Minute},
 				Names:              []string{},
