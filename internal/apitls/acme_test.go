@@ -2,13 +2,7 @@ package apitls
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
 	"math/big"
 	"net"
@@ -23,6 +17,7 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/miekg/dns"
 
+	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
@@ -51,22 +46,8 @@ func (noChallenges) ClearOwnChallenge(context.Context, string, string) error { r
 // storedPair is a self-signed certificate for names in the stored form.
 func storedPair(t *testing.T, serial int64, names []string, notBefore, notAfter time.Time) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names, NotBefore: notBefore, NotAfter: notAfter}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(storedCert{Names: names, Node: "other-node",
-		Chain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		Key:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))})
+	c, k := acmetest.SelfSigned(t, serial, names, notBefore, notAfter)
+	b, err := json.Marshal(storedCert{Names: names, Node: "other-node", Chain: string(c), Key: string(k)})
 	if err != nil {
 		t.Fatal(err)
 	}

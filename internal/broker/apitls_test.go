@@ -2,12 +2,8 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -35,22 +31,7 @@ import (
 // key; certOnly leaves the key file as it was (a renewal tool halfway).
 func writePair(t *testing.T, certFile, keyFile string, serial int64, certOnly bool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "api.example.test"},
-		DNSNames: []string{"api.example.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, k := acmetest.SelfSigned(t, serial, []string{"api.example.test"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	// Written by rename, as renewal tools do, so a check never reads half a file.
 	write := func(path string, b []byte) {
 		tmp := path + ".tmp"
@@ -61,9 +42,9 @@ func writePair(t *testing.T, certFile, keyFile string, serial int64, certOnly bo
 			t.Fatal(err)
 		}
 	}
-	write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	write(certFile, c)
 	if !certOnly {
-		write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+		write(keyFile, k)
 	}
 }
 
@@ -289,20 +270,24 @@ func acmeNode(t *testing.T, env *acmetest.Env, dnsListen, asked string, names ..
 	return cfg
 }
 
-// runLogged is runBroker with the broker's log kept and shown if the test
-// fails, prefixed with name.
+// runLogged runs a broker until the returned stop is called (or the test
+// ends), keeping its log (info and above) to show if the test fails, under
+// name.
 func runLogged(t *testing.T, name string, cfg config.Config) (broker.Ready, func()) {
 	t.Helper()
+	if name == "" {
+		name = "broker"
+	}
 	var buf syncbuf.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("node %s log:\n%s", name, buf.String())
+			t.Logf("%s log:\n%s", name, buf.String())
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	readyc := make(chan broker.Ready, 1)
 	done := make(chan error, 1)
-	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
 	go func() { done <- broker.Run(ctx, cfg, logger, func(r broker.Ready) { readyc <- r }) }()
 	stopped := false
 	stop := func() {
@@ -404,7 +389,7 @@ func TestAPICertACMENodes(t *testing.T) {
 		cfg.Storage.Engine, cfg.Storage.DSN = "postgres", dsn
 		return mustValidate(t, cfg)
 	}
-	rB, _ := runLogged(t, "B", onPG(acmeNode(t, nil, "127.0.0.1:0", "")))
+	rB, _ := runLogged(t, "node B", onPG(acmeNode(t, nil, "127.0.0.1:0", "")))
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: rB.DNS[0], BrokerZone: apiZone, CustomerZone: "example.test"})
 	root := env.IssuerRoot(t)
 	// A waits until B serves its challenge: B hears of it through the
@@ -412,12 +397,12 @@ func TestAPICertACMENodes(t *testing.T) {
 	cfg := onPG(acmeNode(t, env, "127.0.0.1:0", rB.DNS[0], apiZone))
 
 	start := time.Now()
-	rA, _ := runLogged(t, "A", cfg)
+	rA, _ := runLogged(t, "node A", cfg)
 	addrA := strings.TrimPrefix(rA.API, "https://")
 	leaf := waitCert(t, addrA, apiZone, root, nil, time.Minute)
 	t.Logf("node A: certificate served %s after start (challenge answered by node B)", time.Since(start).Round(time.Millisecond))
 
-	rC, _ := runLogged(t, "C", cfg)
+	rC, _ := runLogged(t, "node C", cfg)
 	addrC := strings.TrimPrefix(rC.API, "https://")
 	if c := waitCert(t, addrC, apiZone, root, nil, 30*time.Second); c.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Fatalf("node C serves serial %s, node A %s: it issued its own", c.SerialNumber.Text(16), leaf.SerialNumber.Text(16))
