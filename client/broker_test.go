@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -19,18 +20,23 @@ import (
 // apiServer is the real API on a real SQLite store, over HTTP.
 func apiServer(t *testing.T, basePath string, disableReg bool) (*httptest.Server, *records.Index) {
 	t.Helper()
+	reg := api.RegistrationOpen
+	if disableReg {
+		reg = api.RegistrationDisabled
+	}
+	return apiServerWith(t, api.Config{Zone: brokerZone, BasePath: basePath, Registration: reg, TXTPolicy: storage.DefaultTXTPolicy})
+}
+
+// apiServerWith is apiServer with the API configuration cfg.
+func apiServerWith(t *testing.T, cfg api.Config) (*httptest.Server, *records.Index) {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "b.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	idx := records.New(storage.DefaultTXTPolicy, time.Now)
-	reg := api.RegistrationOpen
-	if disableReg {
-		reg = api.RegistrationDisabled
-	}
-	srv := httptest.NewServer(api.New(api.Config{Zone: brokerZone, BasePath: basePath, Registration: reg, TXTPolicy: storage.DefaultTXTPolicy},
-		api.Deps{Accounts: st, Zone: zone.New(zone.Config{Zone: brokerZone, Policy: storage.DefaultTXTPolicy}, st, idx)}))
+	idx := records.New(cfg.TXTPolicy, time.Now)
+	srv := httptest.NewServer(api.New(cfg, api.Deps{Accounts: st, Zone: zone.New(zone.Config{Zone: brokerZone, Policy: cfg.TXTPolicy}, st, idx)}))
 	t.Cleanup(srv.Close)
 	return srv, idx
 }
@@ -84,5 +90,60 @@ func TestBrokerClientErrors(t *testing.T) {
 	_, err = (&client.BrokerClient{}).Register(ctx, "broker.example.test", nil)
 	if err == nil || !strings.Contains(err.Error(), "https://") {
 		t.Fatalf("bad URL: %v", err)
+	}
+}
+
+// TestBrokerLimits: GET /account tells the client the broker's limits and
+// checks the credentials; a broker without it (acme-dns) means 2 values.
+func TestBrokerLimits(t *testing.T) {
+	ctx := context.Background()
+	srv, _ := apiServerWith(t, api.Config{Zone: brokerZone, TXTPolicy: storage.TXTPolicy{Always: 2, Window: time.Minute, Max: 7},
+		Limits: api.Limits{UpdatePerAccount: 90}})
+	bc := &client.BrokerClient{}
+	a, err := bc.Register(ctx, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := bc.Limits(ctx, a)
+	if err != nil || l.Plain || l.TXTMax != 7 || l.TXTAlways != 2 || l.TXTWindow != time.Minute || l.UpdatesPerMinute != 90 || l.Batch() != 7 {
+		t.Fatalf("Limits = %+v, %v", l, err)
+	}
+	bad := a
+	bad.Password = strings.Repeat("x", 40)
+	if _, err := bc.Limits(ctx, bad); !client.IsBrokerStatus(err, 401) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	plain := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plain.Close)
+	a.ServerURL = plain.URL
+	if l, err := bc.Limits(ctx, a); err != nil || !l.Plain || l.Batch() != 2 {
+		t.Fatalf("acme-dns (404): %+v, %v", l, err)
+	}
+}
+
+// TestBrokerRetryAfter: the broker's 429 is waited out when its
+// Retry-After is within MaxWait, and reported at once when beyond.
+func TestBrokerRetryAfter(t *testing.T) {
+	ctx := context.Background()
+	// 60 a minute: a burst of 30, then one a second.
+	srv, _ := apiServerWith(t, api.Config{Zone: brokerZone, TXTPolicy: storage.DefaultTXTPolicy, Limits: api.Limits{UpdatePerAccount: 60}})
+	var waits []string
+	bc := &client.BrokerClient{Wait: func(m string) { waits = append(waits, m) }}
+	a, err := bc.Register(ctx, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 31 {
+		if err := bc.Update(ctx, a, txtValue); err != nil {
+			t.Fatalf("update #%d: %v", i+1, err)
+		}
+	}
+	if len(waits) == 0 || !strings.Contains(waits[0], "HTTP 429 too_many_requests") || !strings.Contains(waits[0], "Retry-After") {
+		t.Fatalf("no wait for the broker's Retry-After: %q", waits)
+	}
+	impatient := &client.BrokerClient{MaxWait: 100 * time.Millisecond}
+	err = impatient.Update(ctx, a, txtValue)
+	if !client.IsBrokerStatus(err, 429) || !strings.Contains(err.Error(), "beyond the 100ms this run waits") {
+		t.Fatalf("a Retry-After beyond MaxWait: %v", err)
 	}
 }

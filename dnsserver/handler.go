@@ -51,7 +51,13 @@ type Config struct {
 	// less to amplify; the client retries over TCP or with its cookie).
 	// Default 512; never above MaxUDPSize.
 	CookielessUDPSize uint16
+	// Signer, if not nil, signs the zone (DNSSEC, dnssec.go): answers to
+	// queries with the DO bit carry signatures and proofs of denial.
+	Signer Signer
 }
+
+// defaultSOATTL is the SOA's TTL when Config.SOATTL is 0.
+const defaultSOATTL = 3600
 
 // Handler answers queries for the zone. It implements dns.Handler and is
 // safe for concurrent use.
@@ -80,7 +86,7 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.SOATTL == 0 {
-		cfg.SOATTL = 3600
+		cfg.SOATTL = defaultSOATTL
 	}
 	if cfg.MaxUDPSize == 0 {
 		cfg.MaxUDPSize = 1232
@@ -117,6 +123,11 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 			return nil, fmt.Errorf("own name %s is outside the zone %s", n, origin)
 		}
 		z.addENTs(n, origin)
+	}
+	if cfg.Signer != nil {
+		if err := checkSignedRecords(cfg.Records); err != nil {
+			return nil, err
+		}
 	}
 	h.static = z
 	if n := z.nodes[origin]; n != nil {
@@ -264,14 +275,19 @@ func (h *Handler) answer(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 	case dns.TypeAXFR, dns.TypeIXFR:
 		m.Rcode = dns.RcodeRefused
 		return m
-	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:
-		m.Rcode = dns.RcodeFormatError
-		if q.Qtype != dns.TypeOPT {
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB, dns.TypeNXNAME:
+		m.Rcode = dns.RcodeFormatError // NXNAME: RFC 9824 3.5
+		if q.Qtype != dns.TypeOPT && q.Qtype != dns.TypeNXNAME {
 			m.Rcode = dns.RcodeNotImplemented
 		}
 		return m
 	}
 	h.lookup(m, q, name)
+	if h.cfg.Signer != nil && opt != nil && opt.Do() {
+		if err := h.secure(m, q, opt); err != nil { // dnssec.go
+			return h.failure(r, dns.RcodeServerFailure)
+		}
+	}
 	if !tcp {
 		size := dns.MinMsgSize
 		if opt != nil {
@@ -349,8 +365,12 @@ func (h *Handler) lookup(m *dns.Msg, q dns.Question, name string) {
 				return // the chain leaves our authority; the resolver follows it
 			}
 			if name == cut && q.Qtype == dns.TypeDS {
-				// DS lives on the parent side of the cut: no DS here.
+				// DS lives on the parent side of the cut: ours to answer.
 				m.Authoritative = true
+				if ds := h.staticDS(cut); len(ds) > 0 {
+					m.Answer = appendOwned(m.Answer, ds, owner)
+					return
+				}
 				h.negative(m)
 				return
 			}
@@ -457,6 +477,11 @@ func (h *Handler) apex(m *dns.Msg, q dns.Question, owner string) {
 	case dns.TypeANY:
 		m.Answer = append(m.Answer, h.hinfo(owner))
 		return
+	case dns.TypeDNSKEY, dns.TypeCDS, dns.TypeCDNSKEY:
+		if rrs := h.apexKeys(q.Qtype); len(rrs) > 0 { // dnssec.go
+			m.Answer = appendOwned(m.Answer, rrs, owner)
+			return
+		}
 	}
 	if n := h.static.nodes[h.origin]; n != nil {
 		if rrs, ok := n.rrs[q.Qtype]; ok {

@@ -41,7 +41,8 @@ func IsDNS01Value(s string) bool {
 // EncodeAllowFrom is how every engine stores an account's sources: a JSON
 // array of the prefixes' String form, as acme-dns does, so rows move between
 // engines (and from acme-dns) as they are. Prefixes are kept as given (not
-// masked), so they read back equal.
+// masked), so they read back equal, except an IPv4-mapped one, which
+// DecodeAllowFrom reads as the IPv4 prefix it means.
 func EncodeAllowFrom(ps []netip.Prefix) (string, error) {
 	ss := make([]string, len(ps))
 	for i, p := range ps {

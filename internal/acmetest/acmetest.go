@@ -41,7 +41,7 @@ import (
 // version.
 const (
 	pebbleModule  = "github.com/letsencrypt/pebble/v2"
-	pebbleVersion = "v2.10.1"
+	pebbleVersion = "v2.10.3"
 )
 
 // InstallHint says how to install what Start needs.
@@ -65,6 +65,16 @@ type Options struct {
 	// EAB makes Pebble require external account binding, with these
 	// key IDs and their base64url HMAC keys.
 	EAB map[string]string
+	// VASleep, when positive, lets Pebble's VA sleep a random 0 to VASleep
+	// seconds before each validation, as a CA that takes its time does
+	// (by default it validates at once).
+	VASleep int
+	// BrokerTrustAnchors, DS or DNSKEY records of BrokerZone in zone-file
+	// syntax (what `acmebroker dnssec ds` prints), make unbound a
+	// validating resolver (module-config "validator iterator") that
+	// trusts them: answers from the broker must validate, or Pebble gets
+	// SERVFAIL. The customer zone stays unsigned (insecure).
+	BrokerTrustAnchors []string
 }
 
 // Env is a running environment. Everything in it is stopped by the cleanups
@@ -116,21 +126,11 @@ func Start(tb testing.TB, o Options) *Env {
 		{zone: customerZone, addr: netip.MustParseAddrPort(customer.Addr())},
 		{zone: brokerZone, addr: brokerAddr},
 	}
-	ub, err := startUnbound(tb, tl, dir, stubs)
+	ub, err := startUnbound(tb, tl, dir, stubs, validation{anchors: o.BrokerTrustAnchors})
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := ub.proc.stop(5 * time.Second); err != nil {
-			tb.Logf("acmetest: %v", err)
-		}
-		if tb.Failed() {
-			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(ub.log, 60))
-			if out := ub.proc.tail(); out != noOutput {
-				tb.Logf("acmetest: unbound output (tail):\n%s", out)
-			}
-		}
-	})
+	ub.stopOnCleanup(tb)
 
 	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o)
 	if err != nil {

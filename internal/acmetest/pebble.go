@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// pebbleConfig is the part of Pebble v2.10.1's configuration file
+// pebbleConfig is the part of Pebble v2.10.3's configuration file
 // (cmd/pebble/main.go) that the environment sets.
 type pebbleConfig struct {
 	Pebble struct {
@@ -46,19 +46,21 @@ type pebbleProfile struct {
 // pebbleEnv is the environment Pebble runs with: the caller's, minus any
 // PEBBLE_* setting that would change its behaviour behind the test's back.
 // Nonce rejection stays at Pebble's default (5%) so that clients' badNonce
-// retry is exercised, unless noBadNonce.
-func pebbleEnv(noBadNonce bool) []string {
+// retry is exercised, unless o.NoBadNonce.
+func pebbleEnv(o Options) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PEBBLE_") {
 			env = append(env, kv)
 		}
 	}
-	env = append(env,
-		"PEBBLE_VA_NOSLEEP=1", // no random 0-5 s sleep before each validation
-		"PEBBLE_AUTHZREUSE=0", // every order gets fresh authorizations to validate
-	)
-	if noBadNonce {
+	env = append(env, "PEBBLE_AUTHZREUSE=0") // every order gets fresh authorizations to validate
+	if o.VASleep > 0 {
+		env = append(env, fmt.Sprintf("PEBBLE_VA_SLEEPTIME=%d", o.VASleep))
+	} else {
+		env = append(env, "PEBBLE_VA_NOSLEEP=1") // no random 0-5 s sleep before each validation
+	}
+	if o.NoBadNonce {
 		env = append(env, "PEBBLE_WFE_NONCEREJECT=0")
 	}
 	return env
@@ -123,7 +125,7 @@ func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.Ce
 	}
 
 	outPath := filepath.Join(dir, fmt.Sprintf("pebble-%d.out", attempt))
-	p, err := startProcess("pebble", dir, outPath, pebbleEnv(o.NoBadNonce), tools.pebble,
+	p, err := startProcess("pebble", dir, outPath, pebbleEnv(o), tools.pebble,
 		"-config", conf, "-dnsserver", resolver)
 	if err != nil {
 		return nil, false, err

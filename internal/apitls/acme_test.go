@@ -285,6 +285,7 @@ func TestSolverWaitsForNameservers(t *testing.T) {
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
+		m.Authoritative = true // a name server of the zone, not a resolver
 		if serving.Load() && strings.EqualFold(r.Question[0].Name, chal.DNS01TXTRecordName()+".") {
 			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 1},
 				Txt: []string{chal.DNS01KeyAuthorization()}})

@@ -124,18 +124,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{err}
 	}
-	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone:              cfg.DNS.Zone,
-		NSName:            cfg.DNS.NSName,
-		NSAdmin:           cfg.DNS.NSAdmin,
-		Records:           static,
-		TXTTTL:            cfg.DNS.TXTTTL,
-		NegativeTTL:       cfg.DNS.NegativeTTL,
-		MaxUDPSize:        cfg.DNS.MaxUDPSize,
-		Cookies:           jar,
-		CookielessUDPSize: cfg.DNS.Cookies.CookielessUDPSize,
-		OwnNames:          ownNames,
-	}, idx, logger)
+	// DNSSEC ([dns.dnssec]; dnssec.go): nil, nil when off.
+	signer, keyNode, err := setupDNSSEC(ctx, cfg.DNS, used, logger)
+	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
+		return err
+	}
+	hcfg := handlerConfig(cfg.DNS, static)
+	hcfg.Cookies = jar
+	hcfg.OwnNames = ownNames
+	if signer != nil {
+		hcfg.Signer = signer
+	}
+	dnsHandler, err := dnsserver.NewHandler(hcfg, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
@@ -159,7 +163,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys})
+	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys,
+		WriteProbe: func(ctx context.Context) error {
+			return used.PutValue(ctx, "health/write-probe", []byte("ok"), time.Now())
+		}})
 
 	// The API's certificate ([api] tls; nil for plain HTTP): its own
 	// dns-01 challenges go through the zone writer like any value.
@@ -197,6 +204,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	if watcher != nil {
 		defer background(watcher.Run)()
+	}
+	if keyNode != nil {
+		defer background(keyNode.Run)()
 	}
 
 	errc := make(chan error, 3)

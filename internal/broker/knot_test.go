@@ -16,8 +16,10 @@ import (
 // every file Knot writes in dir. database: storage is only where the
 // databases go by default; zone files go to the template's storage, which is
 // /var/lib/knot unless set (a zone file left there by another run, with a
-// higher serial, would make Knot ignore the broker's zone).
-func knotConfig(dir string, port int, primary, zone, secret string) string {
+// higher serial, would make Knot ignore the broker's zone). policy is
+// another section put before the zone (docs/dnssec.md's signing
+// secondary: a DNSSEC policy), or "".
+func knotConfig(dir string, port int, primary, zone, secret, policy string) string {
 	host, pport, _ := net.SplitHostPort(primary)
 	p := func(name string) string { return fmt.Sprintf("%q", filepath.Join(dir, name)) }
 	return fmt.Sprintf(`server:
@@ -54,16 +56,21 @@ acl:
 template:
   - id: default
     storage: %s
+%s
 zone:
   - domain: %s
     master: broker
     acl: broker-notify
 `, p("run"), p("run/knot.pid"), port, p("run/knot.sock"), p("storage"), p("journal"), p("timers"), p("keys"), p("catalog"),
-		xfrKeyName, secret, host, pport, xfrKeyName, host, xfrKeyName, p("zones"), zone)
+		xfrKeyName, secret, host, pport, xfrKeyName, host, xfrKeyName, p("zones"), policy, zone)
 }
 
 // knotSpec runs knotd with knotConfig and the given TSIG secret.
-func knotSpec(t *testing.T, secret string) daemonSpec {
+func knotSpec(t *testing.T, secret string) daemonSpec { return knotSigningSpec(t, secret, "", "") }
+
+// knotSigningSpec runs knotd with knotConfig: policy is a policy section
+// (with its heading), zoneLines end the zone's entry.
+func knotSigningSpec(t *testing.T, secret, policy, zoneLines string) daemonSpec {
 	bin, err := exec.LookPath("knotd")
 	if err != nil {
 		bin = "/usr/sbin/knotd"
@@ -81,7 +88,7 @@ func knotSpec(t *testing.T, secret string) daemonSpec {
 				}
 			}
 			conf := filepath.Join(dir, "knot.conf")
-			if err := os.WriteFile(conf, []byte(knotConfig(dir, port, primary, zone, secret)), 0o600); err != nil {
+			if err := os.WriteFile(conf, []byte(knotConfig(dir, port, primary, zone, secret, policy)+zoneLines), 0o600); err != nil {
 				return nil, nil, err
 			}
 			var check []string
@@ -116,5 +123,7 @@ func TestKnotSecondary(t *testing.T) {
 		t.Fatalf("Knot did not take one AXFR then IXFRs:\n%s", sec.Log())
 	}
 
-	checkWrongSecret(t, run, knotSpec(t, wrongSecret), "failed (not allowed)")
+	// The broker answers a wrong MAC with NOTAUTH and TSIG error BADSIG
+	// (RFC 8945), which Knot reports as such (a bare REFUSED read "not allowed").
+	checkWrongSecret(t, run, knotSpec(t, wrongSecret), "failed (failed to verify TSIG)")
 }

@@ -160,7 +160,22 @@ func TestMetricsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A query is counted just after its answer is written, so on a busy
+	// machine one may not be yet: wait (bounded) until all 8 are.
 	mfs, body := scrape(t, rd.Metrics)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		n := 0.0
+		for _, l := range []map[string]string{{"qtype": "TXT", "rcode": "NOERROR"}, {"qtype": "TXT", "rcode": "NXDOMAIN"},
+			{"qtype": "A", "rcode": "REFUSED"}, {"qtype": "SOA", "rcode": "NOERROR"}} {
+			v, _ := value(mfs, "acmebroker_dns_queries_total", l)
+			n += v
+		}
+		if n >= 8 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		mfs, body = scrape(t, rd.Metrics)
+	}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string

@@ -21,13 +21,7 @@ func TestNSDSecondary(t *testing.T) {
 	// signed (NSD checks the chained MACs).
 	const bulk = 600
 	seed(t, db, bulk)
-	var nsd *acmetest.NSD
-	run := startPair(t, db, nil, func(port int, primary, zone string) (secondary, error) {
-		nsd = acmetest.StartNSD(t, acmetest.NSDOptions{Zone: zone, Primary: primary, Port: port,
-			KeyName: xfrKeyName, KeyAlgorithm: "hmac-sha256", KeySecret: xfrKeySecret,
-			ServerExtra: []string{"xfrd-reload-timeout: 0", "rrl-ratelimit: 0"}})
-		return nsd, nil
-	})
+	run, nsd := nsdPair(t, db)
 	api, acct := checkSecondary(t, run, "NSD", bulk, 50)
 	// Every transfer was signed, and every incremental one applied as sent
 	// (NSD falls back to AXFR, and says so, when an IXFR does not fit).
@@ -56,4 +50,18 @@ func TestNSDSecondary(t *testing.T) {
 	if nsd.LogContains("Failed to apply IXFR") {
 		t.Fatalf("an IXFR after the restart did not apply:\n%s", nsd.Log())
 	}
+}
+
+// nsdPair runs a broker on db as hidden primary of a real NSD that
+// transfers with the key and the settings the docs give (no reload delay).
+func nsdPair(t *testing.T, db string) (secondaryRun, *acmetest.NSD) {
+	t.Helper()
+	var nsd *acmetest.NSD
+	run := startPair(t, db, nil, func(port int, primary, zone string) (secondary, error) {
+		nsd = acmetest.StartNSD(t, acmetest.NSDOptions{Zone: zone, Primary: primary, Port: port,
+			KeyName: xfrKeyName, KeyAlgorithm: "hmac-sha256", KeySecret: xfrKeySecret,
+			ServerExtra: []string{"xfrd-reload-timeout: 0", "rrl-ratelimit: 0"}})
+		return nsd, nil
+	})
+	return run, nsd
 }

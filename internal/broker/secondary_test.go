@@ -193,6 +193,26 @@ func waitSerial(t *testing.T, sec secondary, zone string, want uint32) {
 	}
 }
 
+// signedTransfer runs the zone transfer q (AXFR or IXFR), signed with the
+// transfer key, from primary and returns its records.
+func signedTransfer(t *testing.T, primary string, q *dns.Msg) []dns.RR {
+	t.Helper()
+	q.SetTsig(xfrKeyName+".", dns.HmacSHA256, 300, time.Now().Unix())
+	tr := &dns.Transfer{TsigSecret: map[string]string{xfrKeyName + ".": xfrKeySecret}}
+	ch, err := tr.In(q, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rrs []dns.RR
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatal(env.Error)
+		}
+		rrs = append(rrs, env.RR...)
+	}
+	return rrs
+}
+
 // inParallel runs fn(0..n-1) at once and fails the test with the errors.
 func inParallel(t *testing.T, n int, fn func(i int) error) {
 	t.Helper()
@@ -502,19 +522,7 @@ func checkSecondary(t *testing.T, run secondaryRun, name string, bulk, timed int
 		}
 		q := new(dns.Msg)
 		q.SetIxfr(dns.Fqdn(zone), serial, "ns1.", "h.")
-		q.SetTsig(xfrKeyName+".", dns.HmacSHA256, 300, time.Now().Unix())
-		tr := &dns.Transfer{TsigSecret: map[string]string{xfrKeyName + ".": xfrKeySecret}}
-		ch, err := tr.In(q, primary)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rrs []dns.RR
-		for env := range ch {
-			if env.Error != nil {
-				t.Fatal(env.Error)
-			}
-			rrs = append(rrs, env.RR...)
-		}
+		rrs := signedTransfer(t, primary, q)
 		if len(rrs) != 1 || rrs[0].(*dns.SOA).Serial != serial {
 			t.Fatalf("IXFR from the current serial: %v", rrs)
 		}

@@ -64,10 +64,10 @@ func (h *hookFlags) hook(out io.Writer) *client.Hook {
 	return &client.Hook{
 		State:              &client.State{Dir: h.common.stateDir},
 		Broker:             &client.BrokerClient{},
-		Checker:            h.common.checker(),
+		Checker:            h.common.checker(h.common.out(out)),
 		PropagationTimeout: h.timeout,
 		CheckCNAME:         !h.skipCNAME,
-		Log:                out,
+		Log:                h.common.out(out),
 	}
 }
 
@@ -108,6 +108,9 @@ func hookCertbot(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return errUsage
 	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return err
+	}
 	rest := fs.Args()
 	if op == "" && len(rest) > 0 {
 		op, rest = rest[0], rest[1:]
@@ -145,6 +148,9 @@ func hookDehydrated(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		return errUsage
+	}
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
 	}
 	call, err := client.ParseDehydrated(fs.Args())
 	if err != nil {

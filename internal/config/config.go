@@ -17,6 +17,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
+	"github.com/acmebroker/acmebroker/internal/dnssec"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
@@ -49,6 +50,9 @@ type DNS struct {
 	TXTTTL uint32 `toml:"txt_ttl"`
 	// NegativeTTL is how long resolvers may cache "no such name/value" (SOA MINIMUM), seconds.
 	NegativeTTL uint32 `toml:"negative_ttl"`
+	// SOATTL is the TTL of the SOA when asked for directly, seconds (a
+	// DNSSEC key rollover waits for the longest TTL of the zone).
+	SOATTL uint32 `toml:"soa_ttl"`
 	// TXTWindow: besides the 2 newest values, every value set within this window is served.
 	TXTWindow Duration `toml:"txt_window"`
 	// TXTMax caps the values served per subdomain.
@@ -72,6 +76,38 @@ type DNS struct {
 	RRL RRL `toml:"rrl"`
 	// Cookies are DNS Cookies (RFC 7873, RFC 9018) ([dns.cookies]).
 	Cookies Cookies `toml:"cookies"`
+	// DNSSEC signs the zone online ([dns.dnssec]).
+	DNSSEC DNSSEC `toml:"dnssec"`
+}
+
+// DNSSEC configures online signing of the zone (docs/dnssec.md). Keys are
+// generated at the first start and kept in the database, shared by every
+// node; these settings choose what is generated and how it is used.
+type DNSSEC struct {
+	// Enabled signs every answer to a query with the DO bit.
+	Enabled bool `toml:"enabled"`
+	// Algorithm of new keys: "ecdsap256sha256" (13) or "ed25519" (15).
+	Algorithm string `toml:"algorithm"`
+	// SplitKeys: a KSK signs the DNSKEY set and a ZSK the rest, rather
+	// than one combined key (CSK). Applies when keys are first generated.
+	SplitKeys bool `toml:"split_keys"`
+	// KeyFile holds 32 random bytes (64 hex digits) that encrypt the
+	// private keys in the database; "": stored unencrypted. Every node
+	// needs the same file. Never logged.
+	KeyFile string `toml:"key_file"`
+	// DNSKEYTTL is the TTL of the DNSKEY, CDS and CDNSKEY RRsets, seconds.
+	DNSKEYTTL uint32 `toml:"dnskey_ttl"`
+	// SignatureValidity is how long a signature is valid (its inception
+	// back-dated by an hour); re-made at half-life.
+	SignatureValidity Duration `toml:"signature_validity"`
+	// ParentDSTTL is the TTL of the zone's DS at the parent, seconds: a
+	// rollover waits that long after the parent's DS changed.
+	ParentDSTTL uint32 `toml:"parent_ds_ttl"`
+	// KeyRefresh is how often each node reads the keys from the database
+	// (and takes a rollover step that is due).
+	KeyRefresh Duration `toml:"key_refresh"`
+	// SafetyMargin is added to every wait of a rollover.
+	SafetyMargin Duration `toml:"safety_margin"`
 }
 
 // Cookies configures DNS Cookies: answers to EDNS queries that carry a
@@ -374,6 +410,7 @@ func Default() Config {
 			},
 			TXTTTL:       1,
 			NegativeTTL:  1,
+			SOATTL:       3600,
 			TXTWindow:    Duration{10 * time.Minute},
 			TXTMax:       16,
 			MaxUDPSize:   1232,
@@ -388,6 +425,10 @@ func Default() Config {
 				Exempt: []string{},
 			},
 			Cookies: Cookies{Enabled: true, PreviousSecrets: []string{}, CookielessUDPSize: 512},
+			DNSSEC: DNSSEC{
+				Algorithm: "ecdsap256sha256", DNSKEYTTL: 3600, SignatureValidity: Duration{dnssec.DefaultValidity},
+				ParentDSTTL: 86400, KeyRefresh: Duration{dnssec.DefaultRefresh}, SafetyMargin: Duration{10 * time.Minute},
+			},
 		},
 		API: API{
 			Listen:            "127.0.0.1:8080",
@@ -486,6 +527,9 @@ func (c *Config) Validate() error {
 	if err := checkName(c.DNS.NSAdmin); err != nil {
 		bad("dns.nsadmin", "%v (write the mailbox as a name: hostmaster.example.org)", err)
 	}
+	if c.DNS.SOATTL < 1 || c.DNS.SOATTL > 604800 {
+		bad("dns.soa_ttl", "%d is out of range: 1 to 604800 seconds", c.DNS.SOATTL)
+	}
 	if c.DNS.TXTWindow.Duration < 0 {
 		bad("dns.txt_window", "must not be negative")
 	}
@@ -527,6 +571,7 @@ func (c *Config) Validate() error {
 			bad("dns.cookies.cookieless_udp_size", "%d is below the DNS minimum of 512", ck.CookielessUDPSize)
 		}
 	}
+	c.DNS.DNSSEC.validate(bad)
 	if r := c.DNS.RRL; r.Enabled {
 		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
 			"errors_per_second": r.ErrorsPerSecond, "large_per_second": r.LargePerSecond} {
@@ -802,4 +847,33 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 // most txt_max.
 func (d DNS) TXTPolicy() storage.TXTPolicy {
 	return storage.TXTPolicy{Always: 2, Window: d.TXTWindow.Duration, Max: d.TXTMax}
+}
+
+// validate checks [dns.dnssec]; the key file is read when the broker
+// starts.
+func (d *DNSSEC) validate(bad func(key, format string, args ...any)) {
+	alg, err := dnssec.ParseAlgorithm(d.Algorithm)
+	if err != nil {
+		bad("dns.dnssec.algorithm", "%v", err)
+	} else {
+		d.Algorithm = strings.ToLower(dnssec.AlgorithmName(alg))
+	}
+	if d.DNSKEYTTL < 1 || d.DNSKEYTTL > 604800 {
+		bad("dns.dnssec.dnskey_ttl", "%d is out of range: 1 to 604800 seconds", d.DNSKEYTTL)
+	}
+	if d.ParentDSTTL < 1 || d.ParentDSTTL > 604800 {
+		bad("dns.dnssec.parent_ds_ttl", "%d is out of range: 1 to 604800 seconds (ask the parent's operator, or look at the TTL of its DS records)", d.ParentDSTTL)
+	}
+	if v := d.SignatureValidity.Duration; v < dnssec.MinValidity || v > 90*24*time.Hour {
+		bad("dns.dnssec.signature_validity", "%s is out of range: %s to 2160h (90 days); a few days (\"96h\") is usual", v, dnssec.MinValidity)
+	}
+	if r := d.KeyRefresh.Duration; r < 100*time.Millisecond || r > time.Hour {
+		bad("dns.dnssec.key_refresh", "%s is out of range: 100ms to 1h", r)
+	}
+	if m := d.SafetyMargin.Duration; m < 0 || m > 7*24*time.Hour {
+		bad("dns.dnssec.safety_margin", "%s is out of range: 0s to 168h", m)
+	}
+	if d.KeyFile != "" && strings.TrimSpace(d.KeyFile) != d.KeyFile {
+		bad("dns.dnssec.key_file", "the path has spaces at its ends")
+	}
 }

@@ -122,6 +122,22 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 			}
 		}},
 		{name: "bad metrics listen", toml: "[metrics]\nlisten = \"9153\"", wantErr: "metrics.listen"},
+		{name: "dnssec off by default, P-256", toml: ``, check: func(t *testing.T, c Config) {
+			if d := c.DNS.DNSSEC; d.Enabled || d.Algorithm != "ecdsap256sha256" || d.SplitKeys || d.KeyFile != "" {
+				t.Errorf("dns.dnssec = %+v", d)
+			}
+		}},
+		{name: "dnssec ed25519 by number", toml: "[dns.dnssec]\nenabled = true\nalgorithm = \"15\"\nsplit_keys = true", check: func(t *testing.T, c Config) {
+			if d := c.DNS.DNSSEC; !d.Enabled || d.Algorithm != "ed25519" || !d.SplitKeys {
+				t.Errorf("dns.dnssec = %+v", d)
+			}
+		}},
+		{name: "dnssec rsa refused", toml: "[dns.dnssec]\nalgorithm = \"rsasha256\"", wantErr: "dns.dnssec.algorithm"},
+		{name: "dnssec validity too short", toml: "[dns.dnssec]\nsignature_validity = \"10m\"", wantErr: "dns.dnssec.signature_validity"},
+		{name: "dnssec key_refresh range", toml: "[dns.dnssec]\nkey_refresh = \"2h\"", wantErr: "dns.dnssec.key_refresh"},
+		{name: "dnssec dnskey_ttl range", toml: "[dns.dnssec]\ndnskey_ttl = 0", wantErr: "dns.dnssec.dnskey_ttl"},
+		{name: "dnssec parent_ds_ttl range", toml: "[dns.dnssec]\nparent_ds_ttl = 9999999", wantErr: "dns.dnssec.parent_ds_ttl"},
+		{name: "dnssec safety_margin range", toml: "[dns.dnssec]\nsafety_margin = \"-1s\"", wantErr: "dns.dnssec.safety_margin"},
 		{name: "several errors at once", toml: "[api]\ntls = \"x\"\n[log]\nformat = \"xml\"", wantErr: "log.format"},
 	}
 	for _, tt := range tests {

@@ -40,6 +40,7 @@ func (s *store) observe(op string, err error) error {
 		errors.Is(err, storage.ErrNotFound),
 		errors.Is(err, storage.ErrConflict),
 		errors.Is(err, storage.ErrTokenInvalid),
+		errors.Is(err, storage.ErrTooMany),
 		errors.Is(err, context.Canceled):
 		return err
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
@@ -97,6 +98,21 @@ func (s *store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		return nil
 	})
 	return serial, s.observeStream("snapshot", err)
+}
+
+func (s *store) SetPersist(ctx context.Context, sub string, rec storage.PersistRecord) ([]storage.PersistRecord, uint32, error) {
+	recs, serial, err := s.inner.SetPersist(ctx, sub, rec)
+	return recs, serial, s.observe("set_persist", err)
+}
+
+func (s *store) DeletePersist(ctx context.Context, sub, issuer string) ([]storage.PersistRecord, uint32, error) {
+	recs, serial, err := s.inner.DeletePersist(ctx, sub, issuer)
+	return recs, serial, s.observe("delete_persist", err)
+}
+
+func (s *store) PersistRecords(ctx context.Context, sub string) ([]storage.PersistRecord, error) {
+	recs, err := s.inner.PersistRecords(ctx, sub)
+	return recs, s.observe("persist_records", err)
 }
 
 func (s *store) DeleteAccount(ctx context.Context, username string) (uint32, error) {

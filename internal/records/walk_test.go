@@ -178,7 +178,7 @@ func TestDiff(t *testing.T) {
 	// A forced write with a newer serial (a resync from the database) is
 	// a change like any other.
 	x.mu.Lock()
-	x.put("keep", vals(now, "resynced"), 20, true)
+	x.put("keep", content{recs: vals(now, "resynced")}, 20, true)
 	x.mu.Unlock()
 	x.bumpSerial(20)
 	if _, d, ok := x.Diff(19); !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"keep": "[a new] [resynced]"}) {
@@ -267,7 +267,7 @@ func TestPublishedSurvivesReload(t *testing.T) {
 	later := t0.Add(9 * time.Minute) // v2 has aged out too by now
 	reloaded := New(p, func() time.Time { return later })
 	reloaded.mu.Lock()
-	reloaded.put("s", stored, 0, true) // as Load does
+	reloaded.put("s", content{recs: stored}, 0, true) // as Load does
 	reloaded.mu.Unlock()
 	reloaded.bumpSerial(5)
 	reloaded.EnableJournal(10)

@@ -1,7 +1,8 @@
 // Package zone is the one writer of the broker's zone and accounts. Every
 // change that must reach both storage and the in-memory view the DNS server
-// answers from (register, set TXT, delete, prune, key and allowfrom changes,
-// and changes learned from other nodes or from admin commands) goes through
+// answers from (register, set TXT, set or delete a dns-persist-01 record,
+// delete, prune, key and allowfrom changes, and changes learned from other
+// nodes or from admin commands) goes through
 // a Writer: it makes the change durable first, then applies it to the view,
 // and orders the two so that a late write never undoes a newer one (an
 // update whose database write finished before its account was deleted, but
@@ -39,6 +40,8 @@ type Store interface {
 	SetOwnTXT(ctx context.Context, name, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
 	DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) ([]storage.TXTRecord, uint32, error)
 	PruneTXT(ctx context.Context, subdomain string, now time.Time, p storage.TXTPolicy) (int, uint32, error)
+	SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, uint32, error)
+	DeletePersist(ctx context.Context, subdomain, issuer string) ([]storage.PersistRecord, uint32, error)
 	DeleteAccount(ctx context.Context, username string) (uint32, error)
 	DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (uint32, error)
 	UpdateKeyHash(ctx context.Context, username, oldHash, newHash string) error
@@ -53,6 +56,8 @@ type Store interface {
 type View interface {
 	Add(subdomain string, serial uint32)
 	Set(subdomain string, recs []storage.TXTRecord, serial uint32)
+	SetPersist(subdomain string, recs []storage.PersistRecord, serial uint32)
+	Replace(s storage.Subdomain, serial uint32)
 	Remove(subdomain string, serial uint32)
 	Due(now time.Time) []string
 	Pruned(subdomain string, now time.Time, n int, serial uint32)
@@ -254,6 +259,42 @@ func (w *Writer) ClearOwnChallenge(ctx context.Context, domain, value string) er
 	return nil
 }
 
+// SetPersist sets a dns-persist-01 record of subdomain (replacing the one
+// of the same issuer), stamped with the time now, and returns the
+// subdomain's records, by issuer. A record failing rec.Check is a
+// *storage.PersistError; storage.ErrTooMany if the account holds
+// storage.MaxPersistRecords of other issuers; storage.ErrNotFound if no
+// account holds the subdomain (any more).
+func (w *Writer) SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, error) {
+	rec.SetAt = w.cfg.Now()
+	if err := rec.Check(rec.SetAt); err != nil {
+		return nil, err
+	}
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.SetPersist(ctx, subdomain, rec)
+	if err != nil {
+		return nil, err
+	}
+	w.view.SetPersist(subdomain, recs, serial)
+	return recs, nil
+}
+
+// DeletePersist removes subdomain's dns-persist-01 record of issuer (DNS
+// stops serving it at once) and returns the records left; deleted is false,
+// and nothing changes, if there was none of that issuer.
+// storage.ErrNotFound if no account holds the subdomain (any more).
+func (w *Writer) DeletePersist(ctx context.Context, subdomain, issuer string) (recs []storage.PersistRecord, deleted bool, err error) {
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.DeletePersist(ctx, subdomain, issuer)
+	if err != nil || serial == 0 {
+		return recs, false, err
+	}
+	w.view.SetPersist(subdomain, recs, serial)
+	return recs, true, nil
+}
+
 // Delete removes an account and its values; DNS forgets the subdomain at
 // once, and writes older than the delete that arrive later cannot bring it
 // back. storage.ErrNotFound if there is no such account.
@@ -317,8 +358,8 @@ func (w *Writer) SetAllowFrom(ctx context.Context, a storage.Account, allow []ne
 }
 
 // Refresh re-reads one subdomain from storage and applies what it finds
-// (its values, or its absence): how the view learns of a change another
-// node or an admin command made.
+// (its values and persist records, or its absence): how the view learns of
+// a change another node or an admin command made.
 func (w *Writer) Refresh(ctx context.Context, name string) error {
 	t := w.fl.begin(w.view)
 	defer w.fl.done(w.view, t)
@@ -329,7 +370,7 @@ func (w *Writer) Refresh(ctx context.Context, name string) error {
 	case err != nil:
 		return err
 	default:
-		w.view.Set(sub.Name, sub.Records, serial)
+		w.view.Replace(sub, serial)
 	}
 	return nil
 }
@@ -467,13 +508,15 @@ func (f *inflight) wait(max time.Duration) {
 // noView is the view of a writer without one (an admin command).
 type noView struct{}
 
-func (noView) Add(string, uint32)                      {}
-func (noView) Set(string, []storage.TXTRecord, uint32) {}
-func (noView) Remove(string, uint32)                   {}
-func (noView) Due(time.Time) []string                  { return nil }
-func (noView) Pruned(string, time.Time, int, uint32)   {}
-func (noView) RemovalGen() uint64                      { return 0 }
-func (noView) ForgetRemoved(uint64)                    {}
+func (noView) Add(string, uint32)                                 {}
+func (noView) Set(string, []storage.TXTRecord, uint32)            {}
+func (noView) SetPersist(string, []storage.PersistRecord, uint32) {}
+func (noView) Replace(storage.Subdomain, uint32)                  {}
+func (noView) Remove(string, uint32)                              {}
+func (noView) Due(time.Time) []string                             { return nil }
+func (noView) Pruned(string, time.Time, int, uint32)              {}
+func (noView) RemovalGen() uint64                                 { return 0 }
+func (noView) ForgetRemoved(uint64)                               {}
 func (noView) Resync(context.Context, records.Snapshotter) (records.ResyncStats, error) {
 	return records.ResyncStats{}, nil
 }

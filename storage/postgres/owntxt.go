@@ -11,7 +11,7 @@ import (
 )
 
 // Own names (storage.IsOwnName): TXT values the broker serves for itself,
-// in the own_txt table (migration 0003). They are part of the zone: every
+// in the own_txt table (migration 0004). They are part of the zone: every
 // change moves the serial and is announced to the other nodes, which re-read
 // the name (Subdomain) as they do an account's.
 

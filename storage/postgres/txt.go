@@ -120,7 +120,7 @@ var (
 )
 
 // txtQueries returns the statements for name's values: own names
-// (storage.IsOwnName) have their own table (migration 0003).
+// (storage.IsOwnName) have their own table (migration 0004).
 func txtQueries(name string) txtStatements {
 	if storage.IsOwnName(name) {
 		return ownTXT
@@ -210,7 +210,7 @@ func nextSerial(old uint32, at time.Time) uint32 {
 }
 
 // Snapshot calls fn for every registered subdomain with its values, newest
-// first, and returns the serial of that state. It reads in one
+// first, and its persist records, and returns the serial of that state. It reads in one
 // REPEATABLE READ transaction, so the serial matches the data, and streams:
 // memory holds one subdomain at a time. fn must not write to the store.
 func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) (uint32, error) {
@@ -231,6 +231,10 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = fmt.Errorf("zone_meta has no row: %w", errCorrupt)
 		}
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	persist, err := allPersist(ctx, tx)
+	if err != nil {
 		return 0, s.wrapErr(ctx, op, err)
 	}
 	// Ordered by subdomain only to group each subdomain's rows; the order
@@ -268,7 +272,7 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 					return 0, err
 				}
 			}
-			cur, have = storage.Subdomain{Name: sub}, true
+			cur, have = storage.Subdomain{Name: sub, Persist: persist[sub]}, true
 		}
 		if value != nil && ns != nil {
 			cur.Records = append(cur.Records, storage.TXTRecord{Value: *value, UpdatedAt: fromNanos(*ns)})
@@ -293,7 +297,8 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 }
 
 // Subdomain returns one registered subdomain with its values, newest
-// first, and the zone serial, read by one statement (so together).
+// first, its persist records and the zone serial, read by one statement
+// (so together).
 // ErrNotFound if no account has it; the serial is returned with it then
 // too, so a node that removes the subdomain can advance its own.
 func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
@@ -303,16 +308,25 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 	}
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
+	// The persist records come in the same statement (so from the same
+	// snapshot), as rows of their own after the values: their serial is
+	// NULL.
 	query := `
-		SELECT z.serial, a.subdomain, t.value, t.updated_at
+		SELECT z.serial, a.subdomain, t.value, t.updated_at,
+		       NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::bigint
 		FROM zone_meta AS z
 		LEFT JOIN accounts AS a ON a.subdomain = $1
 		LEFT JOIN txt_records AS t ON t.subdomain = a.subdomain
-		WHERE z.id = 1`
+		WHERE z.id = 1
+		UNION ALL
+		SELECT NULL, NULL, NULL, NULL, p.issuer, p.account_uri, p.policy, p.persist_until, p.set_at
+		FROM persist_records AS p WHERE p.subdomain = $1`
 	if storage.IsOwnName(name) {
-		// An own name exists while it holds values.
+		// An own name exists while it holds values; it has no persist
+		// records.
 		query = `
-		SELECT z.serial, t.subdomain, t.value, t.updated_at
+		SELECT z.serial, t.subdomain, t.value, t.updated_at,
+		       NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::bigint
 		FROM zone_meta AS z
 		LEFT JOIN own_txt AS t ON t.subdomain = $1
 		WHERE z.id = 1`
@@ -329,15 +343,25 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		out    = storage.Subdomain{Name: name}
 	)
 	for rows.Next() {
-		n++
 		var (
-			sub   *string
-			value *string
-			ns    *int64
+			zserial             *int64
+			sub                 *string
+			value               *string
+			ns                  *int64
+			issuer, uri, policy *string
+			until, set          *int64
 		)
-		if err := rows.Scan(&serial, &sub, &value, &ns); err != nil {
+		if err := rows.Scan(&zserial, &sub, &value, &ns, &issuer, &uri, &policy, &until, &set); err != nil {
 			return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
 		}
+		if zserial == nil { // a persist record
+			if issuer != nil && uri != nil && policy != nil && until != nil && set != nil {
+				out.Persist = append(out.Persist, persistRecord(*issuer, *uri, *policy, *until, *set))
+			}
+			continue
+		}
+		n++
+		serial = *zserial
 		found = found || sub != nil
 		if value != nil && ns != nil {
 			out.Records = append(out.Records, storage.TXTRecord{Value: *value, UpdatedAt: fromNanos(*ns)})
@@ -353,5 +377,6 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		return storage.Subdomain{}, uint32(serial), s.wrapErr(ctx, op, storage.ErrNotFound)
 	}
 	sortRecords(out.Records)
+	sortPersist(out.Persist)
 	return out, uint32(serial), nil
 }

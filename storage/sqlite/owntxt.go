@@ -10,7 +10,7 @@ import (
 )
 
 // Own names (storage.IsOwnName): TXT values the broker serves for itself,
-// in the own_txt table (migration 0007). They are part of the zone: every
+// in the own_txt table (migration 0008). They are part of the zone: every
 // change moves the serial.
 
 // SetOwnTXT adds value to the own name's values; see storage.Store.

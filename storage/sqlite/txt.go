@@ -128,7 +128,7 @@ var (
 )
 
 // txtQueries returns the statements for name's values: own names
-// (storage.IsOwnName) have their own table (migration 0007).
+// (storage.IsOwnName) have their own table (migration 0008).
 func txtQueries(name string) txtStatements {
 	if storage.IsOwnName(name) {
 		return ownTXT
@@ -205,7 +205,8 @@ const snapshotQuery = `
 	ORDER BY a.subdomain, t.value`
 
 // Snapshot calls fn for every registered subdomain, in subdomain order, with
-// its values newest first, and returns the serial of that state. It reads in
+// its values newest first and its persist records, and returns the serial
+// of that state. It reads in
 // one transaction, so the serial matches the data, and streams: memory holds
 // one subdomain at a time, whatever the number of accounts. fn must not
 // write to the store (the snapshot would not see it).
@@ -229,6 +230,10 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		if errors.Is(err, sql.ErrNoRows) {
 			err = fmt.Errorf("zone_meta has no row: %w", errCorrupt)
 		}
+		return 0, wrapErr(ctx, op, err)
+	}
+	persist, err := allPersist(ctx, tx)
+	if err != nil {
 		return 0, wrapErr(ctx, op, err)
 	}
 	// The accounts.subdomain index gives the outer order and the
@@ -259,7 +264,15 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 					return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 				}
 			}
+			// Both walks are in subdomain order (bytewise), so each
+			// account's records are at the head of what is left.
+			for len(persist) > 0 && persist[0].sub < sub {
+				persist = persist[1:] // no account (cannot happen with the foreign key on)
+			}
 			cur, have = storage.Subdomain{Name: sub}, true
+			if len(persist) > 0 && persist[0].sub == sub {
+				cur.Persist, persist = persist[0].recs, persist[1:]
+			}
 		}
 		if value.Valid {
 			cur.Records = append(cur.Records, storage.TXTRecord{Value: value.String, UpdatedAt: fromNanos(ns.Int64)})

@@ -1,4 +1,4 @@
--- 0003_own_txt: TXT values the broker serves for itself, at own names
+-- 0004_own_txt: TXT values the broker serves for itself, at own names
 -- (storage.IsOwnName, e.g. "_acme-challenge" for the dns-01 challenges of
 -- the API's own certificate). No account holds these names (their first
 -- label starts with an underscore), so they live apart from txt_records and
