@@ -54,6 +54,18 @@ func storedPair(t *testing.T, serial int64, names []string, notBefore, notAfter 
 	return b
 }
 
+// downCA is a CA that answers every request with status, counting them.
+func downCA(t *testing.T, status int) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	calls := new(atomic.Int32)
+	ca := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "down for maintenance", status)
+	}))
+	t.Cleanup(ca.Close)
+	return ca, calls
+}
+
 func newTestManager(t *testing.T, st Store, dir string) *Manager {
 	t.Helper()
 	m, err := NewManager(ACMEConfig{Zone: zone, Names: []string{zone}, Directory: dir, CheckInterval: 20 * time.Millisecond}, st, noChallenges{t})
@@ -93,12 +105,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestManagerLoadsStoredCertificate(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
-	var calls atomic.Int32
-	ca := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		http.Error(w, "no", http.StatusInternalServerError)
-	}))
-	defer ca.Close()
+	ca, calls := downCA(t, http.StatusInternalServerError)
 	m := newTestManager(t, st, ca.URL+"/dir")
 	m.hc = ca.Client()
 	now := time.Now()
@@ -153,12 +160,7 @@ func TestManagerLoadsStoredCertificate(t *testing.T) {
 // again before the stored back-off ends, and each says why it waits.
 func TestManagerSharesBackOff(t *testing.T) {
 	st := openStore(t)
-	var calls atomic.Int32
-	ca := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
-	}))
-	defer ca.Close()
+	ca, calls := downCA(t, http.StatusServiceUnavailable)
 	a := newTestManager(t, st, ca.URL+"/dir")
 	a.hc = ca.Client()
 	run(t, a)
