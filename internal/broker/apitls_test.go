@@ -2,6 +2,8 @@ package broker_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -332,7 +334,10 @@ func TestAPICertACME(t *testing.T) {
 	dnsAddr := net.JoinHostPort("127.0.0.1", itoa(acmetest.FreePort(t)))
 	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: dnsAddr, BrokerZone: apiZone, CustomerZone: "example.test", EAB: map[string]string{kid: hmac}})
-	cfg := acmeNode(t, env, dnsAddr, dnsAddr, apiZone, "*."+apiZone)
+	// A name below the apex too: its challenge, _acme-challenge.api.<zone>,
+	// is two labels deep (api.<zone> answering NODATA, not NXDOMAIN, is
+	// checked in dnsserver's TestAnswers: this unbound does not ask for it).
+	cfg := acmeNode(t, env, dnsAddr, dnsAddr, apiZone, "*."+apiZone, "api."+apiZone)
 	cfg.API.ACME.EABKID, cfg.API.ACME.EABHMAC, cfg.API.ACME.Profile = kid, hmac, "default"
 	cfg = mustValidate(t, cfg)
 	root := env.IssuerRoot(t)
@@ -342,7 +347,7 @@ func TestAPICertACME(t *testing.T) {
 	addr := strings.TrimPrefix(r.API, "https://")
 	leaf := waitCert(t, addr, apiZone, root, nil, time.Minute)
 	t.Logf("first certificate served %s after the broker started (%s from start-up to ready)", time.Since(start).Round(time.Millisecond), r.Startup.Round(time.Millisecond))
-	if !slices.Equal(slices.Sorted(slices.Values(leaf.DNSNames)), []string{"*." + apiZone, apiZone}) {
+	if !slices.Equal(slices.Sorted(slices.Values(leaf.DNSNames)), []string{"*." + apiZone, "api." + apiZone, apiZone}) {
 		t.Fatalf("certificate for %v", leaf.DNSNames)
 	}
 	if _, err := servedCert(addr, "www."+apiZone, root); err != nil {
@@ -394,13 +399,18 @@ func TestAPICertACMENodes(t *testing.T) {
 	root := env.IssuerRoot(t)
 	// A waits until B serves its challenge: B hears of it through the
 	// database a moment after A stored it, and the CA asks B.
-	cfg := onPG(acmeNode(t, env, "127.0.0.1:0", rB.DNS[0], apiZone))
+	cfg := acmeNode(t, env, "127.0.0.1:0", rB.DNS[0], apiZone)
+	cfg.API.ACME.KeyType = "ec384"
+	cfg = onPG(cfg)
 
 	start := time.Now()
 	rA, _ := runLogged(t, "node A", cfg)
 	addrA := strings.TrimPrefix(rA.API, "https://")
 	leaf := waitCert(t, addrA, apiZone, root, nil, time.Minute)
 	t.Logf("node A: certificate served %s after start (challenge answered by node B)", time.Since(start).Round(time.Millisecond))
+	if k, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P384() {
+		t.Fatalf("key_type ec384: the certificate's key is %T", leaf.PublicKey)
+	}
 
 	rC, _ := runLogged(t, "node C", cfg)
 	addrC := strings.TrimPrefix(rC.API, "https://")
