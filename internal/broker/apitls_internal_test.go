@@ -41,3 +41,30 @@ func TestZoneNameservers(t *testing.T) {
 		})
 	}
 }
+
+// TestReservedWithACME: the first label of each name of the API's
+// certificate below the apex is no account's; other labels are as before.
+func TestReservedWithACME(t *testing.T) {
+	cfg := config.Default()
+	cfg.API.TLS = "acme"
+	cfg.API.ACME.Names = []string{"auth.example.org", "api.auth.example.org", "*.x.y.auth.example.org"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	base := func(label string) string {
+		if label == "ns1" {
+			return "static records"
+		}
+		return ""
+	}
+	r := reservedWithACME(base, cfg)
+	for label, reserved := range map[string]bool{"api": true, "API": true, "y": true, "x": false, "ns1": true, "web": false, "auth": false} {
+		if why := r(label); (why != "") != reserved {
+			t.Errorf("reserved(%q) = %q, want reserved %v", label, why, reserved)
+		}
+	}
+	cfg.API.TLS = "none"
+	if r := reservedWithACME(base, cfg); r("api") != "" {
+		t.Error("names of [api.acme] reserved without tls = \"acme\"")
+	}
+}
