@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	// The one writer of the zone: the API, the pruner, node sync and the
 	// admin-change poller all change storage and idx through it.
 	writer := zone.New(zone.Config{
-		Zone: cfg.DNS.Zone, Policy: policy, Reserved: reservedWithACME(reserved(cfg.DNS, static), cfg), Now: time.Now, Logger: logger,
+		Zone: cfg.DNS.Zone, Policy: policy, Reserved: Reserved(cfg, static), Now: time.Now, Logger: logger,
 	}, used, idx)
 	// Follows what admin commands change in a SQLite file while this runs
 	// (nil for PostgreSQL, whose notifications carry those too). Its mark is
