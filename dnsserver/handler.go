@@ -37,6 +37,11 @@ type Config struct {
 	SOATTL uint32
 	// MaxUDPSize caps UDP answers to EDNS clients; default 1232.
 	MaxUDPSize uint16
+	// OwnNames are names inside the zone at which the record source may
+	// hold the broker's own TXT values (its dns-01 challenges, e.g.
+	// _acme-challenge.api.<zone>). The names between them and the apex
+	// exist (NODATA, not NXDOMAIN) whether or not a value is there.
+	OwnNames []string
 	// Cookies, if not nil, makes and checks DNS Cookies (RFC 7873, RFC
 	// 9018): every EDNS answer to a query with a COOKIE option carries one
 	// back, and a malformed option is FORMERR.
@@ -111,6 +116,13 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 	z, err := newStaticZone(origin, cfg.Records)
 	if err != nil {
 		return nil, err
+	}
+	for _, n := range cfg.OwnNames {
+		n = dns.Fqdn(lowerASCII(n))
+		if !dns.IsSubDomain(origin, n) {
+			return nil, fmt.Errorf("own name %s is outside the zone %s", n, origin)
+		}
+		z.addENTs(n, origin)
 	}
 	if cfg.Signer != nil {
 		if err := checkSignedRecords(cfg.Records); err != nil {
@@ -437,14 +449,17 @@ func answered(rrs []dns.RR, name string) bool {
 	return false
 }
 
-// challengeLabel reports whether name is a single label directly below
-// the zone (where registered subdomains live) and returns that label.
+// challengeLabel reports whether name is where the record source may hold
+// values and returns it relative to the zone: a single label directly
+// below the zone (where registered subdomains live), or a name whose first
+// label starts with an underscore (where the broker answers its own dns-01
+// challenges: _acme-challenge, _acme-challenge.api).
 func (h *Handler) challengeLabel(name string) (string, bool) {
 	if len(name) <= len(h.origin)+1 {
 		return "", false
 	}
 	label := name[:len(name)-len(h.origin)-1]
-	if strings.IndexByte(label, '.') >= 0 || strings.IndexByte(label, '\\') >= 0 {
+	if strings.IndexByte(label, '\\') >= 0 || (label[0] != '_' && strings.IndexByte(label, '.') >= 0) {
 		return "", false
 	}
 	return label, true

@@ -119,3 +119,32 @@ func DecodeAllowFrom(s string) ([]netip.Prefix, error) {
 	}
 	return ps, nil
 }
+
+// IsOwnName reports whether s is an own name: a name relative to the zone
+// at which the broker serves TXT records of its own (its dns-01 challenge
+// "_acme-challenge", or "_acme-challenge.api" for api.<zone>), never an
+// account's. Its first label starts with an underscore, which no
+// subdomain (IsLabel) can; the labels after it are subdomain-like.
+func IsOwnName(s string) bool {
+	if len(s) < 2 || len(s) > 200 || s[0] != '_' {
+		return false
+	}
+	first, rest, more := strings.Cut(s, ".")
+	if len(first) > 63 {
+		return false
+	}
+	for i := 1; i < len(first); i++ {
+		c := first[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	for more {
+		var l string
+		l, rest, more = strings.Cut(rest, ".")
+		if !IsLabel(l) {
+			return false
+		}
+	}
+	return true
+}

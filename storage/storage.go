@@ -119,8 +119,9 @@ func (p TXTPolicy) Keep(recs []TXTRecord, now time.Time) []TXTRecord {
 	return recs[:n]
 }
 
-// Subdomain is one registered subdomain with its current TXT values and
-// persist records, as loaded at start-up.
+// Subdomain is one registered subdomain (or own name, IsOwnName) with its
+// current TXT values and persist records (an own name has none), as loaded
+// at start-up.
 type Subdomain struct {
 	Name    string
 	Records []TXTRecord     // newest first
@@ -153,6 +154,19 @@ type Store interface {
 	// values kept, newest first, with the zone serial after the change.
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
 
+	// SetOwnTXT is SetTXT for an own name (IsOwnName: where the broker
+	// serves its own dns-01 challenge values), which no account holds.
+	// The values are part of the zone like an account's: Snapshot,
+	// Subdomain and PruneTXT take own names too, and other nodes are told
+	// of the change.
+	SetOwnTXT(ctx context.Context, name, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
+
+	// DeleteOwnTXT removes value from the own name's values and returns
+	// the values left, newest first, with the zone serial after the
+	// change (at is the time of the change). If value was not there
+	// nothing changes and serial is 0.
+	DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) (recs []TXTRecord, serial uint32, err error)
+
 	// PruneTXT deletes the values of subdomain that policy no longer keeps
 	// at time now and returns how many it deleted. When it deletes any, the
 	// zone serial moves and is returned (DNS stopped serving them when they
@@ -162,8 +176,8 @@ type Store interface {
 	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy TXTPolicy) (n int, serial uint32, err error)
 
 	// Snapshot calls fn once per registered subdomain (with its TXT values,
-	// newest first, and its persist records) and returns the current zone
-	// serial. Used at start-up.
+	// newest first, and its persist records), then once per own name that
+	// holds values, and returns the current zone serial. Used at start-up.
 	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)
 
 	// SetPersist stores rec (checked with rec.CheckSet) among
@@ -237,8 +251,9 @@ type Store interface {
 	SetDisabled(ctx context.Context, username string, disabled bool) error
 
 	// Subdomain returns one registered subdomain with its values, newest
-	// first, its persist records, and the zone serial, read together. ErrNotFound if no account
-	// has it. A node uses it to refresh a subdomain another node changed.
+	// first, its persist records, and the zone serial, read together.
+	// ErrNotFound if no account has it (for an own name: if it holds no
+	// value). A node uses it to refresh a subdomain another node changed.
 	Subdomain(ctx context.Context, name string) (Subdomain, uint32, error)
 
 	// GetValue returns the named value (values.go), or ErrNotFound.

@@ -15,6 +15,7 @@
 package acmetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -61,6 +62,9 @@ type Options struct {
 	// clients that do not retry a badNonce error (dehydrated 0.7.0) or retry
 	// it only once (certbot).
 	NoBadNonce bool
+	// EAB makes Pebble require external account binding, with these
+	// key IDs and their base64url HMAC keys.
+	EAB map[string]string
 	// VASleep, when positive, lets Pebble's VA sleep a random 0 to VASleep
 	// seconds before each validation, as a CA that takes its time does
 	// (by default it validates at once).
@@ -128,7 +132,7 @@ func Start(tb testing.TB, o Options) *Env {
 	}
 	ub.stopOnCleanup(tb)
 
-	pb, err := startPebble(tb, tl, dir, ub.addr, roots, pebbleEnv(o))
+	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o)
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
@@ -362,4 +366,30 @@ func parsePool(pemBytes []byte) (*x509.CertPool, error) {
 		return nil, errors.New("no PEM certificate found")
 	}
 	return pool, nil
+}
+
+// SetRenewalInfo makes Pebble answer renewal information (ARI) requests
+// for the certificate in certPEM with the window start-end, as a CA does
+// when it wants certificates renewed early (Pebble's /set-renewal-info).
+func (e *Env) SetRenewalInfo(tb testing.TB, certPEM []byte, start, end time.Time) {
+	tb.Helper()
+	ari, err := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]string{"Certificate": string(certPEM), "ARIResponse": string(ari)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	client := newHTTPClient(e.CARoots, 10*time.Second)
+	defer client.CloseIdleConnections()
+	res, err := client.Post(e.ManagementURL+"/set-renewal-info/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatalf("acmetest: set renewal info: %v", err)
+	}
+	defer res.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
+	if res.StatusCode != http.StatusOK {
+		tb.Fatalf("acmetest: set renewal info: %s: %s", res.Status, msg)
+	}
 }

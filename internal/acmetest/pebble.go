@@ -26,6 +26,7 @@ type pebbleConfig struct {
 		PrivateKey                     string                   `json:"privateKey"`
 		OCSPResponderURL               string                   `json:"ocspResponderURL"`
 		ExternalAccountBindingRequired bool                     `json:"externalAccountBindingRequired"`
+		ExternalAccountMACKeys         map[string]string        `json:"externalAccountMACKeys,omitempty"`
 		KeyAlgorithm                   string                   `json:"keyAlgorithm"`
 		RetryAfter                     pebbleRetryAfter         `json:"retryAfter"`
 		Profiles                       map[string]pebbleProfile `json:"profiles"`
@@ -75,12 +76,12 @@ type pebble struct {
 // until both its ACME directory and its management interface answer. Free
 // ports are picked by binding and closing, so another program can take one
 // in between: then the whole start is retried.
-func startPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, env []string) (*pebble, error) {
+func startPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, o Options) (*pebble, error) {
 	tb.Helper()
 	const attempts = 3
 	var lastErr error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		pb, retry, err := tryPebble(tb, tools, dir, resolver, roots, env, attempt)
+		pb, retry, err := tryPebble(tb, tools, dir, resolver, roots, o, attempt)
 		if err == nil {
 			return pb, nil
 		}
@@ -93,7 +94,7 @@ func startPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.
 	return nil, lastErr
 }
 
-func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, env []string, attempt int) (pb *pebble, retry bool, err error) {
+func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, o Options, attempt int) (pb *pebble, retry bool, err error) {
 	// listen, management, and the ports the VA would connect to for
 	// http-01 and tls-alpn-01 (unused for dns-01, but must be set).
 	ports, err := freeTCPPorts(4)
@@ -107,7 +108,8 @@ func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.Ce
 	c.Pebble.TLSPort = ports[3]
 	c.Pebble.Certificate = filepath.Join(tools.pebbleCerts, "localhost", "cert.pem")
 	c.Pebble.PrivateKey = filepath.Join(tools.pebbleCerts, "localhost", "key.pem")
-	c.Pebble.ExternalAccountBindingRequired = false
+	c.Pebble.ExternalAccountBindingRequired = len(o.EAB) > 0
+	c.Pebble.ExternalAccountMACKeys = o.EAB
 	c.Pebble.KeyAlgorithm = "ecdsa" // its CA keys are made at start-up: ECDSA is much quicker than RSA
 	c.Pebble.RetryAfter = pebbleRetryAfter{Authz: 1, Order: 1}
 	c.Pebble.Profiles = map[string]pebbleProfile{
@@ -123,7 +125,7 @@ func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.Ce
 	}
 
 	outPath := filepath.Join(dir, fmt.Sprintf("pebble-%d.out", attempt))
-	p, err := startProcess("pebble", dir, outPath, env, tools.pebble,
+	p, err := startProcess("pebble", dir, outPath, pebbleEnv(o), tools.pebble,
 		"-config", conf, "-dnsserver", resolver)
 	if err != nil {
 		return nil, false, err

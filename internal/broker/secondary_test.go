@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -57,36 +56,10 @@ func hiddenPrimary(t *testing.T, db, notify string) config.Config {
 }
 
 // runBroker runs a broker until the returned stop is called (or the test
-// ends).
+// ends); its log is shown if the test fails.
 func runBroker(t *testing.T, cfg config.Config) (broker.Ready, func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan broker.Ready, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- broker.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(r broker.Ready) { readyc <- r })
-	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("broker: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case r := <-readyc:
-		return r, stop
-	case err := <-done:
-		stopped = true
-		t.Fatalf("broker failed to start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("broker did not start within 30 s")
-	}
-	return broker.Ready{}, nil
+	return runLogged(t, "", cfg)
 }
 
 // seed stores n accounts bulk-0... with two values each, from several

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/client"
+	"github.com/acmebroker/acmebroker/internal/apitls"
 )
 
 const defaultCA = "https://acme-v02.api.letsencrypt.org/directory"
@@ -381,23 +380,11 @@ func clientCheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // caHTTPClient trusts the system roots plus the PEM file at caRoot.
 func caHTTPClient(caRoot string) (*http.Client, error) {
-	if caRoot == "" {
-		return &http.Client{Timeout: 60 * time.Second}, nil
-	}
-	pem, err := os.ReadFile(caRoot)
+	hc, err := apitls.CAHTTPClient(caRoot)
 	if err != nil {
 		return nil, fmt.Errorf("--ca-root: %w", err)
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca-root %s holds no PEM certificate", caRoot)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Timeout: 60 * time.Second, Transport: tr}, nil
+	return hc, nil
 }
 
 func clientObtain(ctx context.Context, args []string, stdout, stderr io.Writer) error {

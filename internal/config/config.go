@@ -257,10 +257,18 @@ type RRL struct {
 type API struct {
 	// Listen is the API's host:port.
 	Listen string `toml:"listen"`
-	// TLS: "none" (plain HTTP, e.g. behind a reverse proxy) or "cert" (CertFile + KeyFile).
+	// TLS: "none" (plain HTTP, e.g. behind a reverse proxy), "cert"
+	// (CertFile + KeyFile, re-read when they change and on SIGHUP) or
+	// "acme" (a certificate from an ACME CA for names in the zone, whose
+	// dns-01 challenges the broker answers itself: [api.acme]).
 	TLS      string `toml:"tls"`
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// CertCheckInterval (tls = "cert"): how often the files are checked
+	// for a change. Default 30s.
+	CertCheckInterval Duration `toml:"cert_check_interval"`
+	// ACME configures tls = "acme".
+	ACME ACME `toml:"acme"`
 	// Registration says who may call POST /register: "open" (anyone, as
 	// acme-dns), "token" (an Authorization: Bearer token made with
 	// `acmebroker token create`) or "disabled" (the route does not exist).
@@ -291,6 +299,52 @@ type API struct {
 	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
 	BasePath string `toml:"base_path"`
 }
+
+// ACME configures the API's own certificate from an ACME CA (api.tls =
+// "acme"). The certificate, its key and the ACME account are kept in the
+// database: a restart does not issue again, and nodes sharing one
+// PostgreSQL database share one certificate.
+type ACME struct {
+	// Directory is the CA's ACME directory URL. Default Let's Encrypt's
+	// production directory (LetsEncryptDirectory).
+	Directory string `toml:"directory"`
+	// Email is the ACME account's contact (expiry and incident notices); "" none.
+	Email string `toml:"email"`
+	// Names are the certificate's names, all inside dns.zone ("*.<name>"
+	// for a wildcard); the first is its subject. Default: the zone's apex.
+	Names []string `toml:"names"`
+	// CARoot is a PEM file of a root to trust for the CA's own TLS
+	// certificate (a private CA), besides the system roots.
+	CARoot string `toml:"ca_root"`
+	// EABKID and EABHMAC are the external account binding (key ID and
+	// base64url HMAC key) of CAs that require one.
+	EABKID  string `toml:"eab_kid"`
+	EABHMAC string `toml:"eab_hmac"`
+	// Profile asks the CA for a certificate profile it offers (e.g.
+	// "shortlived"); "" the CA's default.
+	Profile string `toml:"profile"`
+	// KeyType is the certificate's key: ec256 (default), ec384, rsa2048,
+	// rsa3072 or rsa4096.
+	KeyType string `toml:"key_type"`
+	// CheckInterval is how often each node looks at the database for a
+	// certificate another node obtained and for renewal coming due.
+	// Default 1m.
+	CheckInterval Duration `toml:"check_interval"`
+	// Nameservers (ip:port) are asked, before the CA is, until each serves
+	// the challenge value. Empty: the zone's name servers from the NS
+	// records in dns.records (or dns.nsname), on port 53.
+	Nameservers []string `toml:"nameservers"`
+	// PropagationTimeout bounds that wait; "0s" asks the CA at once.
+	// Default 2m.
+	PropagationTimeout Duration `toml:"propagation_timeout"`
+}
+
+// ACME directories acme-dns configs name with tls = "letsencrypt" and
+// "letsencryptstaging".
+const (
+	LetsEncryptDirectory        = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStagingDirectory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+)
 
 // Storage selects the database.
 type Storage struct {
@@ -377,8 +431,17 @@ func Default() Config {
 			},
 		},
 		API: API{
-			Listen:        "127.0.0.1:8080",
-			TLS:           "none",
+			Listen:            "127.0.0.1:8080",
+			TLS:               "none",
+			CertCheckInterval: Duration{30 * time.Second},
+			ACME: ACME{
+				Directory:          LetsEncryptDirectory,
+				KeyType:            "ec256",
+				CheckInterval:      Duration{time.Minute},
+				Names:              []string{},
+				Nameservers:        []string{},
+				PropagationTimeout: Duration{2 * time.Minute},
+			},
 			Registration:  "open",
 			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,
 			BcryptPerSecond: 5,
@@ -553,8 +616,13 @@ func (c *Config) Validate() error {
 		if c.API.KeyFile == "" {
 			bad("api.key_file", "required when api.tls = \"cert\"")
 		}
+		if d := c.API.CertCheckInterval.Duration; d < 100*time.Millisecond || d > 24*time.Hour {
+			bad("api.cert_check_interval", "%s is out of range: 100ms to 24h (e.g. \"30s\")", d)
+		}
+	case "acme":
+		c.API.ACME.validate(c.DNS.Zone, bad)
 	default:
-		bad("api.tls", "%q is not one of \"none\", \"cert\"", c.API.TLS)
+		bad("api.tls", "%q is not one of \"none\", \"cert\", \"acme\"", c.API.TLS)
 	}
 	switch c.API.Registration {
 	case "open", "disabled", "token":

@@ -211,3 +211,13 @@ func (s *store) TryLock(ctx context.Context, name, owner string, at time.Time, t
 func (s *store) Unlock(ctx context.Context, name, owner string) error {
 	return s.observe("unlock", s.inner.Unlock(ctx, name, owner))
 }
+
+func (s *store) SetOwnTXT(ctx context.Context, name, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error) {
+	recs, serial, err := s.inner.SetOwnTXT(ctx, name, value, at, p)
+	return recs, serial, s.observe("set_own_txt", err)
+}
+
+func (s *store) DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) ([]storage.TXTRecord, uint32, error) {
+	recs, serial, err := s.inner.DeleteOwnTXT(ctx, name, value, at)
+	return recs, serial, s.observe("delete_own_txt", err)
+}

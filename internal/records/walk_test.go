@@ -364,3 +364,28 @@ func TestLateChangeAfterTransfer(t *testing.T) {
 		t.Fatalf("Diff(12) = %v %v; want %v", diffMap(d), ok, want)
 	}
 }
+
+// TestOwnNamesTransferred: the broker's own challenge values (own names,
+// several labels deep) go out in full and incremental transfers like an
+// account's, and their removal too.
+func TestOwnNamesTransferred(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.DefaultTXTPolicy, func() time.Time { return now })
+	x.EnableJournal(100)
+	x.Set("3f1c1d0e-0000-4000-8000-000000000000", recs(now, 0), 10)
+	x.Set("_acme-challenge.api", vals(now, "own-1"), 11)
+	x.Set("_acme-challenge", vals(now, "own-2", "own-3"), 12)
+	serial, all := walkAll(x)
+	if serial != 12 || !slices.Equal(all["_acme-challenge.api"], []string{"own-1"}) || len(all["_acme-challenge"]) != 2 {
+		t.Fatalf("walk at %d: %v", serial, all)
+	}
+	x.Remove("_acme-challenge.api", 13)
+	got, diffs, ok := x.Diff(11)
+	if !ok || got != 13 {
+		t.Fatalf("diff from 11: %d %v", got, ok)
+	}
+	want := map[string]string{"_acme-challenge.api": "[own-1] []", "_acme-challenge": "[] [own-2 own-3]"}
+	if d := diffMap(diffs); fmt.Sprint(d) != fmt.Sprint(want) {
+		t.Fatalf("diff from 11 = %v, want %v", d, want)
+	}
+}

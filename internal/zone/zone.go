@@ -37,6 +37,8 @@ type Store interface {
 	CreateAccount(ctx context.Context, a storage.Account) (uint32, error)
 	CreateAccountWithToken(ctx context.Context, a storage.Account, tokenID string) (uint32, error)
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
+	SetOwnTXT(ctx context.Context, name, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
+	DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) ([]storage.TXTRecord, uint32, error)
 	PruneTXT(ctx context.Context, subdomain string, now time.Time, p storage.TXTPolicy) (int, uint32, error)
 	SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, uint32, error)
 	DeletePersist(ctx context.Context, subdomain, issuer string) ([]storage.PersistRecord, uint32, error)
@@ -189,6 +191,72 @@ func (w *Writer) SetTXT(ctx context.Context, subdomain, value string) ([]storage
 	}
 	w.view.Set(subdomain, recs, serial)
 	return recs, nil
+}
+
+// OwnChallengeName is the own name (storage.IsOwnName) at which the broker
+// answers the dns-01 challenges of domain, a name inside zone (a wildcard
+// "*.<name>" is validated at <name>): "_acme-challenge" for the apex,
+// "_acme-challenge.api" for api.<zone>.
+func OwnChallengeName(zone, domain string) (string, error) {
+	z := strings.ToLower(strings.TrimSuffix(zone, "."))
+	d := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(domain, "*."), "."))
+	name := "_acme-challenge"
+	switch {
+	case d == z:
+	case strings.HasSuffix(d, "."+z):
+		name += "." + strings.TrimSuffix(d, "."+z)
+	default:
+		return "", fmt.Errorf("zone: %s is not inside the zone %s: the broker answers dns-01 challenges for its own zone only", domain, zone)
+	}
+	if !storage.IsOwnName(name) {
+		return "", fmt.Errorf("zone: %s: %w (letters, digits and hyphens, one label after another)", domain, ErrBadName)
+	}
+	return name, nil
+}
+
+// SetOwnChallenge serves value at _acme-challenge.<domain> (domain inside
+// the zone; see OwnChallengeName): the broker answering a dns-01 challenge
+// for its own certificate. The value is stored first, so every node on the
+// database and every secondary serves it, like an account's value.
+func (w *Writer) SetOwnChallenge(ctx context.Context, domain, value string) error {
+	name, err := OwnChallengeName(w.cfg.Zone, domain)
+	if err != nil {
+		return err
+	}
+	if !storage.IsDNS01Value(value) {
+		return fmt.Errorf("zone: own challenge for %s: the value is not a dns-01 value (43 base64url characters)", domain)
+	}
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.SetOwnTXT(ctx, name, value, w.cfg.Now(), w.cfg.Policy)
+	if err != nil {
+		return err
+	}
+	w.view.Set(name, recs, serial)
+	return nil
+}
+
+// ClearOwnChallenge stops serving value at _acme-challenge.<domain>; once
+// no value is left the name is gone (NXDOMAIN). A value not served is no
+// error.
+func (w *Writer) ClearOwnChallenge(ctx context.Context, domain, value string) error {
+	name, err := OwnChallengeName(w.cfg.Zone, domain)
+	if err != nil {
+		return err
+	}
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.DeleteOwnTXT(ctx, name, value, w.cfg.Now())
+	switch {
+	case err != nil:
+		return err
+	case serial == 0: // nothing deleted
+	case len(recs) == 0:
+		w.view.Remove(name, serial)
+	default:
+		w.view.Set(name, recs, serial)
+	}
+	return nil
 }
 
 // SetPersist sets a dns-persist-01 record of subdomain (replacing the one

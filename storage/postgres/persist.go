@@ -26,7 +26,7 @@ func (s *Store) SetPersist(ctx context.Context, subdomain string, rec storage.Pe
 		serial uint32
 	)
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockSubdomain(ctx, tx, subdomain); err != nil {
+		if err := lockName(ctx, tx, subdomain); err != nil {
 			return err
 		}
 		var err error
@@ -65,7 +65,7 @@ func (s *Store) DeletePersist(ctx context.Context, subdomain, issuer string) ([]
 	)
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
 		recs, serial = nil, 0 // a retried transaction starts over
-		if err := lockSubdomain(ctx, tx, subdomain); err != nil {
+		if err := lockName(ctx, tx, subdomain); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM persist_records WHERE subdomain = $1 AND issuer = $2`, subdomain, issuer)

@@ -130,19 +130,29 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		}
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
 	}
-	var one int
-	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE subdomain = ?`, name).Scan(&one); err != nil {
-		// ErrNoRows -> ErrNotFound, with the serial: a node removing the
-		// subdomain applies it at that serial (internal/nodesync).
-		return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, err)
+	own := storage.IsOwnName(name)
+	if !own {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE subdomain = ?`, name).Scan(&one); err != nil {
+			// ErrNoRows -> ErrNotFound, with the serial: a node removing the
+			// subdomain applies it at that serial (internal/nodesync).
+			return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, err)
+		}
 	}
-	rows, err := tx.QueryContext(ctx, valuesQuery, name)
+	rows, err := tx.QueryContext(ctx, txtQueries(name).values, name)
 	if err != nil {
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
 	}
 	recs, err := scanRecords(rows)
 	if err != nil {
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	if own {
+		if len(recs) == 0 {
+			// An own name exists while it holds values.
+			return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, storage.ErrNotFound)
+		}
+		return storage.Subdomain{Name: name, Records: recs}, uint32(serial), nil
 	}
 	persist, err := persistOf(ctx, tx, name)
 	if err != nil {

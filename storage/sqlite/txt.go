@@ -66,7 +66,8 @@ func setTXT(ctx context.Context, c *sql.Conn, sub, value string, at time.Time, p
 // trimTXT deletes the values of sub that policy no longer keeps at time at
 // and returns the kept ones, newest first, and how many it deleted.
 func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, int, error) {
-	rows, err := c.QueryContext(ctx, valuesQuery, sub)
+	q := txtQueries(sub)
+	rows, err := c.QueryContext(ctx, q.values, sub)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -76,7 +77,7 @@ func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy 
 	}
 	kept := policy.Keep(recs, at)
 	for _, r := range recs[len(kept):] {
-		if _, err := c.ExecContext(ctx, `DELETE FROM txt_records WHERE subdomain = ? AND value = ?`, sub, r.Value); err != nil {
+		if _, err := c.ExecContext(ctx, q.delete, sub, r.Value); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -117,6 +118,23 @@ func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, p
 // valuesQuery reads one subdomain's values through the primary key
 // (subdomain, value); scanRecords puts them newest first.
 const valuesQuery = `SELECT value, updated_at FROM txt_records WHERE subdomain = ?`
+
+// txtStatements read and delete the values of one name.
+type txtStatements struct{ values, delete string }
+
+var (
+	accountTXT = txtStatements{valuesQuery, `DELETE FROM txt_records WHERE subdomain = ? AND value = ?`}
+	ownTXT     = txtStatements{`SELECT value, updated_at FROM own_txt WHERE subdomain = ?`, `DELETE FROM own_txt WHERE subdomain = ? AND value = ?`}
+)
+
+// txtQueries returns the statements for name's values: own names
+// (storage.IsOwnName) have their own table (migration 0008).
+func txtQueries(name string) txtStatements {
+	if storage.IsOwnName(name) {
+		return ownTXT
+	}
+	return accountTXT
+}
 
 // newestFirst orders a subdomain's values newest first, equal times by
 // value: the order of TXTPolicy.Keep and of every answer.
@@ -268,6 +286,12 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		if err := fn(cur); err != nil {
 			return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 		}
+	}
+	if err := ownSnapshot(ctx, tx, fn); err != nil {
+		if cb, ok := err.(*callbackError); ok {
+			return 0, fmt.Errorf("sqlite: %s: %w", op, cb.err)
+		}
+		return 0, wrapErr(ctx, op, err)
 	}
 	return uint32(serial), nil
 }

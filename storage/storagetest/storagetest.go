@@ -110,6 +110,8 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Value/BadInput", s.valueBadInput},
 		{"Lease/Exclusive", s.leaseExclusive},
 		{"Lease/Race", s.leaseRace},
+		{"OwnTXT", s.ownTXT},
+		{"OwnTXT/Prune", s.ownPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
