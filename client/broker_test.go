@@ -18,6 +18,9 @@ import (
 	"github.com/acmebroker/acmebroker/storage/sqlite"
 )
 
+// brokerZone is the zone of the brokers these tests run.
+const brokerZone = "auth.example.test"
+
 // apiServer is the real API on a real SQLite store, over HTTP.
 func apiServer(t *testing.T, basePath string, disableReg bool) (*httptest.Server, *records.Index) {
 	t.Helper()

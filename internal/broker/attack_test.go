@@ -61,13 +61,7 @@ func TestLoadAndAttack(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < 2*(apiConns+dnsConns) {
 		testenv.Skipf(t, "needs an open-files limit of %d (ulimit -n), have %d (%v)", 2*(apiConns+dnsConns), lim.Cur, err)
 	}
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(memDir(t), "broker.db")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := brokertest.Config(t, "", func(c *config.Config) { c.Storage.DSN = filepath.Join(memDir(t), "broker.db") })
 	rd := brokertest.Start(t, cfg)
 	apiAddr := strings.TrimPrefix(rd.API, "http://")
 

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,18 +25,7 @@ import (
 
 func metricsConfig(t *testing.T, listen string) config.Config {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.DNS.Zone = "auth.example.test"
-	cfg.DNS.NSName = "ns1.auth.example.test"
-	cfg.DNS.Records = []string{"auth.example.test. NS ns1.auth.example.test.", "ns1.auth.example.test. A 127.0.0.1"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	cfg.Metrics.Listen = listen
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return brokertest.Config(t, "auth.example.test", func(c *config.Config) { c.Metrics.Listen = listen })
 }
 
 // scrape fetches url and parses the text exposition.

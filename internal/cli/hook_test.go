@@ -16,7 +16,6 @@ import (
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/broker"
 	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
-	"github.com/acmebroker/acmebroker/internal/config"
 )
 
 const (
@@ -106,18 +105,7 @@ func TestHookArguments(t *testing.T) {
 
 func startHookBroker(t *testing.T) broker.Ready {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.DNS.Zone = "auth.example.test"
-	cfg.DNS.NSName = "ns1.auth.example.test"
-	cfg.DNS.NSAdmin = "hostmaster.example.test"
-	cfg.DNS.Records = []string{"auth.example.test. NS ns1.auth.example.test.", "ns1.auth.example.test. A 127.0.0.1"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return brokertest.Start(t, cfg)
+	return brokertest.Start(t, brokertest.Config(t, "auth.example.test", nil))
 }
 
 func servedTXT(t *testing.T, server, name string) []string {

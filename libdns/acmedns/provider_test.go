@@ -33,17 +33,10 @@ const (
 
 func startBroker(t *testing.T, dnsListen string) broker.Ready {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{dnsListen}
-	cfg.DNS.Zone, cfg.DNS.NSName, cfg.DNS.NSAdmin = brokerZone, "ns1."+brokerZone, "hostmaster."+customerZone
-	cfg.DNS.Records = []string{brokerZone + ". NS ns1." + brokerZone + ".", "ns1." + brokerZone + ". A 127.0.0.1"}
-	cfg.DNS.RRL.Enabled = false
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return brokertest.Start(t, cfg)
+	return brokertest.Start(t, brokertest.Config(t, brokerZone, func(c *config.Config) {
+		c.DNS.Listen = []string{dnsListen}
+		c.DNS.RRL.Enabled = false
+	}))
 }
 
 // served asks the broker's DNS server for name's TXT values.

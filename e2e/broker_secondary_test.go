@@ -1,4 +1,4 @@
-package broker_test
+package e2e_test
 
 // What the NSD, Knot and BIND tests share: a broker configured as hidden
 // primary, real secondaries run as child processes on 127.0.0.1, and the
@@ -25,6 +25,7 @@ import (
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/broker"
+	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/storage"
 	"github.com/acmebroker/acmebroker/storage/sqlite"
@@ -39,27 +40,22 @@ const (
 // with a TSIG key and to NOTIFY the secondary at notify.
 func hiddenPrimary(t *testing.T, db, notify string) config.Config {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = db
-	cfg.DNS.Transfer = config.Transfer{
-		AllowFrom: []string{"127.0.0.1/32"},
-		Keys:      []config.TSIGKey{{Name: xfrKeyName, Algorithm: "hmac-sha256", Secret: xfrKeySecret}},
-		Notify:    []string{notify},
-		NotifyKey: xfrKeyName,
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return brokertest.Config(t, "", func(c *config.Config) {
+		c.Storage.DSN = db
+		c.DNS.Transfer = config.Transfer{
+			AllowFrom: []string{"127.0.0.1/32"},
+			Keys:      []config.TSIGKey{{Name: xfrKeyName, Algorithm: "hmac-sha256", Secret: xfrKeySecret}},
+			Notify:    []string{notify},
+			NotifyKey: xfrKeyName,
+		}
+	})
 }
 
 // runBroker runs a broker until the returned stop is called (or the test
 // ends); its log is shown if the test fails.
 func runBroker(t *testing.T, cfg config.Config) (broker.Ready, func()) {
 	t.Helper()
-	return runLogged(t, "", cfg)
+	return brokertest.Run(t, cfg)
 }
 
 // seed stores n accounts bulk-0... with two values each, from several

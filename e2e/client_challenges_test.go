@@ -1,4 +1,4 @@
-package client_test
+package e2e_test
 
 // End-to-end tests of the three DNS challenge types of the bundled client
 // (issue 15): each issues apex + wildcard from Pebble through unbound and
@@ -19,9 +19,6 @@ import (
 
 	"github.com/acmebroker/acmebroker/client"
 )
-
-// pebbleIssuer is Pebble's issuer-domain-name (its caaIdentities).
-const pebbleIssuer = "pebble.letsencrypt.org"
 
 // validatedTypes reads back from the CA, for the order that issued the
 // certificate name, the type of the challenge that validated each of its

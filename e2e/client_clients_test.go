@@ -1,4 +1,4 @@
-package client_test
+package e2e_test
 
 // End-to-end tests of the ACME clients people already run (certbot,
 // dehydrated, lego) getting certificates through the broker, on the same

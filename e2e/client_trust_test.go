@@ -1,4 +1,4 @@
-package client_test
+package e2e_test
 
 // End-to-end tests of the defects of issue 13 ("the client, trustworthy as
 // certbot"), each against the real broker, Pebble and unbound: concurrent

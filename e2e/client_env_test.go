@@ -1,4 +1,4 @@
-package client_test
+package e2e_test
 
 // The set-up shared by the end-to-end tests of the bundled client: a real
 // broker, Pebble and unbound (internal/acmetest), a state directory with a
@@ -147,12 +147,6 @@ func (e *clientEnv) fork(t testing.TB) *clientEnv {
 	f.r.common[slices.Index(f.r.common, "--state-dir")+1] = f.state
 	return &f
 }
-
-// TSIG key of the NSD secondary's transfers and NOTIFY (envOptions.nsd).
-const (
-	xfrKeyName   = "xfr-key"
-	xfrKeySecret = "Zm9yLXRoZS10ZXN0LW9ubHktbm90LWEtcmVhbC1zZWNyZXQ="
-)
 
 // waitFor polls cond every 20 ms until it holds, failing the test after
 // timeout.

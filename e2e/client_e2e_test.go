@@ -1,4 +1,4 @@
-package client_test
+package e2e_test
 
 import (
 	"bytes"
@@ -43,21 +43,7 @@ func startBrokerWith(t testing.TB, mod func(*config.Config)) broker.Ready {
 // stops the broker (API and DNS) before the test ends.
 func runBrokerWith(t testing.TB, mod func(*config.Config)) (broker.Ready, func()) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.DNS.Zone = brokerZone
-	cfg.DNS.NSName = "ns1." + brokerZone
-	cfg.DNS.NSAdmin = "hostmaster." + customerZone
-	cfg.DNS.Records = []string{brokerZone + ". NS ns1." + brokerZone + ".", "ns1." + brokerZone + ". A 127.0.0.1"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	if mod != nil {
-		mod(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return brokertest.Run(t, cfg)
+	return brokertest.Run(t, brokertest.Config(t, brokerZone, mod))
 }
 
 type runner struct {
@@ -66,10 +52,17 @@ type runner struct {
 }
 
 func (r runner) run(cmd string, args ...string) (string, string, int) {
-	var out, errb bytes.Buffer
 	// cmd may be two words ("persist list"): the flags go after both.
 	full := append(append([]string{"client"}, strings.Fields(cmd)...), append(append([]string{}, r.common...), args...)...)
-	code := cli.Run(context.Background(), full, &out, &errb)
+	return runCLI(r.t, full...)
+}
+
+// runCLI runs the acmebroker command line in process: its output and exit
+// code.
+func runCLI(t testing.TB, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Run(context.Background(), args, &out, &errb)
 	return out.String(), errb.String(), code
 }
 

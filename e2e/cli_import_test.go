@@ -1,4 +1,4 @@
-package cli
+package e2e_test
 
 import (
 	"crypto/x509"
@@ -25,12 +25,12 @@ func TestImportedAccountIssues(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	dir := t.TempDir()
-	cfgPath := writeBrokerConfig(t, dir)
+	cfgPath := brokertest.ConfigFile(t, brokertest.Config(t, "auth.example.test", nil))
 	a := acmednstest.Good()
 	a.AllowFrom = acmednstest.Str(`["127.0.0.0/8"]`)
 	src := filepath.Join(dir, "acme-dns.db")
 	acmednstest.WriteSQLite(t, src, false, []acmednstest.Account{a}, nil)
-	if out, errs, code := run(t, "import", "acme-dns", "--from", src, "-config", cfgPath); code != 0 {
+	if out, errs, code := runCLI(t, "import", "acme-dns", "--from", src, "-config", cfgPath); code != 0 {
 		t.Fatalf("import: %d\n%s\n%s", code, out, errs)
 	}
 	cfg, err := config.Load(cfgPath)
@@ -55,7 +55,7 @@ func TestImportedAccountIssues(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(state, "accounts.json"), creds, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, errs, code := run(t, "client", "obtain", "-d", "example.test", "-d", "*.example.test",
+	out, errs, code := runCLI(t, "client", "obtain", "-d", "example.test", "-d", "*.example.test",
 		"--ca", env.CAURL, "--ca-root", env.CARootPEM, "--email", "admin@example.test",
 		"--state-dir", state, "--resolver", env.ResolverAddr, "--nameserver", rd.DNS[0])
 	if code != 0 {

@@ -1,4 +1,4 @@
-package broker_test
+package e2e_test
 
 // dns-persist-01 and dns-account-01 against real peers: Pebble (which
 // implements both), unbound following the customer's CNAMEs, NSD as
@@ -31,17 +31,14 @@ import (
 	"github.com/acmebroker/acmebroker/api"
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/acmetest"
-	"github.com/acmebroker/acmebroker/internal/config"
+	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/testenv"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
-const (
-	customerZone = "example.test"
-	// pebbleIssuer is Pebble's issuer-domain-name (its default
-	// caaIdentities).
-	pebbleIssuer = "pebble.letsencrypt.org"
-)
+// pebbleIssuer is Pebble's issuer-domain-name (its default
+// caaIdentities).
+const pebbleIssuer = "pebble.letsencrypt.org"
 
 // persistCall calls /persist as a (path "" or "/<issuer>") and returns the
 // status and, for a 200, the list.
@@ -335,13 +332,7 @@ func TestDNSAccount01WildcardCNAME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := brokertest.Config(t, "", nil)
 	rd, _ := runBroker(t, cfg)
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: rd.DNS[0], BrokerZone: cfg.DNS.Zone, CustomerZone: customerZone, NoBadNonce: true})
 	brokerAPI := &client.BrokerClient{}

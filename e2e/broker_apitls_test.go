@@ -1,4 +1,4 @@
-package broker_test
+package e2e_test
 
 import (
 	"context"
@@ -24,9 +24,9 @@ import (
 
 	"github.com/acmebroker/acmebroker/internal/acmetest"
 	"github.com/acmebroker/acmebroker/internal/broker"
+	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/pgtest"
-	"github.com/acmebroker/acmebroker/internal/syncbuf"
 )
 
 // writePair writes a self-signed certificate with the given serial and its
@@ -122,15 +122,10 @@ func TestAPICertFilesReload(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	writePair(t, certFile, keyFile, 1, false)
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(dir, "b.db")
-	cfg.API.TLS, cfg.API.CertFile, cfg.API.KeyFile = "cert", certFile, keyFile
-	cfg.API.CertCheckInterval = config.Duration{Duration: 100 * time.Millisecond}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := brokertest.Config(t, "", func(c *config.Config) {
+		c.API.TLS, c.API.CertFile, c.API.KeyFile = "cert", certFile, keyFile
+		c.API.CertCheckInterval = config.Duration{Duration: 100 * time.Millisecond}
+	})
 	r, _ := runBroker(t, cfg)
 	if !strings.HasPrefix(r.API, "https://") {
 		t.Fatalf("API %s is not HTTPS", r.API)
@@ -173,17 +168,12 @@ func TestAPICertACMEWaiting(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "b.db")
-	cfg.API.TLS = "acme"
-	cfg.API.ACME.Directory = "https://" + dead + "/dir"
-	cfg.API.ACME.CheckInterval = config.Duration{Duration: 100 * time.Millisecond}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := brokertest.Config(t, "", func(c *config.Config) {
+		c.Metrics.Listen = "127.0.0.1:0"
+		c.API.TLS = "acme"
+		c.API.ACME.Directory = "https://" + dead + "/dir"
+		c.API.ACME.CheckInterval = config.Duration{Duration: 100 * time.Millisecond}
+	})
 	r, _ := runBroker(t, cfg)
 	health := strings.TrimSuffix(r.Metrics, "/metrics") + "/health"
 	var body map[string]string
@@ -227,15 +217,10 @@ func TestAPICertACMEConfigConflicts(t *testing.T) {
 		{[]string{`_acme-challenge.auth.example.org. TXT "static"`}, nil},
 		{[]string{"sub.auth.example.org. NS ns.elsewhere.test."}, []string{"auth.example.org", "x.sub.auth.example.org"}},
 	} {
-		cfg := config.Default()
-		cfg.DNS.Listen = []string{"127.0.0.1:0"}
-		cfg.API.Listen = "127.0.0.1:0"
-		cfg.Storage.DSN = filepath.Join(t.TempDir(), "b.db")
-		cfg.DNS.Records = append(cfg.DNS.Records, tc.records...)
-		cfg.API.TLS, cfg.API.ACME.Names = "acme", tc.names
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		cfg := brokertest.Config(t, "", func(c *config.Config) {
+			c.DNS.Records = append(c.DNS.Records, tc.records...)
+			c.API.TLS, c.API.ACME.Names = "acme", tc.names
+		})
 		err := broker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler), func(broker.Ready) { t.Error("started") })
 		var ce *broker.ConfigError
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "api.acme.names") {
@@ -252,66 +237,20 @@ const apiZone = "auth.example.test"
 // asked) to serve each challenge value before telling the CA.
 func acmeNode(t *testing.T, env *acmetest.Env, dnsListen, asked string, names ...string) config.Config {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{dnsListen}
-	cfg.DNS.Zone, cfg.DNS.NSName, cfg.DNS.NSAdmin = apiZone, "ns1."+apiZone, "hostmaster.example.test"
-	cfg.DNS.Records = []string{apiZone + ". NS ns1." + apiZone + ".", "ns1." + apiZone + ". A 127.0.0.1"}
-	cfg.DNS.RRL.Enabled = false
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "b.db")
-	if env != nil {
-		cfg.API.TLS = "acme"
-		cfg.API.ACME.Directory = env.CAURL
-		cfg.API.ACME.CARoot = env.CARootPEM
-		cfg.API.ACME.Names = names
-		cfg.API.ACME.Email = "ops@example.test"
-		cfg.API.ACME.CheckInterval = config.Duration{Duration: 100 * time.Millisecond}
-		cfg.API.ACME.Nameservers = []string{asked}
-	}
-	return cfg
-}
-
-// runLogged runs a broker until the returned stop is called (or the test
-// ends), keeping its log (info and above) to show if the test fails, under
-// name.
-func runLogged(t *testing.T, name string, cfg config.Config) (broker.Ready, func()) {
-	t.Helper()
-	if name == "" {
-		name = "broker"
-	}
-	var buf syncbuf.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, buf.String())
+	return brokertest.Config(t, apiZone, func(c *config.Config) {
+		c.DNS.Listen = []string{dnsListen}
+		c.DNS.RRL.Enabled = false
+		c.Metrics.Listen = "127.0.0.1:0"
+		if env != nil {
+			c.API.TLS = "acme"
+			c.API.ACME.Directory = env.CAURL
+			c.API.ACME.CARoot = env.CARootPEM
+			c.API.ACME.Names = names
+			c.API.ACME.Email = "ops@example.test"
+			c.API.ACME.CheckInterval = config.Duration{Duration: 100 * time.Millisecond}
+			c.API.ACME.Nameservers = []string{asked}
 		}
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan broker.Ready, 1)
-	done := make(chan error, 1)
-	logger := slog.New(slog.NewTextHandler(&buf, nil))
-	go func() { done <- broker.Run(ctx, cfg, logger, func(r broker.Ready) { readyc <- r }) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("broker %s: %v", name, err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case r := <-readyc:
-		return r, stop
-	case err := <-done:
-		stopped = true
-		t.Fatalf("broker %s failed to start: %v", name, err)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("broker %s did not start within 30 s", name)
-	}
-	return broker.Ready{}, nil
 }
 
 func mustValidate(t *testing.T, cfg config.Config) config.Config {
@@ -343,7 +282,7 @@ func TestAPICertACME(t *testing.T) {
 	root := env.IssuerRoot(t)
 
 	start := time.Now()
-	r, stop := runLogged(t, "first", cfg)
+	r, stop := brokertest.RunNamed(t, "first", cfg)
 	addr := strings.TrimPrefix(r.API, "https://")
 	leaf := waitCert(t, addr, apiZone, root, nil, time.Minute)
 	t.Logf("first certificate served %s after the broker started (%s from start-up to ready)", time.Since(start).Round(time.Millisecond), r.Startup.Round(time.Millisecond))
@@ -373,7 +312,7 @@ func TestAPICertACME(t *testing.T) {
 
 	// A restart serves the stored certificate: no new one.
 	stop()
-	r2, _ := runLogged(t, "restarted", cfg)
+	r2, _ := brokertest.RunNamed(t, "restarted", cfg)
 	again := waitCert(t, strings.TrimPrefix(r2.API, "https://"), apiZone, root, nil, 30*time.Second)
 	if again.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatalf("after a restart the broker serves serial %s, not the stored %s: it issued again", again.SerialNumber.Text(16), renewed.SerialNumber.Text(16))
@@ -394,7 +333,7 @@ func TestAPICertACMENodes(t *testing.T) {
 		cfg.Storage.Engine, cfg.Storage.DSN = "postgres", dsn
 		return mustValidate(t, cfg)
 	}
-	rB, _ := runLogged(t, "node B", onPG(acmeNode(t, nil, "127.0.0.1:0", "")))
+	rB, _ := brokertest.RunNamed(t, "node B", onPG(acmeNode(t, nil, "127.0.0.1:0", "")))
 	env := acmetest.Start(t, acmetest.Options{BrokerDNS: rB.DNS[0], BrokerZone: apiZone, CustomerZone: "example.test"})
 	root := env.IssuerRoot(t)
 	// A waits until B serves its challenge: B hears of it through the
@@ -404,7 +343,7 @@ func TestAPICertACMENodes(t *testing.T) {
 	cfg = onPG(cfg)
 
 	start := time.Now()
-	rA, _ := runLogged(t, "node A", cfg)
+	rA, _ := brokertest.RunNamed(t, "node A", cfg)
 	addrA := strings.TrimPrefix(rA.API, "https://")
 	leaf := waitCert(t, addrA, apiZone, root, nil, time.Minute)
 	t.Logf("node A: certificate served %s after start (challenge answered by node B)", time.Since(start).Round(time.Millisecond))
@@ -412,7 +351,7 @@ func TestAPICertACMENodes(t *testing.T) {
 		t.Fatalf("key_type ec384: the certificate's key is %T", leaf.PublicKey)
 	}
 
-	rC, _ := runLogged(t, "node C", cfg)
+	rC, _ := brokertest.RunNamed(t, "node C", cfg)
 	addrC := strings.TrimPrefix(rC.API, "https://")
 	if c := waitCert(t, addrC, apiZone, root, nil, 30*time.Second); c.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Fatalf("node C serves serial %s, node A %s: it issued its own", c.SerialNumber.Text(16), leaf.SerialNumber.Text(16))
