@@ -29,6 +29,7 @@ type Accounts interface {
 	Account(ctx context.Context, username string) (storage.Account, error)
 	Token(ctx context.Context, id string) (storage.Token, error)
 	Ping(ctx context.Context) error
+	PersistRecords(ctx context.Context, subdomain string) ([]storage.PersistRecord, error)
 }
 
 // Zone makes every change the API asks for (internal/zone.Writer): durable
@@ -41,6 +42,8 @@ type Zone interface {
 	RotateKey(ctx context.Context, a storage.Account) (string, error)
 	UpgradeKeyHash(ctx context.Context, a storage.Account, key string) error
 	SetAllowFrom(ctx context.Context, a storage.Account, allow []netip.Prefix) error
+	SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, error)
+	DeletePersist(ctx context.Context, subdomain, issuer string) ([]storage.PersistRecord, bool, error)
 }
 
 // Registration modes (Config.Registration).
@@ -84,6 +87,11 @@ type Deps struct {
 	// Keys checks API keys with bounded bcrypt work; nil: a verifier
 	// allowing DefaultBcryptPerSecond.
 	Keys *secret.Verifier
+	// WriteProbe makes one small write to storage. /health calls it (at
+	// most every few seconds) while writes are failing, so that a node
+	// nobody writes through (a load balancer took it out on its 503) sees
+	// storage recover. Nil: /health waits for a real write.
+	WriteProbe func(ctx context.Context) error
 }
 
 // DefaultBcryptPerSecond bounds bcrypt compares (legacy hashes) when Deps
@@ -124,10 +132,10 @@ func New(cfg Config, d Deps) http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.headerLimit, s.cors, s.trackWrites)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom, POST /account/rotate, DELETE /account and GET /health")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /register, POST /update, POST /account/allowfrom, POST /account/rotate, GET and DELETE /account, GET and POST /persist, DELETE /persist/{issuer} and GET /health")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update, /account/allowfrom and /account/rotate take POST, /account takes DELETE, /health takes GET")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "wrong HTTP method: /register, /update, /account/allowfrom and /account/rotate take POST, /account takes GET and DELETE, /persist takes GET and POST, /persist/{issuer} DELETE, /health takes GET")
 	})
 	routes := func(r chi.Router) {
 		if cfg.Registration != RegistrationDisabled {
@@ -137,6 +145,10 @@ func New(cfg Config, d Deps) http.Handler {
 		r.Post("/account/allowfrom", s.setAllowFrom)
 		r.Post("/account/rotate", s.rotateKey)
 		r.Delete("/account", s.deleteAccount)
+		r.Get("/account", s.account)     // account.go
+		r.Get("/persist", s.listPersist) // persist.go: dns-persist-01 records
+		r.Post("/persist", s.setPersist)
+		r.Delete("/persist/{issuer}", s.deletePersist)
 		r.Get("/health", s.health)
 	}
 	if cfg.BasePath != "" {
@@ -188,6 +200,16 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 			s.Logger.Warn("health: storage unreachable", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "dns": "serving from memory", "storage": "unreachable"})
 			return
+		}
+	}
+	if !failingSince.IsZero() && s.WriteProbe != nil && s.writes.probeDue(now) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		err := s.WriteProbe(ctx)
+		cancel()
+		if err == nil {
+			s.Logger.Info("health: storage takes writes again")
+			s.writes.succeeded(now)
+			failingSince = time.Time{}
 		}
 	}
 	if !failingSince.IsZero() {

@@ -137,7 +137,7 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 			"the body must be a JSON object such as {\"subdomain\": \"...\", \"txt\": \"...\"}: "+err.Error())
 		return
 	}
-	if !validSubdomain(req.Subdomain) {
+	if !storage.IsLabel(strings.ToLower(req.Subdomain)) { // clients may send any case
 		writeError(w, http.StatusBadRequest, "bad_subdomain", "\"subdomain\" must be the subdomain /register returned")
 		return
 	}
@@ -428,18 +428,4 @@ func allowed(list []netip.Prefix, ip netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// validSubdomain: one DNS label of letters, digits and hyphens.
-func validSubdomain(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i] | 0x20
-		if !(c >= 'a' && c <= 'z' || s[i] >= '0' && s[i] <= '9' || s[i] == '-') {
-			return false
-		}
-	}
-	return true
 }

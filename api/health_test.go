@@ -143,3 +143,49 @@ func TestHealthReportsFailingWrites(t *testing.T) {
 		t.Fatalf("health with no recent write and a failing ping: %d %s", s, b)
 	}
 }
+
+// A node nobody writes through (a load balancer took it out on its 503)
+// still sees storage recover: while writes fail, /health probes with a
+// small write of its own, at most every few seconds.
+func TestHealthProbesWritesWhileFailing(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "h.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fs := &flakyStore{Store: st}
+	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := &env{store: st, idx: records.New(storage.DefaultTXTPolicy, clk.now)}
+	cfg := Config{Zone: testZone, TXTPolicy: storage.DefaultTXTPolicy}
+	probes := 0
+	probe := func(ctx context.Context) error {
+		probes++
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		if fs.failWrites {
+			return storage.ErrUnavailable
+		}
+		return nil
+	}
+	e.h = New(cfg, Deps{Accounts: fs, Zone: zone.New(zone.Config{Zone: testZone, Policy: cfg.TXTPolicy, Now: clk.now}, fs, e.idx), Now: clk.now, WriteProbe: probe})
+	a := e.register(t, "")
+	fs.set(true, false) // disk full
+	if r := e.do("POST", "/update", `{"subdomain":"`+a.Subdomain+`","txt":"`+val1+`"}`, hdrs(a), ""); r.status != 503 {
+		t.Fatalf("update on a full disk: %d", r.status)
+	}
+	health := func() int { return e.do("GET", "/health", "", nil, "").status }
+	if s := health(); s != 503 || probes != 1 {
+		t.Fatalf("health while writes fail: %d after %d probes", s, probes)
+	}
+	fs.set(false, false) // space freed; nobody updates through this node
+	if s := health(); s != 503 || probes != 1 {
+		t.Fatalf("health probed again within the probe interval: %d after %d probes", s, probes)
+	}
+	clk.add(6 * time.Second)
+	if s := health(); s != 200 || probes != 2 {
+		t.Fatalf("health after storage recovered, with no write through the node: %d after %d probes", s, probes)
+	}
+	if s := health(); s != 200 || probes != 2 {
+		t.Fatalf("health probed while writes work: %d after %d probes", s, probes)
+	}
+}

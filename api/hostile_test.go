@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,6 +259,28 @@ func TestHostileHTTPInputs(t *testing.T) {
 		{name: "Content-Length and chunked (smuggling: chunked wins)", req: "POST /update HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 401, code: "forbidden"},
 		{name: "HTTP/1.1 without Host", req: "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", status: 400, code: "bad_request"},
 		{name: "HTTP/9.9", req: "GET /health HTTP/9.9\r\nHost: x\r\n\r\n", status: 505, code: "-"}, // JSON too: TestNetHTTPErrorsAreJSON
+		// dns-persist-01 records (persist.go): what could reach the zone.
+		{name: "persist issuer with NUL", req: postAuth("/persist", `{"issuer":"letsencrypt.org\u0000","accounturi":"https://a.example/1"}`), status: 400, code: "bad_persist"},
+		{name: "persist issuer zone-file injection", req: postAuth("/persist", `{"issuer":"a.org\" IN A 192.0.2.1 ;","accounturi":"https://a.example/1"}`), status: 400, code: "bad_persist"},
+		{name: "persist issuer homoglyph", req: postAuth("/persist", `{"issuer":"l\u0435tsencrypt.org","accounturi":"https://a.example/1"}`), status: 400, code: "bad_persist"},
+		{name: "persist accounturi with a second record", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1\" \"evil.example; accounturi=https://b.example/2"}`), status: 400, code: "bad_persist"},
+		{name: "persist accounturi with newline", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1\nb"}`), status: 400, code: "bad_persist"},
+		{name: "persist accounturi javascript:", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"javascript:alert(1)"}`), status: 400, code: "bad_persist"},
+		{name: "persist accounturi of 10 KiB", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/`+strings.Repeat("a", 10<<10)+`"}`), status: 400, code: "bad_persist"},
+		{name: "persist policy injection", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1","policy":"wildcard; persistUntil=1"}`), status: 400, code: "bad_persist"},
+		{name: "persist_until huge", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1","persist_until":1e999999}`), status: 400, code: "bad_persist"},
+		{name: "persist_until object", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1","persist_until":{"$gt":0}}`), status: 400, code: "bad_persist"},
+		{name: "persist 1000 nested objects", req: postAuth("/persist", strings.Repeat(`{"issuer":`, 1000)+`"x"`+strings.Repeat("}", 1000)), status: 400, code: "bad_persist"},
+		{name: "persist body over 16 KiB", req: postAuth("/persist", `{"issuer":"`+big+`"}`), status: 413, code: "body_too_large"},
+		{name: "persist from outside allowfrom (spoofed)", req: post("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1"}`, "X-Api-User: {LUSER}", "X-Api-Key: {LKEY}", "X-Forwarded-For: 192.0.2.1"), status: 401, code: "forbidden"},
+		{name: "persist list without credentials", req: request("GET", "/persist", nil, ""), status: 401, code: "forbidden"},
+		{name: "persist list with the other's key", req: request("GET", "/persist", []string{"X-Api-User: {USER}", "X-Api-Key: {OTHERKEY}"}, ""), status: 401, code: "forbidden"},
+		{name: "persist delete with encoded traversal", req: request("DELETE", "/persist/..%2F..%2Faccount", auth, ""), status: 400, code: "bad_persist"},
+		{name: "persist delete with a NUL", req: request("DELETE", "/persist/letsencrypt.org%00", auth, ""), status: 400, code: "bad_persist"},
+		{name: "persist delete without issuer", req: request("DELETE", "/persist/", auth, ""), status: 404, code: "not_found"},
+		{name: "persist delete of another path", req: request("DELETE", "/persist/a.org/b", auth, ""), status: 404, code: "not_found"},
+		{name: "PUT on persist", req: request("PUT", "/persist", auth, "{}"), status: 405, code: "method_not_allowed"},
+		{name: "persist set, the good one", req: postAuth("/persist", `{"issuer":"letsencrypt.org","accounturi":"https://a.example/1","policy":"wildcard"}`), status: 200, code: ""},
 	}
 
 	placeholders := strings.NewReplacer(
@@ -306,8 +329,13 @@ func TestHostileHTTPInputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		served, _ := s.idx.TXT(nil, sub)
-		if len(served) != len(got.Records) {
-			t.Errorf("%s: %d values served, %d stored", sub, len(served), len(got.Records))
+		if len(served) != len(got.Records)+len(got.Persist) {
+			t.Errorf("%s: %d values served, %d values and %d persist records stored", sub, len(served), len(got.Records), len(got.Persist))
+		}
+		for _, p := range got.Persist {
+			if !slices.Contains(served, p.Value()) || p.Value() != "letsencrypt.org; accounturi=https://a.example/1; policy=wildcard" {
+				t.Errorf("%s: persist record %q stored (served %v); only the good one may be", sub, p.Value(), served)
+			}
 		}
 		for _, r := range got.Records {
 			stored[r.Value] = true

@@ -17,6 +17,22 @@ type writeState struct {
 	lastOK       time.Time // last successful change
 	failingSince time.Time // zero: not failing
 	lastFailure  string    // "unavailable" or "error"
+	lastProbe    time.Time // last write probe /health made
+}
+
+// probeEvery bounds /health's write probes while writes fail: a health
+// check every second must not become a write every second.
+const probeEvery = 5 * time.Second
+
+// probeDue reports whether /health may probe now, and if so counts it.
+func (ws *writeState) probeDue(now time.Time) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if !ws.lastProbe.IsZero() && now.Sub(ws.lastProbe) < probeEvery {
+		return false
+	}
+	ws.lastProbe = now
+	return true
 }
 
 // recentWrite: a change that succeeded this recently proves storage works,

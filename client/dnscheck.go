@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -19,31 +18,62 @@ type ErrCNAMERequired struct {
 	FQDN   string // _acme-challenge.example.org.
 	Target string // <uuid>.auth.example.org.
 	Found  string // the CNAME target found instead, if any
+	// Publish is where the record to add stands, when not at FQDN: the
+	// wildcard *._acme-challenge.example.org. that covers every
+	// dns-account-01 label.
+	Publish string
+	// Challenge is the challenge type the CNAME is for ("": dns-01).
+	Challenge string
 }
 
 func (e *ErrCNAMERequired) Error() string {
+	owner := e.FQDN
+	if e.Publish != "" {
+		owner = e.Publish
+	}
 	if e.Found != "" {
 		return fmt.Sprintf("%s points at %s, not at this broker account: change the record in the zone of %s to\n  %s CNAME %s",
-			e.FQDN, e.Found, e.Domain, e.FQDN, e.Target)
+			e.FQDN, e.Found, e.Domain, owner, e.Target)
 	}
-	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `acmebroker client check`:\n  %s CNAME %s",
-		e.FQDN, e.Domain, e.FQDN, e.Target)
+	check := "acmebroker client check"
+	if e.Challenge != "" && e.Challenge != TypeDNS01 {
+		check += " --challenge " + e.Challenge
+	}
+	return fmt.Sprintf("no CNAME at %s: add this record in the zone of %s (at your DNS provider), then run `%s`:\n  %s CNAME %s",
+		e.FQDN, e.Domain, check, owner, e.Target)
 }
 
 // ErrNotPropagated: the broker's name servers did not all serve a value in time.
 type ErrNotPropagated struct {
 	Name    string
-	Missing map[string]string // nameserver -> what it said
+	Missing map[string]string // nameserver -> the last answer it gave
 	Waited  time.Duration
+	// Final: every server that lacks the values gave an answer that waiting
+	// cannot change (REFUSED, or an answer without authority), so the wait
+	// stopped early.
+	Final bool
 }
 
 func (e *ErrNotPropagated) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "the TXT value for %s was not served by every authoritative name server after %s:", e.Name, e.Waited.Round(time.Millisecond))
-	for ns, why := range e.Missing {
-		fmt.Fprintf(&b, "\n  %s: %s", ns, why)
+	if e.Final {
+		fmt.Fprintf(&b, "the TXT values for %s cannot be served as things are (stopped after %s):", e.Name, e.Waited.Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(&b, "the TXT values for %s were not served by every authoritative name server after %s:", e.Name, e.Waited.Round(time.Millisecond))
 	}
-	b.WriteString("\nis every name server of the broker zone up and serving it? (use --nameserver to choose which to check)")
+	servers := make([]string, 0, len(e.Missing))
+	for ns := range e.Missing {
+		servers = append(servers, ns)
+	}
+	slices.Sort(servers)
+	for _, ns := range servers {
+		fmt.Fprintf(&b, "\n  %s: %s", ns, e.Missing[ns])
+	}
+	if e.Final {
+		b.WriteString("\nare these the broker zone's name servers? (--nameserver chooses which to ask; without it they are found through NS records)")
+	} else {
+		b.WriteString("\nis every name server of the broker zone up and serving it? (use --nameserver to choose which to check, --propagation-timeout to wait longer)")
+	}
 	return b.String()
 }
 
@@ -60,6 +90,10 @@ type Checker struct {
 	Interval time.Duration
 	// Timeout of one query; 0 means 2 s.
 	QueryTimeout time.Duration
+	// Progress is told, every ProgressEvery (0: 3 s) while WaitServed
+	// waits, what each server still lacks. nil: silent.
+	Progress      func(msg string)
+	ProgressEvery time.Duration
 }
 
 func (c *Checker) resolvers() ([]string, error) {
@@ -118,9 +152,15 @@ func (c *Checker) recursive(ctx context.Context, name string, qtype uint16) (*dn
 // a chain) to target. It returns *ErrCNAMERequired when it is missing or
 // points elsewhere.
 func (c *Checker) CheckCNAME(ctx context.Context, domain, target string) error {
-	fqdn := dns.Fqdn(ChallengeName(domain))
+	return c.CheckCNAMEAt(ctx, domain, ChallengeName(domain), target)
+}
+
+// CheckCNAMEAt checks that name (where the CA looks for domain's record) is
+// a CNAME, possibly through a chain, to target.
+func (c *Checker) CheckCNAMEAt(ctx context.Context, domain, name, target string) error {
+	fqdn := dns.Fqdn(strings.ToLower(name))
 	target = dns.Fqdn(strings.ToLower(target))
-	name := fqdn
+	name = fqdn
 	var first string
 	for hop := 0; hop < 8; hop++ {
 		resp, err := c.recursive(ctx, name, dns.TypeCNAME)
@@ -177,19 +217,8 @@ func (c *Checker) authoritative(ctx context.Context, name string) ([]string, err
 	}
 	var out []string
 	for _, ns := range nsNames {
-		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			resp, err := c.recursive(ctx, ns, qt)
-			if err != nil {
-				continue
-			}
-			for _, rr := range resp.Answer {
-				switch a := rr.(type) {
-				case *dns.A:
-					out = append(out, net.JoinHostPort(a.A.String(), "53"))
-				case *dns.AAAA:
-					out = append(out, net.JoinHostPort(a.AAAA.String(), "53"))
-				}
-			}
+		for _, ip := range c.addresses(ctx, ns) {
+			out = append(out, net.JoinHostPort(ip, "53"))
 		}
 	}
 	if len(out) == 0 {
@@ -199,14 +228,49 @@ func (c *Checker) authoritative(ctx context.Context, name string) ([]string, err
 	return slices.Compact(out), nil
 }
 
+// addresses resolves name's A and AAAA records through the recursive
+// resolvers ("" for none).
+func (c *Checker) addresses(ctx context.Context, name string) []string {
+	var out []string
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		resp, err := c.recursive(ctx, name, qt)
+		if err != nil {
+			continue
+		}
+		for _, rr := range resp.Answer {
+			switch a := rr.(type) {
+			case *dns.A:
+				out = append(out, a.A.String())
+			case *dns.AAAA:
+				out = append(out, a.AAAA.String())
+			}
+		}
+	}
+	return out
+}
+
+// serverState is what one name server last said while WaitServed waits.
+type serverState struct {
+	last  string // its last real answer, for people
+	final bool   // an answer that waiting cannot change
+	done  bool   // serves every value
+}
+
 // WaitServed waits until every authoritative server of name's zone answers
 // TXT queries for name with all of values, polling every Interval, for at most
 // timeout. Servers are asked directly (RD clear), so no cache can mislead.
+// It stops early when every server still lacking values gave an answer
+// that waiting cannot change (REFUSED, or an answer without the AA bit:
+// not a server of the zone). The error reports each server's last real
+// answer, never an artefact of the deadline.
 func (c *Checker) WaitServed(ctx context.Context, name string, values []string, timeout time.Duration) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// The wait's deadline ends the waiting, never a query: a query cut
+	// short by it would report "i/o timeout" instead of the server's
+	// real answer. A query may so end up to QueryTimeout after it.
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	servers, err := c.authoritative(ctx, name)
+	servers, err := c.authoritative(wctx, name)
 	if err != nil {
 		return fmt.Errorf("finding the name servers of %s: %w", name, err)
 	}
@@ -214,54 +278,100 @@ func (c *Checker) WaitServed(ctx context.Context, name string, values []string, 
 	if interval == 0 {
 		interval = 200 * time.Millisecond
 	}
+	every := c.ProgressEvery
+	if every <= 0 {
+		every = 3 * time.Second
+	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
 	m.RecursionDesired = false
 	m.SetEdns0(1232, false)
-	pending := map[string]string{}
+	state := map[string]*serverState{}
 	for _, s := range servers {
-		pending[s] = "not asked yet"
+		state[s] = &serverState{last: "no answer yet"}
 	}
+	lastProgress := start
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		for s := range pending {
+		for _, s := range servers {
+			st := state[s]
+			if st.done || st.final {
+				continue
+			}
 			resp, err := c.exchange(ctx, m.Copy(), s)
-			switch {
-			case err != nil:
-				pending[s] = err.Error()
-			case resp.Rcode != dns.RcodeSuccess:
-				pending[s] = "answered " + dns.RcodeToString[resp.Rcode]
-			default:
-				var got []string
-				for _, rr := range resp.Answer {
-					if txt, ok := rr.(*dns.TXT); ok {
-						got = append(got, strings.Join(txt.Txt, ""))
-					}
-				}
-				missing := 0
-				for _, v := range values {
-					if !slices.Contains(got, v) {
-						missing++
-					}
-				}
-				if missing == 0 {
-					delete(pending, s)
-				} else {
-					pending[s] = fmt.Sprintf("%d of %d values missing", missing, len(values))
-				}
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			*st = judgeTXT(resp, err, values)
+		}
+		pending, final := map[string]string{}, true
+		for s, st := range state {
+			if !st.done {
+				pending[s] = st.last
+				final = final && st.final
 			}
 		}
 		if len(pending) == 0 {
 			return nil
 		}
+		if final {
+			return &ErrNotPropagated{Name: name, Missing: pending, Waited: time.Since(start), Final: true}
+		}
+		if c.Progress != nil && time.Since(lastProgress) >= every {
+			lastProgress = time.Now()
+			for _, s := range servers {
+				if st := state[s]; !st.done {
+					c.Progress(fmt.Sprintf("waiting for %s to serve %s: %s", s, strings.TrimSuffix(name, "."), st.last))
+				}
+			}
+		}
 		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		case <-wctx.Done():
+			if ctx.Err() == nil {
 				return &ErrNotPropagated{Name: name, Missing: pending, Waited: time.Since(start)}
 			}
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// judgeTXT reads one server's answer to the TXT query.
+func judgeTXT(resp *dns.Msg, err error, values []string) serverState {
+	switch {
+	case err != nil:
+		return serverState{last: "no answer: " + err.Error()}
+	case resp.Rcode == dns.RcodeRefused:
+		return serverState{last: "answered REFUSED: it does not serve this zone", final: true}
+	case resp.Rcode == dns.RcodeNotAuth:
+		return serverState{last: "answered NOTAUTH: it is not authoritative for this zone", final: true}
+	case !resp.Authoritative && (resp.Rcode == dns.RcodeSuccess || resp.Rcode == dns.RcodeNameError):
+		return serverState{last: "answered without authority (AA bit clear): it is not a name server of this zone (a resolver?)", final: true}
+	case resp.Rcode == dns.RcodeNameError:
+		return serverState{last: "answered NXDOMAIN: the name does not exist there (yet)"}
+	case resp.Rcode != dns.RcodeSuccess:
+		return serverState{last: "answered " + dns.RcodeToString[resp.Rcode]}
+	}
+	got := txtValues(resp)
+	served := 0
+	for _, v := range values {
+		if slices.Contains(got, v) {
+			served++
+		}
+	}
+	if served == len(values) {
+		return serverState{last: "serves every value", done: true}
+	}
+	return serverState{last: fmt.Sprintf("%d of %d values", served, len(values))}
+}
+
+func txtValues(resp *dns.Msg) []string {
+	var got []string
+	for _, rr := range resp.Answer {
+		if txt, ok := rr.(*dns.TXT); ok {
+			got = append(got, strings.Join(txt.Txt, ""))
+		}
+	}
+	return got
 }

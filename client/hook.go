@@ -25,7 +25,13 @@ func (e *HookInputError) Error() string { return e.Msg }
 
 func checkChallenge(c Challenge, domainFrom, valueFrom string) error {
 	d := strings.TrimSuffix(c.Domain, ".")
-	if _, ok := dns.IsDomainName(d); !ok || d == "" || strings.ContainsAny(d, " \t\n\\") {
+	// ACME identifiers are host names (IDNs as xn-- A-labels): letters,
+	// digits, hyphens (and underscores, which some zones use), "*." first
+	// for a wildcard. Anything else is no name a CA validates (found by
+	// FuzzParseModMD: a quote passed dns.IsDomainName).
+	if _, ok := dns.IsDomainName(d); !ok || d == "" || strings.IndexFunc(strings.TrimPrefix(d, "*."), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) >= 0 {
 		return &HookInputError{fmt.Sprintf("%s %q is not a domain name", domainFrom, c.Domain)}
 	}
 	if c.Value == "" {
@@ -102,6 +108,58 @@ func ParseDehydrated(args []string) (DehydratedCall, error) {
 		call.Challenges = append(call.Challenges, c)
 	}
 	return call, nil
+}
+
+// ModMDCall is one call of the program Apache mod_md runs for dns-01
+// challenges (MDChallengeDns01).
+type ModMDCall struct {
+	Op        string    // ModMDSetup or ModMDTeardown
+	Challenge Challenge // a teardown may come without the value
+}
+
+// mod_md's operations.
+const (
+	ModMDSetup    = "setup"
+	ModMDTeardown = "teardown"
+)
+
+// ParseModMD parses the arguments mod_md calls its MDChallengeDns01
+// program with:
+//
+//	setup DOMAIN TOKEN
+//	teardown DOMAIN [TOKEN]
+//
+// DOMAIN is the name validated (without "*." for a wildcard), TOKEN the
+// TXT value; mod_md passes the value to teardown too with
+// MDChallengeDns01Version 2.
+func ParseModMD(args []string) (ModMDCall, error) {
+	if len(args) == 0 {
+		return ModMDCall{}, &HookInputError{"no operation: mod_md calls its MDChallengeDns01 program with setup DOMAIN TOKEN or teardown DOMAIN"}
+	}
+	call := ModMDCall{Op: args[0]}
+	switch {
+	case call.Op == ModMDSetup && len(args) == 3:
+		call.Challenge = Challenge{Domain: args[1], Value: args[2]}
+		if err := checkChallenge(call.Challenge, "setup: domain", "setup: token"); err != nil {
+			return ModMDCall{}, err
+		}
+		return call, nil
+	case call.Op == ModMDSetup:
+		return ModMDCall{}, &HookInputError{fmt.Sprintf("setup takes DOMAIN TOKEN; got %d argument(s)", len(args)-1)}
+	case call.Op == ModMDTeardown && (len(args) == 2 || len(args) == 3):
+		call.Challenge.Domain = args[1]
+		value := "-" // a teardown without a value: only the domain is checked
+		if len(args) == 3 {
+			call.Challenge.Value, value = args[2], args[2]
+		}
+		if err := checkChallenge(Challenge{Domain: args[1], Value: value}, "teardown: domain", "teardown: token"); err != nil {
+			return ModMDCall{}, err
+		}
+		return call, nil
+	case call.Op == ModMDTeardown:
+		return ModMDCall{}, &HookInputError{fmt.Sprintf("teardown takes DOMAIN [TOKEN]; got %d argument(s)", len(args)-1)}
+	}
+	return ModMDCall{}, &HookInputError{fmt.Sprintf("unknown operation %q: mod_md calls setup or teardown", call.Op)}
 }
 
 // Hook publishes the values of other ACME clients' dns-01 challenges through

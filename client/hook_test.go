@@ -121,3 +121,70 @@ func FuzzParseDehydrated(f *testing.F) {
 		}
 	})
 }
+
+func TestParseModMD(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    ModMDCall
+		wantErr string // substring; "" means success
+	}{
+		{"setup", []string{"setup", "example.test", v1}, ModMDCall{ModMDSetup, Challenge{"example.test", v1}}, ""},
+		{"setup of a wildcard's base", []string{"setup", "www.example.test", v2}, ModMDCall{ModMDSetup, Challenge{"www.example.test", v2}}, ""},
+		{"teardown without the value", []string{"teardown", "example.test"}, ModMDCall{ModMDTeardown, Challenge{Domain: "example.test"}}, ""},
+		{"teardown with the value (MDChallengeDns01Version 2)", []string{"teardown", "example.test", v1}, ModMDCall{ModMDTeardown, Challenge{"example.test", v1}}, ""},
+		{"no op", nil, ModMDCall{}, "no operation"},
+		{"unknown op", []string{"deploy", "example.test", v1}, ModMDCall{}, `unknown operation "deploy"`},
+		{"setup without token", []string{"setup", "example.test"}, ModMDCall{}, "setup takes DOMAIN TOKEN; got 1"},
+		{"setup with too much", []string{"setup", "example.test", v1, "x"}, ModMDCall{}, "got 3"},
+		{"teardown bare", []string{"teardown"}, ModMDCall{}, "teardown takes DOMAIN [TOKEN]"},
+		{"domain with a space (a split identifier)", []string{"setup", "example.test extra", v1}, ModMDCall{}, "not a domain name"},
+		{"domain empty", []string{"setup", "", v1}, ModMDCall{}, "not a domain name"},
+		{"value not base64url", []string{"setup", "example.test", "a;b"}, ModMDCall{}, "not a dns-01 value"},
+		{"value empty", []string{"setup", "example.test", ""}, ModMDCall{}, "setup: token is empty"},
+		{"teardown with a bad value", []string{"teardown", "example.test", "$(reboot)"}, ModMDCall{}, "not a dns-01 value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseModMD(tc.args)
+			if tc.wantErr != "" {
+				var hie *HookInputError
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &hie) {
+					t.Fatalf("err %v, want a HookInputError containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseModMD(%q) = %+v, %v; want %+v", tc.args, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseModMD: the arguments come from mod_md, the domain from the CA;
+// whatever they are, parsing neither panics nor accepts what it should not.
+func FuzzParseModMD(f *testing.F) {
+	f.Add("setup\x00example.test\x00" + v1)
+	f.Add("teardown\x00example.test")
+	f.Add("teardown\x00example.test\x00" + v2)
+	f.Add("setup\x00example.test extra\x00" + v1)
+	f.Add("")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		call, err := ParseModMD(args)
+		if err != nil {
+			if call != (ModMDCall{}) {
+				t.Fatalf("a call %+v with the error %v", call, err)
+			}
+			return
+		}
+		c := call.Challenge
+		switch {
+		case call.Op == ModMDSetup && (len(args) != 3 || c.Value == ""):
+			t.Fatalf("setup %+v from %q", c, args)
+		case call.Op != ModMDSetup && call.Op != ModMDTeardown:
+			t.Fatalf("op %q accepted", call.Op)
+		case c.Domain == "" || strings.ContainsAny(c.Domain+c.Value, " \n\t\\;$`'\"") || len(c.Value) > 255:
+			t.Fatalf("accepted %+v", c)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,10 +22,14 @@ import (
 // State is the client's state directory:
 //
 //	accounts.json                 broker accounts by domain (lego's acme-dns format), 0600
-//	acme/<ca-host>/account.key    ACME account key (PEM), 0600
-//	acme/<ca-host>/account.json   ACME account URL and contact
+//	acme/<directory>/account.key  ACME account key (PEM), 0600, one per CA directory URL
+//	acme/<directory>/account.json ACME account URL, contact and directory URL
 //	certificates/<name>           -> .versions/<name>/<stamp> (swapped atomically)
 //	    cert.pem chain.pem fullchain.pem privkey.pem(0600) renewal.json
+//	locks/                        lock files (see lock.go)
+//
+// Writers take the locks (LockAccounts, LockCertificate); readers need none,
+// since every file is replaced by a rename.
 type State struct {
 	Dir string
 }
@@ -61,7 +66,9 @@ func (s *State) Accounts() (map[string]BrokerAccount, error) {
 	return m, nil
 }
 
-// SaveAccount stores acct as the account for domain.
+// SaveAccount stores acct as the account for domain. It reads, changes and
+// writes accounts.json: hold LockAccounts around it (and around the check
+// that led to it) when other runs may share the state directory.
 func (s *State) SaveAccount(domain string, acct BrokerAccount) error {
 	m, err := s.Accounts()
 	if err != nil {
@@ -73,6 +80,24 @@ func (s *State) SaveAccount(domain string, acct BrokerAccount) error {
 		return err
 	}
 	return writeFileAtomic(s.accountsPath(), append(b, '\n'), 0o600)
+}
+
+// LockAccounts takes the lock of the ACME accounts and of accounts.json.
+func (s *State) LockAccounts(ctx context.Context, o LockOptions) (*Lock, error) {
+	return s.lock(ctx, "account.lock", "the ACME account and broker credentials", o)
+}
+
+// LockCertificate takes the lock of one certificate.
+func (s *State) LockCertificate(ctx context.Context, name string, o LockOptions) (*Lock, error) {
+	if err := ValidateCertName(name); err != nil {
+		return nil, err
+	}
+	return s.lock(ctx, lockName("cert", name), "certificate "+name, o)
+}
+
+// lockBroker takes the lock of one broker account's TXT values.
+func (s *State) lockBroker(ctx context.Context, a BrokerAccount, o LockOptions) (*Lock, error) {
+	return s.lock(ctx, lockName("broker", a.SubDomain), "the values of broker account "+a.FullDomain, o)
 }
 
 // AccountFor finds the account that covers name: the one registered for
@@ -107,7 +132,32 @@ func baseDomain(d string) string { return strings.TrimPrefix(normDomain(d), "*."
 // ChallengeName is where the CA looks for the dns-01 value of domain.
 func ChallengeName(domain string) string { return "_acme-challenge." + baseDomain(domain) }
 
+// acmeDir is where the account for the CA directory caURL lives: one per
+// directory URL, since one host may serve several CAs (staging and
+// production, or one per customer) whose accounts differ.
 func (s *State) acmeDir(caURL string) string {
+	name := "ca"
+	if u, err := url.Parse(caURL); err == nil && u.Host != "" {
+		name = u.Host + strings.TrimRight(u.EscapedPath(), "/")
+		if u.Scheme == "http" {
+			name = "http_" + name
+		}
+		if u.RawQuery != "" {
+			name += "?" + u.RawQuery
+		}
+	}
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, name)
+	return filepath.Join(s.Dir, "acme", name)
+}
+
+// legacyACMEDir is where versions before 2027 kept the account: one per
+// host.
+func (s *State) legacyACMEDir(caURL string) string {
 	host := "ca"
 	if u, err := url.Parse(caURL); err == nil && u.Host != "" {
 		host = strings.NewReplacer(":", "_", "/", "_").Replace(u.Host)
@@ -115,14 +165,45 @@ func (s *State) acmeDir(caURL string) string {
 	return filepath.Join(s.Dir, "acme", host)
 }
 
+// migrateACMEAccount moves an account kept per host into the directory of
+// its directory URL, if it was made for caURL. Called under LockAccounts.
+func (s *State) migrateACMEAccount(caURL string) error {
+	old, cur := s.legacyACMEDir(caURL), s.acmeDir(caURL)
+	if old == cur {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(cur, "account.key")); err == nil {
+		return nil
+	}
+	a, err := readACMEAccount(filepath.Join(old, "account.json"))
+	if err != nil || a.Directory != caURL {
+		return nil // nothing there, or another CA's account on the same host
+	}
+	if err := os.MkdirAll(cur, 0o700); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	for _, f := range []string{"account.key", "account.json"} {
+		if err := os.Rename(filepath.Join(old, f), filepath.Join(cur, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("state: moving the ACME account of %s to %s: %w", caURL, cur, err)
+		}
+	}
+	syncDir(cur)
+	syncDir(old)
+	return nil
+}
+
 // ACMEAccountKey loads the account key for the CA, creating an ECDSA P-256
-// key on first use, so one ACME account is reused across runs.
+// key on first use, so one ACME account is reused across runs. Call it
+// under LockAccounts.
 func (s *State) ACMEAccountKey(caURL string) (crypto.Signer, bool, error) {
+	if err := s.migrateACMEAccount(caURL); err != nil {
+		return nil, false, err
+	}
 	p := filepath.Join(s.acmeDir(caURL), "account.key")
 	if b, err := os.ReadFile(p); err == nil {
 		k, err := parsePrivateKey(b)
 		if err != nil {
-			return nil, false, fmt.Errorf("state: %s: %w", p, err)
+			return nil, false, fmt.Errorf("state: %s: %w (move the file away to make a new ACME account)", p, err)
 		}
 		return k, false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -139,41 +220,93 @@ func (s *State) ACMEAccountKey(caURL string) (crypto.Signer, bool, error) {
 	if err := writeFileAtomic(p, pemBytes, 0o600); err != nil {
 		return nil, false, err
 	}
+	// A new key has no account yet: drop a record that belonged to an
+	// older key (its account could not be used with this one).
+	if err := os.Remove(filepath.Join(s.acmeDir(caURL), "account.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, false, fmt.Errorf("state: %w", err)
+	}
 	return k, true, nil
 }
 
-// ACMEAccountURL is the stored account URL for the CA ("" if none).
-func (s *State) ACMEAccountURL(caURL string) string {
-	var v struct {
-		URL string `json:"url"`
-	}
-	b, err := os.ReadFile(filepath.Join(s.acmeDir(caURL), "account.json"))
-	if err == nil {
-		_ = json.Unmarshal(b, &v)
-	}
-	return v.URL
+// ACMEAccount is the record of an ACME account in account.json.
+type ACMEAccount struct {
+	URL       string   `json:"url"`
+	Contact   []string `json:"contact"`
+	Directory string   `json:"directory"`
 }
 
-// SaveACMEAccount records the account URL and contact for the CA.
+func readACMEAccount(path string) (ACMEAccount, error) {
+	var a ACMEAccount
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return a, err
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return a, fmt.Errorf("state: %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// ACMEAccountRecord is the stored account for the CA (URL "" if none).
+func (s *State) ACMEAccountRecord(caURL string) ACMEAccount {
+	a, _ := readACMEAccount(filepath.Join(s.acmeDir(caURL), "account.json"))
+	return a
+}
+
+// ACMEAccounts lists the ACME accounts of the state directory, one per CA
+// directory, sorted by directory URL.
+func (s *State) ACMEAccounts() ([]ACMEAccount, error) {
+	files, err := filepath.Glob(filepath.Join(s.Dir, "acme", "*", "account.json"))
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var out []ACMEAccount
+	for _, f := range files {
+		a, err := readACMEAccount(f)
+		if err != nil {
+			return nil, err
+		}
+		if a.URL != "" {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Directory < out[j].Directory })
+	return out, nil
+}
+
+// ACMEAccountURL is the stored account URL for the CA ("" if none).
+func (s *State) ACMEAccountURL(caURL string) string { return s.ACMEAccountRecord(caURL).URL }
+
+// SaveACMEAccount records the account URL and contact for the CA. Call it
+// under LockAccounts.
 func (s *State) SaveACMEAccount(caURL, accountURL string, contact []string) error {
-	b, _ := json.MarshalIndent(map[string]any{"url": accountURL, "contact": contact, "directory": caURL}, "", "  ")
+	b, _ := json.MarshalIndent(ACMEAccount{URL: accountURL, Contact: contact, Directory: caURL}, "", "  ")
 	return writeFileAtomic(filepath.Join(s.acmeDir(caURL), "account.json"), append(b, '\n'), 0o600)
 }
 
 // Renewal is what `renew` needs to repeat an issuance; kept in renewal.json.
 type Renewal struct {
-	Domains        []string  `json:"domains"`
-	CAURL          string    `json:"ca"`
-	Email          string    `json:"email,omitempty"`
-	KeyType        string    `json:"key_type"`
-	Profile        string    `json:"profile,omitempty"`
-	PreferredChain string    `json:"preferred_chain,omitempty"`
-	CARoot         string    `json:"ca_root,omitempty"`
-	Nameservers    []string  `json:"nameservers,omitempty"`
-	Resolvers      []string  `json:"resolvers,omitempty"`
-	DeployHook     string    `json:"deploy_hook,omitempty"`
-	CertURL        string    `json:"cert_url,omitempty"`
-	IssuedAt       time.Time `json:"issued_at"`
+	Domains        []string `json:"domains"`
+	CAURL          string   `json:"ca"`
+	Email          string   `json:"email,omitempty"`
+	KeyType        string   `json:"key_type"`
+	Profile        string   `json:"profile,omitempty"`
+	PreferredChain string   `json:"preferred_chain,omitempty"`
+	CARoot         string   `json:"ca_root,omitempty"`
+	Nameservers    []string `json:"nameservers,omitempty"`
+	Resolvers      []string `json:"resolvers,omitempty"`
+	DeployHook     string   `json:"deploy_hook,omitempty"`
+	// Challenge is the challenge type the certificate was issued with and
+	// is renewed with; "" (files from before the choice) is dns-01.
+	Challenge string `json:"challenge,omitempty"`
+	CertURL   string `json:"cert_url,omitempty"`
+	// OrderURL is the order that issued the certificate, and AccountURL the
+	// ACME account that placed it.
+	OrderURL   string    `json:"order_url,omitempty"`
+	AccountURL string    `json:"account_url,omitempty"`
+	IssuedAt   time.Time `json:"issued_at"`
+	// RevokedAt is set when `client revoke` revoked the certificate.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// RenewAt is the moment chosen in the CA's ARI window (kept so that hourly
 	// runs agree on one random time).
 	RenewAt     time.Time `json:"renew_at,omitzero"`
@@ -199,6 +332,44 @@ func CertName(domains []string) string {
 	return strings.Replace(normDomain(domains[0]), "*", "_", 1)
 }
 
+// ValidateCertName checks a certificate name (--cert-name): one directory
+// name under certificates/, so no separators, no leading dot, no control
+// characters.
+func ValidateCertName(name string) error {
+	if name == "" || len(name) > 200 || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") ||
+		strings.HasSuffix(name, ".tmp-link") || strings.IndexFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%q is not a usable certificate name: use letters, digits, dots, dashes and underscores, not starting with a dot (e.g. --cert-name example.org)", name)
+	}
+	return nil
+}
+
+// DeleteCertificate removes certificates/<name> and its old versions. Call
+// it under LockCertificate.
+func (s *State) DeleteCertificate(name string) error {
+	if err := ValidateCertName(name); err != nil {
+		return err
+	}
+	link := filepath.Join(s.certsDir(), name)
+	fi, err := os.Lstat(link)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no certificate named %q in %s (see `acmebroker client list`)", name, s.certsDir())
+	}
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("state: %s is not a link made by acmebroker; remove it yourself", link)
+	}
+	if err := os.Remove(link); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	syncDir(s.certsDir())
+	if err := os.RemoveAll(filepath.Join(s.certsDir(), ".versions", name)); err != nil {
+		return fmt.Errorf("state: the certificate is gone, but its old versions were not all removed: %w", err)
+	}
+	return nil
+}
+
 // CertFiles is one issued certificate, ready to store.
 type CertFiles struct {
 	Cert, Chain, KeyPEM []byte // PEM: leaf, intermediates, private key
@@ -208,8 +379,8 @@ type CertFiles struct {
 // and then swaps certificates/<name> to point at it in one rename, so a
 // reader never sees a half-written set and a failure leaves the old one.
 func (s *State) SaveCertificate(name string, f CertFiles, r Renewal, now time.Time) (string, error) {
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." || strings.HasPrefix(name, ".") {
-		return "", fmt.Errorf("state: %q is not a usable certificate name", name)
+	if err := ValidateCertName(name); err != nil {
+		return "", err
 	}
 	versions := filepath.Join(s.certsDir(), ".versions", name)
 	if err := os.MkdirAll(versions, 0o700); err != nil {

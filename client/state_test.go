@@ -153,9 +153,13 @@ func TestParseRetryAfter(t *testing.T) {
 		"3":                             3 * time.Second,
 		"Thu, 01 Jan 2026 00:00:10 GMT": 10 * time.Second,
 		"garbage":                       0,
+		"-5":                            0,
+		" 7 ":                           7 * time.Second,
+		"99999999999999":                30 * 24 * time.Hour, // capped, no overflow
+		"Wed, 31 Dec 2025 23:59:00 GMT": 0,                   // in the past
 	} {
-		if got := parseRetryAfter(v, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", v, got, want)
+		if got := ParseRetryAfter(v, now); got != want {
+			t.Errorf("ParseRetryAfter(%q) = %v, want %v", v, got, want)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func TestUDPAndTCPAnswersIdentical(t *testing.T) {
 	}
 }
 
-func cookieHandler(t *testing.T, now func() time.Time) *Handler {
+func cookieHandler(t testing.TB, now func() time.Time) *Handler {
 	t.Helper()
 	rrs, err := ParseRecords(zone, staticLines)
 	if err != nil {
@@ -161,5 +161,43 @@ func TestCookies(t *testing.T) {
 	q.SetEdns0(4096, false)
 	if serve(t, plain, q, w); len(w.msgs[0]) <= 512 {
 		t.Fatal("a handler without cookies held a cookieless answer to 512 bytes")
+	}
+}
+
+// BenchmarkCookieAnswer is a challenge TXT answer over UDP without DNS
+// Cookies, and with them: a query carrying a valid server cookie (checked,
+// echoed) and one carrying a client cookie only (a server cookie made).
+//
+//	go test -run '^$' -bench BenchmarkCookieAnswer -count 5 ./dnsserver/
+func BenchmarkCookieAnswer(b *testing.B) {
+	clk := newFakeClock()
+	plain, jar := newTestHandler(b, testSource()), cookieHandler(b, clk.Now)
+	first := udpRecorder()
+	jar.ServeDNS(first, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, "0102030405060708"))
+	var m dns.Msg
+	if err := m.Unpack(first.msgs[0]); err != nil {
+		b.Fatal(err)
+	}
+	valid := answerCookie(&m)
+	noCookie := query(sub1+"."+zone+".", dns.TypeTXT)
+	noCookie.SetEdns0(1232, false)
+	for _, c := range []struct {
+		name string
+		h    *Handler
+		q    *dns.Msg
+	}{
+		{"off", plain, noCookie},
+		{"on-no-cookie", jar, noCookie},
+		{"on-valid-cookie", jar, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, valid)},
+		{"on-client-cookie", jar, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, "0102030405060708")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			w := udpRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				c.h.ServeDNS(w, c.q)
+				w.msgs = w.msgs[:0]
+			}
+		})
 	}
 }

@@ -201,20 +201,24 @@ func (h *Handler) NewFastPath(cfg FastConfig) (*FastPath, error) {
 	return f, nil
 }
 
-// withSource returns a handler that answers exactly as h does but reads
-// src: the fast path fills its cache through one, to see what each answer
-// was built from. Every field but src and bufs is copied
-// (TestWithSourceCopiesEveryField fails when one is added and not here).
-func (h *Handler) withSource(src RecordSource) *Handler {
+// withRecorder returns a handler that answers exactly as h does but reads
+// its data through rec, and signs through it (with DNSSEC on): the fast
+// path fills its cache through one, to see what each answer was built
+// from. Every field but src, bufs and the signer is copied
+// (TestWithRecorderCopiesEveryField fails when one is added and not here).
+func (h *Handler) withRecorder(rec *recordingSource) *Handler {
 	c := &Handler{cfg: h.cfg, origin: h.origin, mname: h.mname, rname: h.rname, static: h.static,
-		apexNS: h.apexNS, src: src, logger: h.logger, xfr: h.xfr}
+		apexNS: h.apexNS, src: rec, logger: h.logger, xfr: h.xfr}
+	if h.cfg.Signer != nil {
+		c.cfg.Signer = recordingSigner{h.cfg.Signer, rec}
+	}
 	c.bufs.New = h.bufs.New
 	return c
 }
 
 // fastScratch is what one goroutine of the fast path works with.
 type fastScratch struct {
-	h    *Handler // h.withSource(rec)
+	h    *Handler // h.withRecorder(&rec)
 	rec  recordingSource
 	w    captureWriter
 	key  []byte
@@ -227,7 +231,7 @@ func (f *FastPath) newScratch() *fastScratch {
 	sc := &fastScratch{key: make([]byte, 0, 512), meta: make([]byte, metaMax)}
 	sc.rec.src = f.src
 	if f.src != nil {
-		sc.h = f.h.withSource(&sc.rec)
+		sc.h = f.h.withRecorder(&sc.rec)
 	} else {
 		sc.h = f.h
 	}
@@ -455,9 +459,11 @@ type recordingSource struct {
 	tooMany   bool
 	serial    uint32
 	hasSerial bool
+	// signed: the answer went through the DNSSEC signer (recordingSigner).
+	signed bool
 }
 
-func (r *recordingSource) reset() { r.n, r.tooMany, r.hasSerial = 0, false, false }
+func (r *recordingSource) reset() { r.n, r.tooMany, r.hasSerial, r.signed = 0, false, false, false }
 
 func (r *recordingSource) TXT(dst []string, sub string) ([]string, bool) {
 	dst, ok, st := r.src.TXTStamped(dst, sub)
@@ -479,7 +485,29 @@ func (r *recordingSource) Serial() uint32 {
 	return s
 }
 
-func (r *recordingSource) cacheable() bool { return !r.tooMany }
+func (r *recordingSource) cacheable() bool { return !r.tooMany && !r.signed }
+
+// recordingSigner notes that an answer was signed (or holds the zone's
+// keys), and is not to be cached: the signer's output moves with its own
+// state (its signatures are re-made at half-life, or when they leave its
+// cache, and the keys roll over), of which the fast path knows nothing.
+// With DNSSEC on, answers to queries with the DO bit are therefore built
+// by the handler each time (still in the fast path's batches); those
+// without DO, unsigned, are cached as before.
+type recordingSigner struct {
+	s   Signer
+	rec *recordingSource
+}
+
+func (r recordingSigner) Sign(dst, rrset []dns.RR) ([]dns.RR, error) {
+	r.rec.signed = true
+	return r.s.Sign(dst, rrset)
+}
+
+func (r recordingSigner) Keys() (dnskey, cds, cdnskey []dns.RR) {
+	r.rec.signed = true
+	return r.s.Keys()
+}
 
 // meta encodes the entry's meta data into buf: it expires at the earliest
 // of maxAge and the moments a value in it ages out.

@@ -47,46 +47,64 @@ func FuzzFastPath(f *testing.F) {
 	seed(ck)
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 16, 0, 1}, false, false)
 
+	// The same source behind an unsigned and a signing handler (signed
+	// answers are never cached; the others are, as without DNSSEC).
 	src := newVersionedSource()
-	h := newTestHandler(f, src)
-	fp, err := h.NewFastPath(FastConfig{CacheBytes: 1 << 20})
-	if err != nil {
-		f.Fatal(err)
+	signed, _, _ := newSignedHandler(f, src, false)
+	type path struct {
+		h  *Handler
+		fp *FastPath
+		sc *fastScratch
 	}
-	sc := fp.newScratch()
+	var paths []path
+	for _, h := range []*Handler{newTestHandler(f, src), signed} {
+		fp, err := h.NewFastPath(FastConfig{CacheBytes: 1 << 20})
+		if err != nil {
+			f.Fatal(err)
+		}
+		paths = append(paths, path{h, fp, fp.newScratch()})
+	}
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp, change bool) {
 		if change { // back as it was afterwards, for the next input
 			defer src.set("new", nil)
 		}
-		for round := range 2 {
-			if round == 1 && change {
-				src.set("new", []string{val1})
-				src.mu.Lock()
-				src.serial++
-				src.mu.Unlock()
-			}
-			got, o := fastAnswer(fp, sc, pkt, tcp, now)
-			if o == toFull {
-				return
-			}
-			var dh dns.Header
-			dh.Bits = uint16(pkt[2])<<8 | uint16(pkt[3])
-			dh.Qdcount = uint16(pkt[4])<<8 | uint16(pkt[5])
-			dh.Ancount = uint16(pkt[6])<<8 | uint16(pkt[7])
-			dh.Nscount = uint16(pkt[8])<<8 | uint16(pkt[9])
-			dh.Arcount = uint16(pkt[10])<<8 | uint16(pkt[11])
-			if acceptMsg(dh) != dns.MsgAccept {
-				t.Fatalf("the fast path answered a packet the full server rejects or drops")
-			}
-			req := new(dns.Msg)
-			if err := req.Unpack(pkt); err != nil {
-				t.Fatalf("the fast path answered a packet that does not unpack: %v", err)
-			}
-			want := fullAnswer(t, h, pkt, tcp)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("round %d (outcome %d): fast path answer differs from the full handler's\nfast: %x\nfull: %x", round, o, got, want)
-			}
+		for _, p := range paths {
+			fastMatchesFull(t, p.h, p.fp, p.sc, src, pkt, tcp, change, now)
 		}
 	})
+}
+
+// fastMatchesFull: what the fast path answers to pkt, twice (change: with
+// the source changed in between), is what the full server answers.
+func fastMatchesFull(t *testing.T, h *Handler, fp *FastPath, sc *fastScratch, src *versionedSource, pkt []byte, tcp, change bool, now time.Time) {
+	for round := range 2 {
+		if round == 1 && change {
+			src.set("new", []string{val1})
+			src.mu.Lock()
+			src.serial++
+			src.mu.Unlock()
+		}
+		got, o := fastAnswer(fp, sc, pkt, tcp, now)
+		if o == toFull {
+			return
+		}
+		var dh dns.Header
+		dh.Bits = uint16(pkt[2])<<8 | uint16(pkt[3])
+		dh.Qdcount = uint16(pkt[4])<<8 | uint16(pkt[5])
+		dh.Ancount = uint16(pkt[6])<<8 | uint16(pkt[7])
+		dh.Nscount = uint16(pkt[8])<<8 | uint16(pkt[9])
+		dh.Arcount = uint16(pkt[10])<<8 | uint16(pkt[11])
+		if acceptMsg(dh) != dns.MsgAccept {
+			t.Fatalf("the fast path answered a packet the full server rejects or drops")
+		}
+		req := new(dns.Msg)
+		if err := req.Unpack(pkt); err != nil {
+			t.Fatalf("the fast path answered a packet that does not unpack: %v", err)
+		}
+		want := fullAnswer(t, h, pkt, tcp)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d (outcome %d): fast path answer differs from the full handler's\nfast: %x\nfull: %x", round, o, got, want)
+		}
+	}
 }

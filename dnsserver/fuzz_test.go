@@ -7,9 +7,11 @@ import (
 )
 
 // FuzzServeDNS feeds raw packets through what the server does with one:
-// header check (acceptMsg), unpack, then ServeDNS over UDP and TCP. Every
+// header check (acceptMsg), unpack, then ServeDNS over UDP and TCP, to a
+// plain handler, one with DNS Cookies and one signing (DNSSEC). Every
 // accepted packet gets exactly one well-formed answer with its ID, within
-// the UDP size limit; nothing panics.
+// the UDP size limit; nothing panics; a signed answer to DO never says
+// NXDOMAIN unless the query set CO (RFC 9824).
 func FuzzServeDNS(f *testing.F) {
 	seed := func(m *dns.Msg) {
 		b, err := m.Pack()
@@ -53,8 +55,22 @@ func FuzzServeDNS(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0x12, 0x34, 0x01, 0x00, 0x00, 0x01})
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 16, 0, 1}) // compression loop
+	seed(withCookie(query("crowd."+zone+".", dns.TypeTXT), 4096, "2464c4abcf10c957"))
+	seed(withCookie(query(zone+".", dns.TypeSOA), 1232, "2464c4abcf10c957010000005cf79f111f8130c3eee29480"))
+	seed(withCookie(query(zone+".", dns.TypeSOA), 1232, "2464c4abcf"))
 
-	h := newTestHandler(f, testSource())
+	d := query("nope."+zone+".", dns.TypeA)
+	d.SetEdns0(1232, true)
+	seed(d)
+	co := query("nope."+zone+".", dns.TypeA)
+	co.SetEdns0(1232, true)
+	co.IsEdns0().SetCo(true)
+	seed(co)
+	seed(query(zone+".", dns.TypeDNSKEY))
+	seed(query("child."+zone+".", dns.TypeDS))
+
+	plain, cookies := newTestHandler(f, testSource()), cookieHandler(f, newFakeClock().Now)
+	signed, _, _ := newSignedHandler(f, testSource(), false)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		var dh dns.Header
 		if len(pkt) < 12 {
@@ -73,48 +89,65 @@ func FuzzServeDNS(f *testing.F) {
 		if err := req.Unpack(pkt); err != nil {
 			return // the server answers FORMERR itself
 		}
-		for _, w := range []*recorder{udpRecorder(), tcpRecorder()} {
-			h.ServeDNS(w, req)
-			if len(w.msgs) != 1 {
-				t.Fatalf("%d answers", len(w.msgs))
-			}
-			m := new(dns.Msg)
-			if err := m.Unpack(w.msgs[0]); err != nil {
-				t.Fatalf("answer does not unpack: %v", err)
-			}
-			if m.Id != req.Id || !m.Response || m.Opcode != req.Opcode || m.RecursionAvailable {
-				t.Fatalf("answer id %d QR %v opcode %d RA %v for query %d opcode %d", m.Id, m.Response, m.Opcode, m.RecursionAvailable, req.Id, req.Opcode)
-			}
-			// acceptMsg let through a header counting one question, but
-			// the library unpacks a packet that ends early without error
-			// (testdata/fuzz has one): no question, FORMERR. Otherwise the
-			// question is echoed as asked, case included (0x20).
-			switch {
-			case len(req.Question) == 0:
-				if m.Rcode != dns.RcodeFormatError || len(m.Question) != 0 {
-					t.Fatalf("no question: %s with question %v, want FORMERR", dns.RcodeToString[m.Rcode], m.Question)
-				}
-			case len(m.Question) != 1 || m.Question[0] != req.Question[0]:
-				t.Fatalf("question %v, asked %v", m.Question, req.Question)
-			}
-			if m.Authoritative && m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
-				t.Fatalf("AA on %s", dns.RcodeToString[m.Rcode])
-			}
-			if req.IsEdns0() != nil && m.IsEdns0() == nil {
-				t.Fatalf("query with EDNS, %s answer without OPT", dns.RcodeToString[m.Rcode])
-			}
-			if w.remote.Network() == "tcp" && m.Truncated {
-				t.Fatal("TC over TCP")
-			}
-			if w.remote.Network() == "udp" {
-				limit := 512
-				if opt := req.IsEdns0(); opt != nil {
-					limit = max(512, int(min(opt.UDPSize(), 1232)))
-				}
-				if len(w.msgs[0]) > limit {
-					t.Fatalf("UDP answer of %d bytes, limit %d", len(w.msgs[0]), limit)
-				}
-			}
+		for _, h := range []*Handler{plain, cookies, signed} {
+			serveFuzzed(t, h, req)
 		}
 	})
+}
+
+// serveFuzzed checks what h answers to req over UDP and over TCP.
+func serveFuzzed(t *testing.T, h *Handler, req *dns.Msg) {
+	var answers [][]byte
+	for _, w := range []*recorder{udpRecorder(), tcpRecorder()} {
+		h.ServeDNS(w, req)
+		if len(w.msgs) != 1 {
+			t.Fatalf("%d answers", len(w.msgs))
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(w.msgs[0]); err != nil {
+			t.Fatalf("answer does not unpack: %v", err)
+		}
+		if m.Id != req.Id || !m.Response || m.Opcode != req.Opcode || m.RecursionAvailable {
+			t.Fatalf("answer id %d QR %v opcode %d RA %v for query %d opcode %d", m.Id, m.Response, m.Opcode, m.RecursionAvailable, req.Id, req.Opcode)
+		}
+		// acceptMsg let through a header counting one question, but
+		// the library unpacks a packet that ends early without error
+		// (testdata/fuzz has one): no question, FORMERR. Otherwise the
+		// question is echoed as asked, case included (0x20).
+		switch {
+		case len(req.Question) == 0:
+			if m.Rcode != dns.RcodeFormatError || len(m.Question) != 0 {
+				t.Fatalf("no question: %s with question %v, want FORMERR", dns.RcodeToString[m.Rcode], m.Question)
+			}
+		case len(m.Question) != 1 || m.Question[0] != req.Question[0]:
+			t.Fatalf("question %v, asked %v", m.Question, req.Question)
+		}
+		if m.Authoritative && m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
+			t.Fatalf("AA on %s", dns.RcodeToString[m.Rcode])
+		}
+		if o := req.IsEdns0(); h.cfg.Signer != nil && o != nil && o.Do() && !o.Co() && m.Rcode == dns.RcodeNameError {
+			t.Fatal("signed NXDOMAIN to a query without CO: want a compact NOERROR")
+		}
+		if req.IsEdns0() != nil && m.IsEdns0() == nil {
+			t.Fatalf("query with EDNS, %s answer without OPT", dns.RcodeToString[m.Rcode])
+		}
+		if w.remote.Network() == "tcp" && m.Truncated {
+			t.Fatal("TC over TCP")
+		}
+		if w.remote.Network() == "udp" {
+			limit := 512
+			if opt := req.IsEdns0(); opt != nil && (h.cfg.Cookies == nil || h.cfg.Cookies.Verified(req, addrOf(w.remote))) {
+				limit = max(512, int(min(opt.UDPSize(), 1232)))
+			}
+			if len(w.msgs[0]) > limit {
+				t.Fatalf("UDP answer of %d bytes, limit %d", len(w.msgs[0]), limit)
+			}
+		}
+		answers = append(answers, w.msgs[0])
+	}
+	// Apart from truncation, UDP and TCP answers are the same bytes
+	// (both compressed).
+	if answers[0][2]&0x02 == 0 && string(answers[0]) != string(answers[1]) {
+		t.Fatalf("UDP answer of %d bytes, TCP answer of %d", len(answers[0]), len(answers[1]))
+	}
 }

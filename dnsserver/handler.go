@@ -37,6 +37,11 @@ type Config struct {
 	SOATTL uint32
 	// MaxUDPSize caps UDP answers to EDNS clients; default 1232.
 	MaxUDPSize uint16
+	// OwnNames are names inside the zone at which the record source may
+	// hold the broker's own TXT values (its dns-01 challenges, e.g.
+	// _acme-challenge.api.<zone>). The names between them and the apex
+	// exist (NODATA, not NXDOMAIN) whether or not a value is there.
+	OwnNames []string
 	// Cookies, if not nil, makes and checks DNS Cookies (RFC 7873, RFC
 	// 9018): every EDNS answer to a query with a COOKIE option carries one
 	// back, and a malformed option is FORMERR.
@@ -46,7 +51,13 @@ type Config struct {
 	// less to amplify; the client retries over TCP or with its cookie).
 	// Default 512; never above MaxUDPSize.
 	CookielessUDPSize uint16
+	// Signer, if not nil, signs the zone (DNSSEC, dnssec.go): answers to
+	// queries with the DO bit carry signatures and proofs of denial.
+	Signer Signer
 }
+
+// defaultSOATTL is the SOA's TTL when Config.SOATTL is 0.
+const defaultSOATTL = 3600
 
 // Handler answers queries for the zone. It implements dns.Handler and is
 // safe for concurrent use.
@@ -75,7 +86,7 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.SOATTL == 0 {
-		cfg.SOATTL = 3600
+		cfg.SOATTL = defaultSOATTL
 	}
 	if cfg.MaxUDPSize == 0 {
 		cfg.MaxUDPSize = 1232
@@ -105,6 +116,18 @@ func NewHandler(cfg Config, src RecordSource, logger *slog.Logger) (*Handler, er
 	z, err := newStaticZone(origin, cfg.Records)
 	if err != nil {
 		return nil, err
+	}
+	for _, n := range cfg.OwnNames {
+		n = dns.Fqdn(lowerASCII(n))
+		if !dns.IsSubDomain(origin, n) {
+			return nil, fmt.Errorf("own name %s is outside the zone %s", n, origin)
+		}
+		z.addENTs(n, origin)
+	}
+	if cfg.Signer != nil {
+		if err := checkSignedRecords(cfg.Records); err != nil {
+			return nil, err
+		}
 	}
 	h.static = z
 	if n := z.nodes[origin]; n != nil {
@@ -252,14 +275,19 @@ func (h *Handler) answer(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 	case dns.TypeAXFR, dns.TypeIXFR:
 		m.Rcode = dns.RcodeRefused
 		return m
-	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:
-		m.Rcode = dns.RcodeFormatError
-		if q.Qtype != dns.TypeOPT {
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB, dns.TypeNXNAME:
+		m.Rcode = dns.RcodeFormatError // NXNAME: RFC 9824 3.5
+		if q.Qtype != dns.TypeOPT && q.Qtype != dns.TypeNXNAME {
 			m.Rcode = dns.RcodeNotImplemented
 		}
 		return m
 	}
 	h.lookup(m, q, name)
+	if h.cfg.Signer != nil && opt != nil && opt.Do() {
+		if err := h.secure(m, q, opt); err != nil { // dnssec.go
+			return h.failure(r, dns.RcodeServerFailure)
+		}
+	}
 	if !tcp {
 		size := dns.MinMsgSize
 		if opt != nil {
@@ -337,8 +365,12 @@ func (h *Handler) lookup(m *dns.Msg, q dns.Question, name string) {
 				return // the chain leaves our authority; the resolver follows it
 			}
 			if name == cut && q.Qtype == dns.TypeDS {
-				// DS lives on the parent side of the cut: no DS here.
+				// DS lives on the parent side of the cut: ours to answer.
 				m.Authoritative = true
+				if ds := h.staticDS(cut); len(ds) > 0 {
+					m.Answer = appendOwned(m.Answer, ds, owner)
+					return
+				}
 				h.negative(m)
 				return
 			}
@@ -417,14 +449,17 @@ func answered(rrs []dns.RR, name string) bool {
 	return false
 }
 
-// challengeLabel reports whether name is a single label directly below
-// the zone (where registered subdomains live) and returns that label.
+// challengeLabel reports whether name is where the record source may hold
+// values and returns it relative to the zone: a single label directly
+// below the zone (where registered subdomains live), or a name whose first
+// label starts with an underscore (where the broker answers its own dns-01
+// challenges: _acme-challenge, _acme-challenge.api).
 func (h *Handler) challengeLabel(name string) (string, bool) {
 	if len(name) <= len(h.origin)+1 {
 		return "", false
 	}
 	label := name[:len(name)-len(h.origin)-1]
-	if strings.IndexByte(label, '.') >= 0 || strings.IndexByte(label, '\\') >= 0 {
+	if strings.IndexByte(label, '\\') >= 0 || (label[0] != '_' && strings.IndexByte(label, '.') >= 0) {
 		return "", false
 	}
 	return label, true
@@ -442,6 +477,11 @@ func (h *Handler) apex(m *dns.Msg, q dns.Question, owner string) {
 	case dns.TypeANY:
 		m.Answer = append(m.Answer, h.hinfo(owner))
 		return
+	case dns.TypeDNSKEY, dns.TypeCDS, dns.TypeCDNSKEY:
+		if rrs := h.apexKeys(q.Qtype); len(rrs) > 0 { // dnssec.go
+			m.Answer = appendOwned(m.Answer, rrs, owner)
+			return
+		}
 	}
 	if n := h.static.nodes[h.origin]; n != nil {
 		if rrs, ok := n.rrs[q.Qtype]; ok {

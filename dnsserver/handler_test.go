@@ -101,6 +101,7 @@ func newTestHandler(t testing.TB, src RecordSource) *Handler {
 	h, err := NewHandler(Config{
 		Zone: zone, NSName: "ns1." + zone, NSAdmin: "hostmaster.example.test",
 		Records: rrs, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
+		OwnNames: []string{"_acme-challenge." + zone, "_acme-challenge.api." + zone, "_acme-challenge.x.y." + zone + "."},
 	}, src, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +121,9 @@ func testSource() *fakeSource {
 		"web":    {val1}, // registered and static: TXT from the source, A from static
 		"single": {val1},
 		"long":   {strings.Repeat("x", 255) + strings.Repeat("y", 45)},
+		// The broker's own challenges (own names): at the apex and below.
+		"_acme-challenge":     {val1, val2},
+		"_acme-challenge.api": {val2},
 	}}
 }
 
@@ -229,6 +233,16 @@ func answerTests() []answerTest {
 		// name below the cut at child.
 		{"escaped dot is inside a label", `y\.child.auth.example.test.`, dns.TypeA, want{rcode: dns.RcodeNameError, aa: true, ns: soaNeg}},
 		{"source panics: SERVFAIL", "boom.auth.example.test.", dns.TypeTXT, want{rcode: dns.RcodeServerFailure}},
+		{"own challenge at the apex", "_ACME-challenge.auth.example.test.", dns.TypeTXT, want{rcode: 0, aa: true,
+			answer: []string{"_ACME-challenge.auth.example.test.\t1\tIN\tTXT\t\"" + val1 + "\"", "_ACME-challenge.auth.example.test.\t1\tIN\tTXT\t\"" + val2 + "\""}}},
+		{"own challenge below the apex", "_acme-challenge.api.auth.example.test.", dns.TypeTXT, want{rcode: 0, aa: true,
+			answer: []string{"_acme-challenge.api.auth.example.test.\t1\tIN\tTXT\t\"" + val2 + "\""}}},
+		{"own challenge, other type: NODATA", "_acme-challenge.api.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true, ns: soaNeg, soaTTL: 5}},
+		{"own name with no value: NXDOMAIN", "_acme-challenge.x.y.auth.example.test.", dns.TypeTXT, want{rcode: dns.RcodeNameError, aa: true, ns: soaNeg, soaTTL: 5}},
+		{"above an own name: NODATA (empty non-terminal)", "api.auth.example.test.", dns.TypeA, want{rcode: 0, aa: true, ns: soaNeg, soaTTL: 5}},
+		{"above an own name with no value: NODATA", "y.auth.example.test.", dns.TypeTXT, want{rcode: 0, aa: true, ns: soaNeg, soaTTL: 5}},
+		{"an own name's label below a subdomain is not the source's", "_acme-challenge." + sub1 + ".auth.example.test.", dns.TypeTXT, want{rcode: dns.RcodeNameError, aa: true, ns: soaNeg, soaTTL: 5}},
+		{"a subdomain-like name two labels deep is not the source's", "x.web.auth.example.test.", dns.TypeTXT, want{rcode: dns.RcodeNameError, aa: true, ns: soaNeg, soaTTL: 5}},
 		{"AXFR: REFUSED", "auth.example.test.", dns.TypeAXFR, want{rcode: dns.RcodeRefused}},
 		{"IXFR: REFUSED", "auth.example.test.", dns.TypeIXFR, want{rcode: dns.RcodeRefused}},
 	}
@@ -730,4 +744,23 @@ func TestConcurrentServe(t *testing.T) {
 		}
 	})
 	wg.Wait()
+}
+
+func TestOwnNameProblem(t *testing.T) {
+	rrs := mustParse(t, "_acme-challenge.www TXT \"static\"", "child NS ns.child", "ns.child A 192.0.2.1", "auth.example.test. NS ns1")
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"_acme-challenge.auth.example.test.", true},
+		{"_acme-challenge.api.auth.example.test", true},
+		{"_ACME-challenge.WWW.auth.example.test.", false},
+		{"_acme-challenge.child.auth.example.test.", false},
+		{"_acme-challenge.x.child.auth.example.test.", false},
+		{"_acme-challenge.example.test.", false},
+	} {
+		if why := OwnNameProblem(zone, rrs, tc.name); (why == "") != tc.ok {
+			t.Errorf("OwnNameProblem(%s) = %q, want ok %v", tc.name, why, tc.ok)
+		}
+	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/cookie"
+	"github.com/acmebroker/acmebroker/internal/dnssec"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -30,9 +32,9 @@ const (
 )
 
 // startHostileDNS serves the real handler, fed by the real record index,
-// on 127.0.0.1:0 (UDP and TCP) until the test ends; with fast, through
-// the fast path (fastpath.go).
-func startHostileDNS(t *testing.T, fast bool) (string, *records.Index) {
+// on 127.0.0.1:0 (UDP and TCP) until the test ends; with DNSSEC on when
+// signer is not nil; with fast, through the fast path (fastpath.go).
+func startHostileDNS(t *testing.T, signer dnsserver.Signer, fast bool) (string, *records.Index) {
 	t.Helper()
 	idx := records.New(storage.DefaultTXTPolicy, time.Now)
 	idx.Add(hsub, 1)
@@ -41,9 +43,14 @@ func startHostileDNS(t *testing.T, fast bool) (string, *records.Index) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secret, err := cookie.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := dnsserver.NewHandler(dnsserver.Config{
 		Zone: hzone, NSName: "ns1." + hzone, NSAdmin: "hostmaster.example.test",
 		Records: static, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
+		Cookies: cookie.NewJar(secret, nil, time.Now), Signer: signer,
 	}, idx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -144,18 +151,39 @@ func isNormalAnswer(m *dns.Msg, id uint16) bool {
 }
 
 // TestHostileDNSInputs sends hand-written hostile packets through real UDP
-// and TCP sockets. Each gets its expected rcode, or no answer at all; after
-// each, the server still answers a normal query on both transports, and
-// nothing a packet tried to change is served. Run with and without the
-// fast path.
+// and TCP sockets, to a server with DNSSEC off and one with it on, each
+// with and without the fast path. Each gets its expected rcode, or no
+// answer at all; after each, the server still answers a normal query on
+// both transports, and nothing a packet tried to change is served.
 func TestHostileDNSInputs(t *testing.T) {
-	for _, fast := range []bool{false, true} {
-		t.Run(fmt.Sprintf("fast path %v", fast), func(t *testing.T) { hostileDNSInputs(t, fast) })
+	for _, signed := range []bool{false, true} {
+		for _, fast := range []bool{false, true} {
+			name := map[bool]string{false: "unsigned", true: "signed"}[signed] + map[bool]string{false: "", true: "/fast path"}[fast]
+			t.Run(name, func(t *testing.T) { testHostileDNSInputs(t, signed, fast) })
+		}
 	}
 }
 
-func hostileDNSInputs(t *testing.T, fast bool) {
-	addr, idx := startHostileDNS(t, fast)
+// newHostileSigner is a real signer with fresh keys for hzone.
+func newHostileSigner(t *testing.T, alg uint8) (*dnssec.Signer, *dnssec.Keyset) {
+	t.Helper()
+	ks, err := dnssec.NewKeyset(hzone, alg, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := dnssec.NewSigner(dnssec.SignerConfig{Zone: hzone}, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ks
+}
+
+func testHostileDNSInputs(t *testing.T, signed, fast bool) {
+	var signer dnsserver.Signer
+	if signed {
+		signer, _ = newHostileSigner(t, dnssec.ECDSAP256SHA256)
+	}
+	addr, idx := startHostileDNS(t, signer, fast)
 	q := func(name string, qtype, qclass uint16) []byte {
 		return cat(hdr(opcodeFlags(dns.OpcodeQuery), 1, 0, 0, 0), []byte(name), u16(qtype), u16(qclass))
 	}
@@ -187,6 +215,12 @@ func hostileDNSInputs(t *testing.T, fast bool) {
 	ednsOdd := normalQuery(hostID)
 	ednsOdd.SetEdns0(1232, true)
 	ednsOdd.IsEdns0().Option = append(ednsOdd.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: 65001, Data: bytes.Repeat([]byte{0xff}, 64)})
+	withCookie := func(hexCookie string) *dns.Msg {
+		m := normalQuery(hostID)
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexCookie})
+		return m
+	}
 	withTSIG := normalQuery(hostID)
 	withTSIG.Extra = append(withTSIG.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: "key.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
 		Algorithm: dns.HmacSHA256, TimeSigned: uint64(time.Now().Unix()), Fudge: 300, MACSize: 32, MAC: strings.Repeat("ab", 32), OrigId: hostID})
@@ -208,8 +242,21 @@ func hostileDNSInputs(t *testing.T, fast bool) {
 	}
 	answers := func(n int) func(*dns.Msg) error {
 		return func(m *dns.Msg) error {
-			if len(m.Answer) != n {
-				return fmt.Errorf("%d answers, want %d", len(m.Answer), n)
+			got, sigs := 0, 0
+			for _, rr := range m.Answer {
+				if rr.Header().Rrtype == dns.TypeRRSIG {
+					sigs++
+				} else {
+					got++
+				}
+			}
+			if got != n {
+				return fmt.Errorf("%d answers, want %d", got, n)
+			}
+			// Signed, to a query with DO: an RRSIG per RRset; never one
+			// to a query without.
+			if do := m.IsEdns0() != nil && m.IsEdns0().Do(); (signed && do && n > 0) != (sigs > 0) {
+				return fmt.Errorf("%d RRSIGs in the answer (signing %v, DO %v)", sigs, signed, do)
 			}
 			return nil
 		}
@@ -223,6 +270,18 @@ func hostileDNSInputs(t *testing.T, fast bool) {
 			return fmt.Errorf("want no answer and an unsigned TSIG with BADKEY last: %v", m)
 		}
 		return nil
+	}
+	// A server cookie (24 bytes with the client's 8) comes back.
+	cookieBack := func(m *dns.Msg) error {
+		if len(m.Answer) != 1 {
+			return fmt.Errorf("%d answers", len(m.Answer))
+		}
+		for _, o := range m.IsEdns0().Option {
+			if c, ok := o.(*dns.EDNS0_COOKIE); ok && len(c.Cookie) == 48 && c.Cookie[:16] == "0102030405060708" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no server cookie in %v", m.IsEdns0())
 	}
 	hasOPT := func(m *dns.Msg) error {
 		if m.IsEdns0() == nil {
@@ -301,6 +360,12 @@ func hostileDNSInputs(t *testing.T, fast bool) {
 		{name: "EDNS UDP size 0", net: "udp", payload: packed(t, ednsZero), rcode: dns.RcodeSuccess, check: answers(1)},
 		{name: "unknown EDNS option", net: "udp", payload: packed(t, ednsOdd), rcode: dns.RcodeSuccess, check: hasOPT},
 		{name: "TSIG from a stranger", net: "udp", payload: packed(t, withTSIG), rcode: dns.RcodeNotAuth, check: badKey},
+		// DNS Cookies (RFC 7873 5.2.2: a malformed option is FORMERR).
+		{name: "COOKIE of 7 bytes", net: "udp", payload: packed(t, withCookie("01020304050607")), rcode: dns.RcodeFormatError, check: hasOPT},
+		{name: "COOKIE of 12 bytes", net: "udp", payload: packed(t, withCookie("010203040506070809101112")), rcode: dns.RcodeFormatError, check: hasOPT},
+		{name: "COOKIE of 41 bytes", net: "tcp", payload: frame(packed(t, withCookie(strings.Repeat("ab", 41)))), rcode: dns.RcodeFormatError, check: hasOPT},
+		{name: "client cookie only", net: "udp", payload: packed(t, withCookie("0102030405060708")), rcode: dns.RcodeSuccess, check: cookieBack},
+		{name: "forged server cookie", net: "udp", payload: packed(t, withCookie("0102030405060708"+"01000000"+"5cf79f11"+"1f8130c3eee29480")), rcode: dns.RcodeSuccess, check: cookieBack},
 		// Trailing data and framing.
 		{name: "garbage after the message", net: "udp", payload: cat(normal, bytes.Repeat([]byte{0xde, 0xad}, 50)), rcode: dns.RcodeSuccess, check: answers(1)},
 		{name: "8 KiB datagram (read cut at 4096)", net: "udp", payload: cat(normal, make([]byte, 8192)), rcode: dns.RcodeSuccess, check: answers(1)},

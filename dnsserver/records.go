@@ -162,13 +162,19 @@ func newStaticZone(origin string, rrs []dns.RR) (*staticZone, error) {
 		if _, ok := n.rrs[dns.TypeCNAME]; ok && len(n.rrs) > 1 {
 			return nil, fmt.Errorf("%s has a CNAME and other records; a CNAME must stand alone", name)
 		}
-		for p := parent(name); p != "" && p != origin && dns.IsSubDomain(origin, p); p = parent(p) {
-			if _, ok := z.nodes[p]; !ok {
-				z.ents[p] = true
-			}
-		}
+		z.addENTs(name, origin)
 	}
 	return z, nil
+}
+
+// addENTs marks the names between name and origin that hold no records as
+// empty non-terminals.
+func (z *staticZone) addENTs(name, origin string) {
+	for p := parent(name); p != "" && p != origin && dns.IsSubDomain(origin, p); p = parent(p) {
+		if _, ok := z.nodes[p]; !ok {
+			z.ents[p] = true
+		}
+	}
 }
 
 // parent strips the first label of an FQDN; "" at the root. An escaped
@@ -234,4 +240,26 @@ func Reserved(zone, nsName string, static []dns.RR) func(label string) string {
 		why[l] = "it is the name server's own name (" + nsName + ")"
 	}
 	return func(label string) string { return why[strings.ToLower(label)] }
+}
+
+// OwnNameProblem says why the broker cannot serve TXT values of its own at
+// name, an FQDN inside zone, beside the static records ("" if it can):
+// static records are there, or it is at or below a delegation.
+func OwnNameProblem(zone string, static []dns.RR, name string) string {
+	origin := dns.Fqdn(lowerASCII(zone))
+	name = dns.Fqdn(lowerASCII(name))
+	if !dns.IsSubDomain(origin, name) {
+		return "it is outside the zone " + origin
+	}
+	for _, rr := range static {
+		h := rr.Header()
+		owner := lowerASCII(h.Name)
+		switch {
+		case owner == name:
+			return "static " + dns.TypeToString[h.Rrtype] + " records are there ([dns] records); remove them"
+		case h.Rrtype == dns.TypeNS && owner != origin && dns.IsSubDomain(owner, name):
+			return "it is in the zone delegated at " + owner + ", which another server answers"
+		}
+	}
+	return ""
 }

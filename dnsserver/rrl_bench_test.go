@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func BenchmarkRRLParallel(b *testing.B) {
 func TestAmplification(t *testing.T) {
 	const qps, seconds, sampled = 1000, 3, 20
 	src := testSource()
-	h := newTestHandler(t, src)
+	plain, cookies := newTestHandler(t, src), cookieHandler(t, time.Now) // cookieless UDP: 512 bytes
 	cfg := testRRLConfig()
 	cfg.ResponsesPerSecond, cfg.NXDomainPerSecond, cfg.ErrorsPerSecond = 100, 10, 10
 	cfg.LargeSize, cfg.LargePerSecond, cfg.Window = 512, 20, 5*time.Second
@@ -122,7 +123,11 @@ func TestAmplification(t *testing.T) {
 		{"REFUSED (out of zone)", func(int) *dns.Msg { return edns(query("example.com.", dns.TypeANY)) }},
 	}
 	t.Logf("%-26s %9s %12s %12s %8s %8s", "attack (1000 q/s, 3 s)", "bytes in", "out no RRL", "out RRL", "x no RRL", "x RRL")
-	for _, a := range attacks {
+	for _, a := range append(attacks, attack{"large TXT, cookies on", attacks[2].q}) {
+		h := plain
+		if strings.HasSuffix(a.name, "cookies on") {
+			h = cookies
+		}
 		var in, outPlain, outRRL, plainSize int
 		clk := newFakeClock()
 		r := newTestRRL(t, cfg, clk)

@@ -44,7 +44,7 @@ type ZoneWalker interface {
 // ZoneEntry is one registered subdomain with the values it publishes to
 // secondaries.
 type ZoneEntry struct {
-	Name   string // single lower-case label
+	Name   string // relative to the zone, lower-case: a subdomain label or an own name (_acme-challenge.api)
 	Values []string
 }
 

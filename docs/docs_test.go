@@ -135,7 +135,7 @@ func TestConfigKeysDocumented(t *testing.T) {
 var (
 	fence = regexp.MustCompile("(?ms)^\\s*```[^\\n]*\\n(.*?)^\\s*```")
 	span  = regexp.MustCompile("`([^`\\n]+)`")
-	word  = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	word  = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`) // mod_md has an underscore
 	// invocation is "acmebroker" where a command starts: at the start of a
 	// line (or of a comment), after a shell operator or quote, after exec or
 	// sudo, or as a path's last part; not in prose or as an argument. Group

@@ -41,7 +41,8 @@ func IsDNS01Value(s string) bool {
 // EncodeAllowFrom is how every engine stores an account's sources: a JSON
 // array of the prefixes' String form, as acme-dns does, so rows move between
 // engines (and from acme-dns) as they are. Prefixes are kept as given (not
-// masked), so they read back equal.
+// masked), so they read back equal, except an IPv4-mapped one, which
+// DecodeAllowFrom reads as the IPv4 prefix it means.
 func EncodeAllowFrom(ps []netip.Prefix) (string, error) {
 	ss := make([]string, len(ps))
 	for i, p := range ps {
@@ -117,4 +118,33 @@ func DecodeAllowFrom(s string) ([]netip.Prefix, error) {
 		ps[i] = p
 	}
 	return ps, nil
+}
+
+// IsOwnName reports whether s is an own name: a name relative to the zone
+// at which the broker serves TXT records of its own (its dns-01 challenge
+// "_acme-challenge", or "_acme-challenge.api" for api.<zone>), never an
+// account's. Its first label starts with an underscore, which no
+// subdomain (IsLabel) can; the labels after it are subdomain-like.
+func IsOwnName(s string) bool {
+	if len(s) < 2 || len(s) > 200 || s[0] != '_' {
+		return false
+	}
+	first, rest, more := strings.Cut(s, ".")
+	if len(first) > 63 {
+		return false
+	}
+	for i := 1; i < len(first); i++ {
+		c := first[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	for more {
+		var l string
+		l, rest, more = strings.Cut(rest, ".")
+		if !IsLabel(l) {
+			return false
+		}
+	}
+	return true
 }

@@ -29,8 +29,11 @@ var (
 	// (the wrapping error says which).
 	ErrTokenInvalid = errors.New("registration token not valid")
 	// ErrInUse: an account was used after the time given to
-	// DeleteUnusedAccount, so it was kept.
+	// DeleteUnusedAccount (or holds persist records), so it was kept.
 	ErrInUse = errors.New("account used since the cutoff")
+	// ErrTooMany: the account holds MaxPersistRecords persist records
+	// already (for other issuers).
+	ErrTooMany = errors.New("too many records")
 )
 
 // Token lets whoever holds it register accounts when registration is
@@ -78,6 +81,7 @@ type AccountInfo struct {
 	Account
 	Values     int       // TXT values stored for its subdomain
 	LastUpdate time.Time // time of its newest TXT value; zero if it never set one
+	Persist    int       // dns-persist-01 records it holds (such an account is in use without updates)
 }
 
 // TXTRecord is one value served at <subdomain>.<zone>.
@@ -115,11 +119,13 @@ func (p TXTPolicy) Keep(recs []TXTRecord, now time.Time) []TXTRecord {
 	return recs[:n]
 }
 
-// Subdomain is one registered subdomain with its current TXT values, as
-// loaded at start-up.
+// Subdomain is one registered subdomain (or own name, IsOwnName) with its
+// current TXT values and persist records (an own name has none), as loaded
+// at start-up.
 type Subdomain struct {
 	Name    string
-	Records []TXTRecord // newest first
+	Records []TXTRecord     // newest first
+	Persist []PersistRecord // by issuer; served beside Records, never subject to a TXTPolicy
 }
 
 // Store is the contract of a storage engine.
@@ -148,6 +154,19 @@ type Store interface {
 	// values kept, newest first, with the zone serial after the change.
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
 
+	// SetOwnTXT is SetTXT for an own name (IsOwnName: where the broker
+	// serves its own dns-01 challenge values), which no account holds.
+	// The values are part of the zone like an account's: Snapshot,
+	// Subdomain and PruneTXT take own names too, and other nodes are told
+	// of the change.
+	SetOwnTXT(ctx context.Context, name, value string, at time.Time, policy TXTPolicy) (recs []TXTRecord, serial uint32, err error)
+
+	// DeleteOwnTXT removes value from the own name's values and returns
+	// the values left, newest first, with the zone serial after the
+	// change (at is the time of the change). If value was not there
+	// nothing changes and serial is 0.
+	DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) (recs []TXTRecord, serial uint32, err error)
+
 	// PruneTXT deletes the values of subdomain that policy no longer keeps
 	// at time now and returns how many it deleted. When it deletes any, the
 	// zone serial moves and is returned (DNS stopped serving them when they
@@ -157,18 +176,39 @@ type Store interface {
 	PruneTXT(ctx context.Context, subdomain string, now time.Time, policy TXTPolicy) (n int, serial uint32, err error)
 
 	// Snapshot calls fn once per registered subdomain (with its TXT values,
-	// newest first) and returns the current zone serial. Used at start-up.
+	// newest first, and its persist records), then once per own name that
+	// holds values, and returns the current zone serial. Used at start-up.
 	Snapshot(ctx context.Context, fn func(Subdomain) error) (serial uint32, err error)
 
-	// DeleteAccount removes an account and its TXT values and returns the
-	// zone serial after the change. ErrNotFound if there is no such account.
+	// SetPersist stores rec (checked with rec.CheckSet) among
+	// subdomain's persist records, replacing the one of the same Issuer,
+	// and returns them all, by issuer, with the zone serial after the
+	// change. ErrNotFound if no account has the subdomain, ErrTooMany if
+	// it holds MaxPersistRecords of other issuers (nothing changes).
+	SetPersist(ctx context.Context, subdomain string, rec PersistRecord) (recs []PersistRecord, serial uint32, err error)
+
+	// DeletePersist removes subdomain's persist record of issuer and
+	// returns those left, by issuer, with the zone serial after the
+	// change. If it has none of that issuer nothing changes and serial is
+	// 0. ErrNotFound if no account has the subdomain.
+	DeletePersist(ctx context.Context, subdomain, issuer string) (recs []PersistRecord, serial uint32, err error)
+
+	// PersistRecords returns subdomain's persist records, by issuer.
+	// ErrNotFound if no account has the subdomain.
+	PersistRecords(ctx context.Context, subdomain string) ([]PersistRecord, error)
+
+	// DeleteAccount removes an account, its TXT values and its persist
+	// records and returns the zone serial after the change. ErrNotFound if
+	// there is no such account.
 	DeleteAccount(ctx context.Context, username string) (serial uint32, err error)
 
 	// DeleteUnusedAccount is DeleteAccount for an account last used at or
 	// before cutoff (its newest value's time; its creation if it has no
-	// values), checked in the same transaction as the delete, so an update
-	// racing with a prune keeps its account. ErrInUse if it was used after
-	// cutoff (nothing changes), ErrNotFound if there is no such account.
+	// values) that holds no persist record (those authorize issuance with
+	// no update at all), checked in the same transaction as the delete, so
+	// an update racing with a prune keeps its account. ErrInUse if it was
+	// used after cutoff or holds a persist record (nothing changes),
+	// ErrNotFound if there is no such account.
 	DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (serial uint32, err error)
 
 	// UpdateAllowFrom replaces the sources an account may update from.
@@ -211,8 +251,9 @@ type Store interface {
 	SetDisabled(ctx context.Context, username string, disabled bool) error
 
 	// Subdomain returns one registered subdomain with its values, newest
-	// first, and the zone serial, read together. ErrNotFound if no account
-	// has it. A node uses it to refresh a subdomain another node changed.
+	// first, its persist records, and the zone serial, read together.
+	// ErrNotFound if no account has it (for an own name: if it holds no
+	// value). A node uses it to refresh a subdomain another node changed.
 	Subdomain(ctx context.Context, name string) (Subdomain, uint32, error)
 
 	// GetValue returns the named value (values.go), or ErrNotFound.

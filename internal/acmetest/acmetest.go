@@ -15,6 +15,7 @@
 package acmetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -40,7 +41,7 @@ import (
 // version.
 const (
 	pebbleModule  = "github.com/letsencrypt/pebble/v2"
-	pebbleVersion = "v2.10.1"
+	pebbleVersion = "v2.10.3"
 )
 
 // InstallHint says how to install what Start needs.
@@ -61,6 +62,19 @@ type Options struct {
 	// clients that do not retry a badNonce error (dehydrated 0.7.0) or retry
 	// it only once (certbot).
 	NoBadNonce bool
+	// EAB makes Pebble require external account binding, with these
+	// key IDs and their base64url HMAC keys.
+	EAB map[string]string
+	// VASleep, when positive, lets Pebble's VA sleep a random 0 to VASleep
+	// seconds before each validation, as a CA that takes its time does
+	// (by default it validates at once).
+	VASleep int
+	// BrokerTrustAnchors, DS or DNSKEY records of BrokerZone in zone-file
+	// syntax (what `acmebroker dnssec ds` prints), make unbound a
+	// validating resolver (module-config "validator iterator") that
+	// trusts them: answers from the broker must validate, or Pebble gets
+	// SERVFAIL. The customer zone stays unsigned (insecure).
+	BrokerTrustAnchors []string
 }
 
 // Env is a running environment. Everything in it is stopped by the cleanups
@@ -112,23 +126,13 @@ func Start(tb testing.TB, o Options) *Env {
 		{zone: customerZone, addr: netip.MustParseAddrPort(customer.Addr())},
 		{zone: brokerZone, addr: brokerAddr},
 	}
-	ub, err := startUnbound(tb, tl, dir, stubs)
+	ub, err := startUnbound(tb, tl, dir, stubs, validation{anchors: o.BrokerTrustAnchors})
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := ub.proc.stop(5 * time.Second); err != nil {
-			tb.Logf("acmetest: %v", err)
-		}
-		if tb.Failed() {
-			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(ub.log, 60))
-			if out := ub.proc.tail(); out != noOutput {
-				tb.Logf("acmetest: unbound output (tail):\n%s", out)
-			}
-		}
-	})
+	ub.stopOnCleanup(tb)
 
-	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o.NoBadNonce)
+	pb, err := startPebble(tb, tl, dir, ub.addr, roots, o)
 	if err != nil {
 		tb.Fatalf("acmetest: %v", err)
 	}
@@ -362,4 +366,30 @@ func parsePool(pemBytes []byte) (*x509.CertPool, error) {
 		return nil, errors.New("no PEM certificate found")
 	}
 	return pool, nil
+}
+
+// SetRenewalInfo makes Pebble answer renewal information (ARI) requests
+// for the certificate in certPEM with the window start-end, as a CA does
+// when it wants certificates renewed early (Pebble's /set-renewal-info).
+func (e *Env) SetRenewalInfo(tb testing.TB, certPEM []byte, start, end time.Time) {
+	tb.Helper()
+	ari, err := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]string{"Certificate": string(certPEM), "ARIResponse": string(ari)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	client := newHTTPClient(e.CARoots, 10*time.Second)
+	defer client.CloseIdleConnections()
+	res, err := client.Post(e.ManagementURL+"/set-renewal-info/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatalf("acmetest: set renewal info: %v", err)
+	}
+	defer res.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
+	if res.StatusCode != http.StatusOK {
+		tb.Fatalf("acmetest: set renewal info: %s: %s", res.Status, msg)
+	}
 }

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// pebbleConfig is the part of Pebble v2.10.1's configuration file
+// pebbleConfig is the part of Pebble v2.10.3's configuration file
 // (cmd/pebble/main.go) that the environment sets.
 type pebbleConfig struct {
 	Pebble struct {
@@ -26,6 +26,7 @@ type pebbleConfig struct {
 		PrivateKey                     string                   `json:"privateKey"`
 		OCSPResponderURL               string                   `json:"ocspResponderURL"`
 		ExternalAccountBindingRequired bool                     `json:"externalAccountBindingRequired"`
+		ExternalAccountMACKeys         map[string]string        `json:"externalAccountMACKeys,omitempty"`
 		KeyAlgorithm                   string                   `json:"keyAlgorithm"`
 		RetryAfter                     pebbleRetryAfter         `json:"retryAfter"`
 		Profiles                       map[string]pebbleProfile `json:"profiles"`
@@ -45,19 +46,21 @@ type pebbleProfile struct {
 // pebbleEnv is the environment Pebble runs with: the caller's, minus any
 // PEBBLE_* setting that would change its behaviour behind the test's back.
 // Nonce rejection stays at Pebble's default (5%) so that clients' badNonce
-// retry is exercised, unless noBadNonce.
-func pebbleEnv(noBadNonce bool) []string {
+// retry is exercised, unless o.NoBadNonce.
+func pebbleEnv(o Options) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PEBBLE_") {
 			env = append(env, kv)
 		}
 	}
-	env = append(env,
-		"PEBBLE_VA_NOSLEEP=1", // no random 0-5 s sleep before each validation
-		"PEBBLE_AUTHZREUSE=0", // every order gets fresh authorizations to validate
-	)
-	if noBadNonce {
+	env = append(env, "PEBBLE_AUTHZREUSE=0") // every order gets fresh authorizations to validate
+	if o.VASleep > 0 {
+		env = append(env, fmt.Sprintf("PEBBLE_VA_SLEEPTIME=%d", o.VASleep))
+	} else {
+		env = append(env, "PEBBLE_VA_NOSLEEP=1") // no random 0-5 s sleep before each validation
+	}
+	if o.NoBadNonce {
 		env = append(env, "PEBBLE_WFE_NONCEREJECT=0")
 	}
 	return env
@@ -73,12 +76,12 @@ type pebble struct {
 // until both its ACME directory and its management interface answer. Free
 // ports are picked by binding and closing, so another program can take one
 // in between: then the whole start is retried.
-func startPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, noBadNonce bool) (*pebble, error) {
+func startPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, o Options) (*pebble, error) {
 	tb.Helper()
 	const attempts = 3
 	var lastErr error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		pb, retry, err := tryPebble(tb, tools, dir, resolver, roots, noBadNonce, attempt)
+		pb, retry, err := tryPebble(tb, tools, dir, resolver, roots, o, attempt)
 		if err == nil {
 			return pb, nil
 		}
@@ -91,7 +94,7 @@ func startPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.
 	return nil, lastErr
 }
 
-func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, noBadNonce bool, attempt int) (pb *pebble, retry bool, err error) {
+func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.CertPool, o Options, attempt int) (pb *pebble, retry bool, err error) {
 	// listen, management, and the ports the VA would connect to for
 	// http-01 and tls-alpn-01 (unused for dns-01, but must be set).
 	ports, err := freeTCPPorts(4)
@@ -105,7 +108,8 @@ func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.Ce
 	c.Pebble.TLSPort = ports[3]
 	c.Pebble.Certificate = filepath.Join(tools.pebbleCerts, "localhost", "cert.pem")
 	c.Pebble.PrivateKey = filepath.Join(tools.pebbleCerts, "localhost", "key.pem")
-	c.Pebble.ExternalAccountBindingRequired = false
+	c.Pebble.ExternalAccountBindingRequired = len(o.EAB) > 0
+	c.Pebble.ExternalAccountMACKeys = o.EAB
 	c.Pebble.KeyAlgorithm = "ecdsa" // its CA keys are made at start-up: ECDSA is much quicker than RSA
 	c.Pebble.RetryAfter = pebbleRetryAfter{Authz: 1, Order: 1}
 	c.Pebble.Profiles = map[string]pebbleProfile{
@@ -121,7 +125,7 @@ func tryPebble(tb testing.TB, tools *tools, dir, resolver string, roots *x509.Ce
 	}
 
 	outPath := filepath.Join(dir, fmt.Sprintf("pebble-%d.out", attempt))
-	p, err := startProcess("pebble", dir, outPath, pebbleEnv(noBadNonce), tools.pebble,
+	p, err := startProcess("pebble", dir, outPath, pebbleEnv(o), tools.pebble,
 		"-config", conf, "-dnsserver", resolver)
 	if err != nil {
 		return nil, false, err

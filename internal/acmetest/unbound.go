@@ -20,12 +20,32 @@ type stub struct {
 	addr netip.AddrPort // loopback
 }
 
+// validation makes the resolver a validating one.
+type validation struct {
+	// anchors are trust anchors in zone-file syntax (DS or DNSKEY
+	// records); none: the resolver does not validate.
+	anchors []string
+	// cache keeps answers for their TTLs; otherwise nothing is cached.
+	cache bool
+}
+
+// anchored reports whether zone is at or below a trust anchor.
+func (v validation) anchored(zone string) bool {
+	for _, a := range v.anchors {
+		if f := strings.Fields(a); len(f) > 0 && dns.IsSubDomain(dns.CanonicalName(f[0]), zone) {
+			return true
+		}
+	}
+	return false
+}
+
 // unboundConfig renders a configuration for a resolver that knows only the
 // stub zones: everything else is refused locally, and queries leave only
 // from loopback, so it never sends a packet off this machine (no root
-// priming, no trust anchor fetch). Nothing is cached, so a test sees a
-// change to a zone at once.
-func unboundConfig(dir string, port int, stubs []stub) string {
+// priming, no trust anchor fetch). Unless v says otherwise nothing is
+// cached, so a test sees a change to a zone at once, and nothing is
+// validated. Several stubs of one zone are its several servers.
+func unboundConfig(dir string, port int, stubs []stub, v validation) string {
 	ip6 := false
 	for _, s := range stubs {
 		if s.addr.Addr().Is6() {
@@ -69,9 +89,22 @@ func unboundConfig(dir string, port int, stubs []stub) string {
 	w("\taccess-control: 127.0.0.0/8 allow")
 	w("\taccess-control: ::1 allow")
 	w("\tdo-not-query-localhost: no")
-	w("\tmodule-config: \"iterator\"")
-	w("\tcache-max-ttl: 0")
-	w("\tcache-max-negative-ttl: 0")
+	if len(v.anchors) > 0 {
+		// RFC 4035 validation with the given anchors only (no root key,
+		// nothing fetched); why an answer failed goes to the log.
+		w("\tmodule-config: \"validator iterator\"")
+		w("\tval-log-level: 2")
+		w("\tharden-dnssec-stripped: yes")
+		for _, a := range v.anchors {
+			w("\ttrust-anchor: \"%s\"", strings.Join(strings.Fields(a), " "))
+		}
+	} else {
+		w("\tmodule-config: \"iterator\"")
+	}
+	if !v.cache {
+		w("\tcache-max-ttl: 0")
+		w("\tcache-max-negative-ttl: 0")
+	}
 	w("\tmsg-cache-size: 1m")
 	w("\trrset-cache-size: 1m")
 	w("\tkey-cache-size: 1m")
@@ -82,15 +115,29 @@ func unboundConfig(dir string, port int, stubs []stub) string {
 	// (and thus the stubs) answers for them.
 	w("\tlocal-zone: \"test.\" nodefault")
 	w("\tlocal-zone: \".\" refuse")
+	var zones []string
+	servers := map[string][]netip.AddrPort{}
 	for _, s := range stubs {
-		w("\tlocal-zone: %q transparent", s.zone)
-		w("\tdomain-insecure: %q", s.zone)
+		if servers[s.zone] == nil {
+			zones = append(zones, s.zone)
+		}
+		servers[s.zone] = append(servers[s.zone], s.addr)
 	}
-	for _, s := range stubs {
+	for _, z := range zones {
+		w("\tlocal-zone: %q transparent", z)
+		if !v.anchored(z) {
+			w("\tdomain-insecure: %q", z)
+		}
+	}
+	for _, z := range zones {
 		w("stub-zone:")
-		w("\tname: %q", s.zone)
-		w("\tstub-addr: %s@%d", s.addr.Addr(), s.addr.Port())
-		w("\tstub-no-cache: yes")
+		w("\tname: %q", z)
+		for _, a := range servers[z] {
+			w("\tstub-addr: %s@%d", a.Addr(), a.Port())
+		}
+		if !v.cache {
+			w("\tstub-no-cache: yes")
+		}
 	}
 	w("remote-control:")
 	w("\tcontrol-enable: no")
@@ -103,11 +150,27 @@ type unbound struct {
 	log  string
 }
 
+// stopOnCleanup stops unbound when the test ends, and shows the end of its
+// log and output if the test failed.
+func (u *unbound) stopOnCleanup(tb testing.TB) {
+	tb.Cleanup(func() {
+		if err := u.proc.stop(5 * time.Second); err != nil {
+			tb.Logf("acmetest: %v", err)
+		}
+		if tb.Failed() {
+			tb.Logf("acmetest: unbound.log (tail):\n%s", tailFile(u.log, 80))
+			if out := u.proc.tail(); out != noOutput {
+				tb.Logf("acmetest: unbound output (tail):\n%s", out)
+			}
+		}
+	})
+}
+
 // startUnbound validates the configuration with unbound-checkconf, runs
 // unbound in the foreground and waits until it answers for the first stub
 // zone over UDP and TCP. It retries with a new port if the one picked was
 // taken in between.
-func startUnbound(tb testing.TB, tools *tools, dir string, stubs []stub) (*unbound, error) {
+func startUnbound(tb testing.TB, tools *tools, dir string, stubs []stub, v validation) (*unbound, error) {
 	tb.Helper()
 	const attempts = 3
 	var lastErr error
@@ -116,7 +179,7 @@ func startUnbound(tb testing.TB, tools *tools, dir string, stubs []stub) (*unbou
 		if err != nil {
 			return nil, fmt.Errorf("unbound: %w", err)
 		}
-		u, retry, err := tryUnbound(tb, tools, dir, port, stubs, attempt)
+		u, retry, err := tryUnbound(tb, tools, dir, port, stubs, v, attempt)
 		if err == nil {
 			return u, nil
 		}
@@ -129,9 +192,9 @@ func startUnbound(tb testing.TB, tools *tools, dir string, stubs []stub) (*unbou
 	return nil, lastErr
 }
 
-func tryUnbound(tb testing.TB, tools *tools, dir string, port int, stubs []stub, attempt int) (u *unbound, retry bool, err error) {
+func tryUnbound(tb testing.TB, tools *tools, dir string, port int, stubs []stub, v validation, attempt int) (u *unbound, retry bool, err error) {
 	conf := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(conf, []byte(unboundConfig(dir, port, stubs)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(unboundConfig(dir, port, stubs, v)), 0o600); err != nil {
 		return nil, false, fmt.Errorf("unbound: write config: %w", err)
 	}
 	out, err := runCommand(tb.Context(), 20*time.Second, os.Environ(), dir, tools.unboundCheckconf, conf)
@@ -185,6 +248,9 @@ func query(ctx context.Context, network, server, name string, qtype uint16, time
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(dns.DefaultMsgSize, false)
+	// A validating resolver answers even for a zone it finds bogus
+	// (a test may want that): the probe is about running, not validating.
+	m.CheckingDisabled = true
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	r, _, err := c.ExchangeContext(ctx, m, server)

@@ -18,13 +18,19 @@ func TestUnboundConfigChecks(t *testing.T) {
 	if checkconf == "" {
 		testenv.Skip(t, "unbound-checkconf not installed; install with: "+InstallHint)
 	}
+	const anchor = "auth.example.test.\t3600\tIN\tDS\t4242 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
 	tests := []struct {
-		name   string
-		broker string
-		want   []string
+		name    string
+		broker  string
+		v       validation
+		want    []string
+		wantNot []string
 	}{
-		{"ipv4", "127.0.0.1:5300", []string{"do-ip6: no", "stub-addr: 127.0.0.1@5300"}},
-		{"ipv6 broker", "[::1]:5300", []string{"do-ip6: yes", "outgoing-interface: ::1", "stub-addr: ::1@5300"}},
+		{"ipv4", "127.0.0.1:5300", validation{}, []string{"do-ip6: no", "stub-addr: 127.0.0.1@5300", `module-config: "iterator"`, "cache-max-ttl: 0"}, nil},
+		{"ipv6 broker", "[::1]:5300", validation{}, []string{"do-ip6: yes", "outgoing-interface: ::1", "stub-addr: ::1@5300"}, nil},
+		{"validating, caching", "127.0.0.1:5300", validation{anchors: []string{anchor}, cache: true},
+			[]string{`module-config: "validator iterator"`, `trust-anchor: "auth.example.test. 3600 IN DS 4242 13 2`, `domain-insecure: "example.test."`},
+			[]string{`domain-insecure: "auth.example.test."`, "cache-max-ttl: 0", "stub-no-cache"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -32,10 +38,15 @@ func TestUnboundConfigChecks(t *testing.T) {
 			conf := unboundConfig(dir, 5301, []stub{
 				{zone: "example.test.", addr: netip.MustParseAddrPort("127.0.0.1:5302")},
 				{zone: "auth.example.test.", addr: netip.MustParseAddrPort(tc.broker)},
-			})
+			}, tc.v)
 			for _, w := range tc.want {
 				if !strings.Contains(conf, w) {
 					t.Errorf("config lacks %q:\n%s", w, conf)
+				}
+			}
+			for _, w := range tc.wantNot {
+				if strings.Contains(conf, w) {
+					t.Errorf("config has %q:\n%s", w, conf)
 				}
 			}
 			path := filepath.Join(dir, "unbound.conf")

@@ -103,7 +103,11 @@ func (z *Zone) Origin() string { return z.origin }
 
 // SetCNAME makes name (inside the zone, not its apex) a CNAME to target,
 // replacing whatever name had. It answers the CNAME for every query type and
-// leaves the chase to the resolver. Like t.Fatal, it must be called from the
+// leaves the chase to the resolver. A name whose first label is "*" is a
+// wildcard (RFC 4592): names below its parent that do not exist get the
+// CNAME, owned by the name asked for, as
+// "*._acme-challenge.example.test. CNAME ..." gives every dns-account-01
+// label. Like t.Fatal, it must be called from the
 // test's goroutine.
 func (z *Zone) SetCNAME(name, target string) {
 	z.tb.Helper()
@@ -220,6 +224,12 @@ func (z *Zone) answer(req *dns.Msg) *dns.Msg {
 		return resp
 	}
 	rrs, exists := z.lookup(name, q.Qtype)
+	if !exists {
+		if target, ok := z.wildcardCNAME(name); ok {
+			resp.Answer = append(resp.Answer, &dns.CNAME{Hdr: z.hdr(name, dns.TypeCNAME), Target: target})
+			return resp
+		}
+	}
 	switch {
 	case len(rrs) > 0:
 		resp.Answer = rrs
@@ -265,6 +275,25 @@ func (z *Zone) lookup(name string, qtype uint16) (rrs []dns.RR, exists bool) {
 		exists = z.hasDescendant(name)
 	}
 	return rrs, exists
+}
+
+// wildcardCNAME returns the target of the wildcard CNAME that synthesizes
+// an answer for name, which does not exist: the one at "*." + its closest
+// encloser (the nearest ancestor that exists), if there is one there.
+// z.mu must be held.
+func (z *Zone) wildcardCNAME(name string) (string, bool) {
+	for anc := name; anc != z.origin; {
+		i, end := dns.NextLabel(anc, 0)
+		if end {
+			return "", false
+		}
+		anc = anc[i:]
+		if _, exists := z.lookup(anc, 0); exists || anc == z.origin {
+			target, ok := z.cnames["*."+anc]
+			return target, ok
+		}
+	}
+	return "", false
 }
 
 func (z *Zone) hasDescendant(name string) bool {

@@ -160,3 +160,45 @@ func TestZoneTruncatesUDP(t *testing.T) {
 		t.Fatalf("TCP answer has %d records, want %d", len(r.Answer), len(values))
 	}
 }
+
+// TestZoneWildcardCNAME: a wildcard CNAME answers, under the name asked
+// for, every name below its parent that does not exist, and nothing else.
+func TestZoneWildcardCNAME(t *testing.T) {
+	z := newZone(t, "example.test")
+	z.SetCNAME("*._acme-challenge.example.test", "abc.auth.example.test")
+	z.SetTXT("_exists._acme-challenge.example.test", "own")
+	tests := []struct {
+		qname string
+		rcode int
+		cname string // "" for none
+	}{
+		{"_ujmmovf2vn55tgye._acme-challenge.example.test.", dns.RcodeSuccess, "abc.auth.example.test."},
+		{"_X._ACME-challenge.example.test.", dns.RcodeSuccess, "abc.auth.example.test."},
+		{"a.b._acme-challenge.example.test.", dns.RcodeSuccess, "abc.auth.example.test."},
+		{"*._acme-challenge.example.test.", dns.RcodeSuccess, "abc.auth.example.test."},
+		{"_exists._acme-challenge.example.test.", dns.RcodeSuccess, ""},     // exists: its own TXT
+		{"_acme-challenge.example.test.", dns.RcodeSuccess, ""},             // the parent: an empty non-terminal
+		{"_x._acme-challenge.www.example.test.", dns.RcodeNameError, ""},    // another parent
+		{"other.example.test.", dns.RcodeNameError, ""},                     // no wildcard at the apex
+		{"x._exists._acme-challenge.example.test.", dns.RcodeNameError, ""}, // closest encloser is _exists: no wildcard there
+		{"_x._validation-persist.example.test.", dns.RcodeNameError, ""},    // elsewhere
+		{"_x._acme-challenge.example.test.", dns.RcodeSuccess, "abc.auth.example.test."},
+	}
+	for _, tc := range tests {
+		req := new(dns.Msg)
+		req.SetQuestion(tc.qname, dns.TypeTXT)
+		resp := z.answer(req)
+		var cname string
+		for _, rr := range resp.Answer {
+			if c, ok := rr.(*dns.CNAME); ok {
+				cname = c.Target
+				if c.Hdr.Name != dns.CanonicalName(tc.qname) {
+					t.Errorf("%s: CNAME owned by %s", tc.qname, c.Hdr.Name)
+				}
+			}
+		}
+		if resp.Rcode != tc.rcode || cname != tc.cname {
+			t.Errorf("%s: %s, CNAME %q; want %s, %q", tc.qname, dns.RcodeToString[resp.Rcode], cname, dns.RcodeToString[tc.rcode], tc.cname)
+		}
+	}
+}

@@ -34,6 +34,10 @@ type Ready struct {
 	Accounts int      // registered subdomains loaded at start-up
 	Metrics  string   // Prometheus scrape URL; "" when [metrics] listen is off
 	Startup  time.Duration
+	// Reload re-reads the API's certificate files (tls = "cert"), or
+	// re-checks its ACME certificate's renewal information (tls =
+	// "acme"), now; the serve command calls it on SIGHUP.
+	Reload func()
 }
 
 // Run binds every socket (failing before anything else if one cannot be
@@ -45,6 +49,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	static, err := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns.records: %w", err)}
+	}
+	ownNames, err := ownChallengeNames(cfg, static) // apitls.go
+	if err != nil {
+		return err
 	}
 	policy := cfg.DNS.TXTPolicy()
 	idx := records.New(policy, time.Now)
@@ -92,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	// The one writer of the zone: the API, the pruner, node sync and the
 	// admin-change poller all change storage and idx through it.
 	writer := zone.New(zone.Config{
-		Zone: cfg.DNS.Zone, Policy: policy, Reserved: reserved(cfg.DNS, static), Now: time.Now, Logger: logger,
+		Zone: cfg.DNS.Zone, Policy: policy, Reserved: Reserved(cfg, static), Now: time.Now, Logger: logger,
 	}, used, idx)
 	// Follows what admin commands change in a SQLite file while this runs
 	// (nil for PostgreSQL, whose notifications carry those too). Its mark is
@@ -116,17 +124,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	if err != nil {
 		return &ConfigError{err}
 	}
-	dnsHandler, err := dnsserver.NewHandler(dnsserver.Config{
-		Zone:              cfg.DNS.Zone,
-		NSName:            cfg.DNS.NSName,
-		NSAdmin:           cfg.DNS.NSAdmin,
-		Records:           static,
-		TXTTTL:            cfg.DNS.TXTTTL,
-		NegativeTTL:       cfg.DNS.NegativeTTL,
-		MaxUDPSize:        cfg.DNS.MaxUDPSize,
-		Cookies:           jar,
-		CookielessUDPSize: cfg.DNS.Cookies.CookielessUDPSize,
-	}, idx, logger)
+	// DNSSEC ([dns.dnssec]; dnssec.go): nil, nil when off.
+	signer, keyNode, err := setupDNSSEC(ctx, cfg.DNS, used, logger)
+	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped during start-up", "err", err)
+			return nil
+		}
+		return err
+	}
+	hcfg := handlerConfig(cfg.DNS, static)
+	hcfg.Cookies = jar
+	hcfg.OwnNames = ownNames
+	if signer != nil {
+		hcfg.Signer = signer
+	}
+	dnsHandler, err := dnsserver.NewHandler(hcfg, idx, logger)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("dns: %w", err)}
 	}
@@ -150,14 +163,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			RegisterPerSource: cfg.API.RegisterLimit, UpdatePerAccount: cfg.API.UpdateLimit,
 			UpdatePerSource: cfg.API.UpdateSourceLimit, AuthFailPerSource: cfg.API.AuthFailLimit,
 		},
-	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys})
+	}, api.Deps{Accounts: used, Zone: writer, Logger: logger, Now: time.Now, Sync: syncStatus, Keys: keys,
+		WriteProbe: func(ctx context.Context) error {
+			return used.PutValue(ctx, "health/write-probe", []byte("ok"), time.Now())
+		}})
 
-	var tlsCert, tlsKey string
-	if cfg.API.TLS == "cert" {
-		tlsCert, tlsKey = cfg.API.CertFile, cfg.API.KeyFile
-		if err := checkKeyPair(tlsCert, tlsKey); err != nil {
-			return &ConfigError{fmt.Errorf("api.cert_file/api.key_file: %w", err)}
-		}
+	// The API's certificate ([api] tls; nil for plain HTTP): its own
+	// dns-01 challenges go through the zone writer like any value.
+	apiCert, err := newAPITLS(cfg, static, used, writer, logger)
+	if err != nil {
+		return err
 	}
 
 	startNotify, err := setupTransfer(cfg.DNS.Transfer, idx, dnsHandler, dnsSrv, writer.Quiesce, ins.transferObserver())
@@ -180,6 +195,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}, logger)
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
 	httpSrv.IdleTimeout = cfg.API.IdleTimeout.Duration
+	httpSrv.TLSConfig = apiCert.config()
 
 	// The background loops stop (and are waited for) before storage closes.
 	defer background(scanKeys)()
@@ -191,6 +207,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	}
 	if watcher != nil {
 		defer background(watcher.Run)()
+	}
+	if keyNode != nil {
+		defer background(keyNode.Run)()
 	}
 
 	errc := make(chan error, 3)
@@ -204,10 +223,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 			errc <- fmt.Errorf("dns: %w", err)
 		}
 	}()
+	// The API's certificate is kept once DNS is served (an ACME CA looks
+	// the challenges up there); until there is one, HTTPS handshakes fail.
+	defer background(apiCert.run)()
 	go func() {
 		var err error
-		if tlsCert != "" {
-			err = httpSrv.ServeTLS(limitedLn, tlsCert, tlsKey)
+		if apiCert != nil {
+			err = httpSrv.ServeTLS(limitedLn, "", "")
 		} else {
 			err = httpSrv.Serve(api.JSONErrors(limitedLn))
 		}
@@ -216,15 +238,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		}
 	}()
 
+	ins.health(nodeHealth(apiCert))
 	ins.serve(errc)
 	stopNotify := startNotify()
 	defer stopNotify()
 
 	scheme := "http"
-	if tlsCert != "" {
+	if apiCert != nil {
 		scheme = "https"
 	}
-	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start), Metrics: ins.url()}
+	r := Ready{DNS: dnsSrv.Addrs(), API: scheme + "://" + apiLn.Addr().String() + cfg.API.BasePath, Accounts: idx.Len(), Startup: time.Since(start), Metrics: ins.url(),
+		Reload: apiCert.reload}
 	logger.Info("serving", "zone", cfg.DNS.Zone, "dns", r.DNS, "api", r.API, "metrics", r.Metrics, "startup", r.Startup.Round(time.Millisecond))
 	if ready != nil {
 		ready(r)

@@ -45,14 +45,10 @@ func tmpfs(t *testing.T, size string) string {
 // passes its integrity check.
 func TestDiskFull(t *testing.T) {
 	dir := tmpfs(t, "4m")
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(dir, "broker.db")
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := brokertest.Config(t, "", func(c *config.Config) {
+		c.Storage.DSN = filepath.Join(dir, "broker.db")
+		c.Metrics.Listen = "127.0.0.1:0"
+	})
 	rd := brokertest.Start(t, cfg)
 	client := &http.Client{Timeout: 10 * time.Second}
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -75,15 +74,10 @@ func nxBurstCookie(t *testing.T, src, addr, zone string, n int, ck string) (full
 // configuration, and enabled = false (what bench/ uses) turns it off.
 func TestBrokerDNSLimitsWired(t *testing.T) {
 	for _, enabled := range []bool{true, false} {
-		cfg := config.Default()
-		cfg.DNS.Listen = []string{"127.0.0.1:0"}
-		cfg.API.Listen = "127.0.0.1:0"
-		cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-		cfg.DNS.RRL.Enabled = enabled
-		cfg.DNS.RRL.NXDomainPerSecond = 1 // a burst of one, then one a second
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		cfg := brokertest.Config(t, "", func(c *config.Config) {
+			c.DNS.RRL.Enabled = enabled
+			c.DNS.RRL.NXDomainPerSecond = 1 // a burst of one, then one a second
+		})
 		rd := brokertest.Start(t, cfg)
 		full, tc := nxBurst(t, "127.0.0.2", rd.DNS[0], cfg.DNS.Zone, 30)
 		t.Logf("rrl enabled=%v: 30 NXDOMAIN queries, %d answered, %d slipped", enabled, full, tc)
@@ -126,16 +120,10 @@ func serverCookie(t *testing.T, src, addr, zone string) string {
 func TestBrokerCookiesWired(t *testing.T) {
 	const secret = "e5e973e5a6b2a43f48e7dc849e37bfcf"
 	start := func(secret string) broker.Ready {
-		cfg := config.Default()
-		cfg.DNS.Listen = []string{"127.0.0.1:0"}
-		cfg.API.Listen = "127.0.0.1:0"
-		cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-		cfg.DNS.RRL.NXDomainPerSecond = 1
-		cfg.DNS.Cookies.Secret = secret
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		return brokertest.Start(t, cfg)
+		return brokertest.Start(t, brokertest.Config(t, "", func(c *config.Config) {
+			c.DNS.RRL.NXDomainPerSecond = 1
+			c.DNS.Cookies.Secret = secret
+		}))
 	}
 	zone := config.Default().DNS.Zone
 	a, b, other := start(secret), start(secret), start("")

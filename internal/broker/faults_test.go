@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -34,14 +33,7 @@ type faultBroker struct {
 
 func startFaultBroker(t *testing.T, busy time.Duration) *faultBroker {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	cfg.Storage.BusyTimeout = config.Duration{Duration: busy}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := brokertest.Config(t, "", func(c *config.Config) { c.Storage.BusyTimeout = config.Duration{Duration: busy} })
 	b := &faultBroker{t: t, rd: brokertest.Start(t, cfg), dbPath: cfg.Storage.DSN, client: &http.Client{Timeout: 30 * time.Second}}
 	resp, err := b.client.Post(b.rd.API+"/register", "application/json", nil)
 	if err != nil {

@@ -69,6 +69,14 @@ func (in *instruments) url() string {
 	return "http://" + in.srv.Addr() + "/metrics"
 }
 
+// health serves h at GET /health on the metrics listener.
+func (in *instruments) health(h http.Handler) {
+	if in == nil {
+		return
+	}
+	in.srv.HandleHealth(h)
+}
+
 // serve runs the listener until shutdown, sending a failure to errc.
 func (in *instruments) serve(errc chan<- error) {
 	if in == nil {

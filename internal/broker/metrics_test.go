@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,18 +25,7 @@ import (
 
 func metricsConfig(t *testing.T, listen string) config.Config {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.DNS.Zone = "auth.example.test"
-	cfg.DNS.NSName = "ns1.auth.example.test"
-	cfg.DNS.Records = []string{"auth.example.test. NS ns1.auth.example.test.", "ns1.auth.example.test. A 127.0.0.1"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	cfg.Metrics.Listen = listen
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return brokertest.Config(t, "auth.example.test", func(c *config.Config) { c.Metrics.Listen = listen })
 }
 
 // scrape fetches url and parses the text exposition.
@@ -160,7 +148,22 @@ func TestMetricsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A query is counted just after its answer is written, so on a busy
+	// machine one may not be yet: wait (bounded) until all 8 are.
 	mfs, body := scrape(t, rd.Metrics)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		n := 0.0
+		for _, l := range []map[string]string{{"qtype": "TXT", "rcode": "NOERROR"}, {"qtype": "TXT", "rcode": "NXDOMAIN"},
+			{"qtype": "A", "rcode": "REFUSED"}, {"qtype": "SOA", "rcode": "NOERROR"}} {
+			v, _ := value(mfs, "acmebroker_dns_queries_total", l)
+			n += v
+		}
+		if n >= 8 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		mfs, body = scrape(t, rd.Metrics)
+	}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,15 +91,10 @@ func prefixes(list []string) []netip.Prefix {
 	return out
 }
 
-func checkKeyPair(cert, key string) error {
-	_, err := tls.LoadX509KeyPair(cert, key)
-	return err
-}
-
-// reserved says why an account may not take a subdomain: the names the
+// Reserved says why an account may not take a subdomain: the names the
 // zone's own records use (static records, delegations, the name server's
-// name) are not for accounts (nil: no static records and no name server
-// inside the zone).
-func reserved(c config.DNS, static []dns.RR) func(string) string {
-	return dnsserver.Reserved(c.Zone, c.NSName, static)
+// name) and the first labels of the API certificate's names (apitls.go)
+// are not for accounts. The broker and the admin commands use it alike.
+func Reserved(cfg config.Config, static []dns.RR) func(string) string {
+	return reservedWithACME(dnsserver.Reserved(cfg.DNS.Zone, cfg.DNS.NSName, static), cfg)
 }

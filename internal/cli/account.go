@@ -77,13 +77,14 @@ type accountJSON struct {
 	Created    time.Time  `json:"created"`
 	LastUpdate *time.Time `json:"last_update"` // null: never updated
 	Values     int        `json:"values"`
+	Persist    int        `json:"persist"` // dns-persist-01 records
 	AllowFrom  []string   `json:"allowfrom"`
 	Disabled   bool       `json:"disabled"`
 }
 
 func toJSON(ai storage.AccountInfo) accountJSON {
 	j := accountJSON{Subdomain: ai.Subdomain, Username: ai.Username, Created: ai.CreatedAt.UTC(),
-		Values: ai.Values, AllowFrom: make([]string, len(ai.AllowFrom)), Disabled: ai.Disabled}
+		Values: ai.Values, Persist: ai.Persist, AllowFrom: make([]string, len(ai.AllowFrom)), Disabled: ai.Disabled}
 	for i, p := range ai.AllowFrom {
 		j.AllowFrom[i] = p.String()
 	}
@@ -186,6 +187,10 @@ func accountShow(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			for _, r := range sub.Records {
 				fmt.Fprintf(w, "  %s  %s\n", r.Value, timeText(r.UpdatedAt))
 			}
+			fmt.Fprintf(w, "persist:      %d\n", len(sub.Persist))
+			for _, p := range sub.Persist {
+				fmt.Fprintf(w, "  %s  set %s\n", p.Value(), timeText(p.SetAt))
+			}
 			return w.Flush()
 		})
 }
@@ -198,6 +203,9 @@ func accountDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 				return err
 			}
 			fmt.Fprintf(stdout, "Deleted account %s (username %s) and its %d TXT value(s).\n", ai.Subdomain, ai.Username, ai.Values)
+			if ai.Persist > 0 {
+				fmt.Fprintf(stdout, "Its %d dns-persist-01 record(s) went with it: CAs no longer find them.\n", ai.Persist)
+			}
 			fmt.Fprintf(stdout, "A running broker stops answering for %s.%s within a second.\n", ai.Subdomain, st.cfg.DNS.Zone)
 			return nil
 		})
@@ -258,9 +266,15 @@ func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	now := time.Now()
 	cutoff := now.Add(-*unused)
 	var list []stale
-	total := 0
+	total, persist := 0, 0
 	if err := st.Accounts(ctx, func(ai storage.AccountInfo) error {
 		total++
+		if ai.Persist > 0 {
+			// Its dns-persist-01 records authorize issuance with no
+			// update at all: in use however long ago it wrote.
+			persist++
+			return nil
+		}
 		last := ai.LastUpdate
 		if last.IsZero() {
 			last = ai.CreatedAt
@@ -288,7 +302,7 @@ func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) 
 					continue // gone meanwhile (DELETE /account)
 				}
 				if errors.Is(err, storage.ErrInUse) {
-					fmt.Fprintf(w, "kept %s (username %s): updated while prune ran\n", s.subdomain, s.username)
+					fmt.Fprintf(w, "kept %s (username %s): updated (or given a persist record) while prune ran\n", s.subdomain, s.username)
 					continue
 				}
 				fmt.Fprintf(w, "%d of %d stale accounts deleted before the error.\n", deleted, len(list))
@@ -297,6 +311,9 @@ func accountPrune(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		deleted++
 		fmt.Fprintf(w, "%s %s (username %s, last used %s, %d value(s))\n", verb, s.subdomain, s.username, timeText(s.last), s.values)
+	}
+	if persist > 0 {
+		fmt.Fprintf(w, "%d account(s) holding dns-persist-01 records kept whatever their last update (remove the records to let them age).\n", persist)
 	}
 	if *dryRun {
 		fmt.Fprintf(w, "%d of %d accounts not updated for %s would be deleted (dry run: nothing changed).\n", deleted, total, *unused)

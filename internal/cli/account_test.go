@@ -247,3 +247,35 @@ dsn = "` + filepath.Join(dir, "b.db") + `"
 		t.Fatalf("create web1: exit %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// TestPruneKeepsPersist: an account holding a dns-persist-01 record is in
+// use however long ago it wrote (renewals need no write), so prune keeps
+// it and says why; show lists its records; delete says they went.
+func TestPruneKeepsPersist(t *testing.T) {
+	cfgPath, users := adminFixture(t)
+	st, err := sqlite.Open(context.Background(), filepath.Join(filepath.Dir(cfgPath), "broker.db"), sqlite.Options{}) // adminFixture's
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := storage.PersistRecord{Issuer: "letsencrypt.org", AccountURI: "https://acme.example/acct/9", SetAt: time.Now().Add(-90 * 24 * time.Hour)}
+	if _, _, err := st.SetPersist(context.Background(), "stale", rec); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	out, errs, code := run(t, "account", "prune", "-config", cfgPath, "--unused-for", "720h")
+	if code != 0 || strings.Contains(out, "deleted stale") || !strings.Contains(out, "1 account(s) holding dns-persist-01 records kept") {
+		t.Fatalf("prune: %d\n%s\n%s", code, out, errs)
+	}
+	if got := subdomains(t, cfgPath); !strings.Contains(strings.Join(got, " "), "stale") {
+		t.Fatalf("after pruning: %v", got)
+	}
+	if out, _, _ := run(t, "account", "show", "stale", "-config", cfgPath); !strings.Contains(out, "persist:      1") || !strings.Contains(out, rec.Value()) {
+		t.Fatalf("account show:\n%s", out)
+	}
+	out, errs, code = run(t, "account", "delete", users["stale"], "-config", cfgPath)
+	if code != 0 || !strings.Contains(out, "Its 1 dns-persist-01 record(s) went with it") {
+		t.Fatalf("account delete: %d\n%s\n%s", code, out, errs)
+	}
+}

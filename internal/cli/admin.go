@@ -152,7 +152,7 @@ func openAdminStore(ctx context.Context, path string, mustExist bool, stderr io.
 	static, _ := dnsserver.ParseRecords(cfg.DNS.Zone, cfg.DNS.Records)
 	// No view: a running broker learns of these changes from storage.
 	w := zone.New(zone.Config{
-		Zone: cfg.DNS.Zone, Policy: cfg.DNS.TXTPolicy(), Reserved: dnsserver.Reserved(cfg.DNS.Zone, cfg.DNS.NSName, static), Logger: logger,
+		Zone: cfg.DNS.Zone, Policy: cfg.DNS.TXTPolicy(), Reserved: broker.Reserved(cfg, static), Logger: logger,
 	}, st, nil)
 	return &adminStore{Store: st, cfg: cfg, zone: w}, nil
 }

@@ -191,3 +191,34 @@ dsn = "` + filepath.Join(dir, "broker.db") + `"
 		}
 	}
 }
+
+// TestAccountCreateRefusesAPICertificateNames: with tls = "acme" the first
+// label of a certificate name below the apex is no account's, in the admin
+// commands as in the API.
+func TestAccountCreateRefusesAPICertificateNames(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	conf := `[dns]
+listen = ["127.0.0.1:0"]
+zone = "auth.example.test"
+nsname = "ns1.auth.example.test"
+nsadmin = "hostmaster.example.test"
+[api]
+listen = "127.0.0.1:0"
+tls = "acme"
+[api.acme]
+directory = "https://127.0.0.1:1/directory"
+names = ["auth.example.test", "api.auth.example.test"]
+[storage]
+dsn = "` + filepath.Join(dir, "broker.db") + `"
+`
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "account", "create", "-config", cfgPath, "--subdomain", "api"); code == 0 || !strings.Contains(errs, "api.auth.example.test") {
+		t.Fatalf("account create --subdomain api: exit %d, %s; want a refusal naming the certificate's name", code, errs)
+	}
+	if out, errs, code := run(t, "account", "create", "-config", cfgPath, "--subdomain", "web"); code != 0 {
+		t.Fatalf("account create --subdomain web: exit %d\n%s\n%s", code, out, errs)
+	}
+}

@@ -26,6 +26,7 @@ Usage:
   acmebroker client COMMAND         get and renew certificates through a broker (see "acmebroker client help")
   acmebroker token COMMAND          registration tokens: create, list, revoke (see "acmebroker token help")
   acmebroker account COMMAND        accounts: create, list, show, delete, disable, enable, prune (see "acmebroker account help")
+  acmebroker dnssec COMMAND         DNSSEC keys: ds, status, rollover (see "acmebroker dnssec help")
   acmebroker version                print the version
   acmebroker help                   show this help
 
@@ -53,6 +54,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runAccount(ctx, args[1:], stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], stdout, stderr)
+	case "dnssec":
+		return runDNSSEC(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

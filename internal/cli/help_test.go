@@ -21,12 +21,12 @@ func TestHelpTexts(t *testing.T) {
 	groups := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^  acmebroker (\w+)`).FindAllStringSubmatch(top, -1) {
 		switch m[1] {
-		case "client", "token", "account", "import":
+		case "client", "token", "account", "import", "dnssec":
 			groups[m[1]] = true
 		}
 	}
-	if len(groups) < 4 {
-		t.Fatalf("the top help lists groups %v, want client, token, account and import", groups)
+	if len(groups) < 5 {
+		t.Fatalf("the top help lists groups %v, want client, token, account, import and dnssec", groups)
 	}
 	for g := range groups {
 		cases = append(cases, helpCase{[]string{g, "help"}}, helpCase{[]string{g, "-h"}})

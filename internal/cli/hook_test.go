@@ -16,7 +16,6 @@ import (
 	"github.com/acmebroker/acmebroker/client"
 	"github.com/acmebroker/acmebroker/internal/broker"
 	"github.com/acmebroker/acmebroker/internal/broker/brokertest"
-	"github.com/acmebroker/acmebroker/internal/config"
 )
 
 const (
@@ -77,6 +76,14 @@ func TestHookArguments(t *testing.T) {
 		{"dehydrated deploy bad value", []string{"dehydrated", "deploy_challenge", "example.test", "tok", "not base64!"}, nil, exitUsage, "not a dns-01 value"},
 		{"dehydrated deploy no account", []string{"dehydrated", "--state-dir", state, "deploy_challenge", "example.test", "t1", hv1, "www.example.test", "t2", hv2}, nil, exitFailure,
 			"--domain example.test` first"},
+		{"mod_md without op", []string{"mod_md", "--state-dir", state}, nil, exitUsage, "no operation"},
+		{"mod_md unknown op", []string{"mod_md", "--state-dir", state, "deploy", "example.test", hv1}, nil, exitUsage, `unknown operation "deploy"`},
+		{"mod_md setup without token", []string{"mod_md", "setup", "example.test"}, nil, exitUsage, "setup takes DOMAIN TOKEN"},
+		{"mod_md setup bad token", []string{"mod_md", "setup", "example.test", "$(id)"}, nil, exitUsage, "not a dns-01 value"},
+		{"mod_md setup split domain", []string{"mod_md", "setup", "example.test", "extra", hv1}, nil, exitUsage, "got 3"},
+		{"mod_md teardown does nothing", []string{"mod_md", "--state-dir", state, "teardown", "example.test"}, nil, exitOK, ""},
+		{"mod_md teardown with token does nothing", []string{"mod_md", "--state-dir", state, "teardown", "example.test", hv1}, nil, exitOK, ""},
+		{"mod_md setup no account", []string{"mod_md", "--state-dir", state, "setup", "example.test", hv1}, nil, exitFailure, "--domain example.test` first"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -98,18 +105,7 @@ func TestHookArguments(t *testing.T) {
 
 func startHookBroker(t *testing.T) broker.Ready {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DNS.Listen = []string{"127.0.0.1:0"}
-	cfg.DNS.Zone = "auth.example.test"
-	cfg.DNS.NSName = "ns1.auth.example.test"
-	cfg.DNS.NSAdmin = "hostmaster.example.test"
-	cfg.DNS.Records = []string{"auth.example.test. NS ns1.auth.example.test.", "ns1.auth.example.test. A 127.0.0.1"}
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Storage.DSN = filepath.Join(t.TempDir(), "broker.db")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return brokertest.Start(t, cfg)
+	return brokertest.Start(t, brokertest.Config(t, "auth.example.test", nil))
 }
 
 func servedTXT(t *testing.T, server, name string) []string {
@@ -170,6 +166,15 @@ func TestHooksSetValuesOnBroker(t *testing.T) {
 		if !slices.Contains(got, v) {
 			t.Fatalf("after the chained deploy the broker serves %q, want %s among them", got, v)
 		}
+	}
+
+	// mod_md: setup NAME TOKEN, flags first (mod_md appends its arguments
+	// to the configured command line).
+	if out, errs, code := runHook(append(append([]string{"mod_md"}, common...), "setup", "example.test", hv3)...); code != 0 || !strings.Contains(out, "served by every name server") {
+		t.Fatalf("mod_md setup: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if got := servedTXT(t, b.DNS[0], acct.FullDomain); !slices.Contains(got, hv3) {
+		t.Fatalf("after mod_md setup the broker serves %q, want %s among them", got, hv3)
 	}
 
 	// Wrong password: the broker's 401, explained.

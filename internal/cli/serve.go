@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/acmebroker/acmebroker/internal/broker"
@@ -72,8 +73,24 @@ Examples:
 	defer cancelRun()
 	go func() { <-sigCtx.Done(); stop(); cancelRun() }()
 
+	// SIGHUP re-reads the API's certificate files (tls = "cert") or
+	// re-checks its ACME certificate (tls = "acme"), once serving.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	err := broker.Run(runCtx, cfg, logger, func(r broker.Ready) {
 		printBanner(stdout, cfg, r, *configPath == "")
+		go func() {
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-hup:
+					logger.Info("SIGHUP: reloading the API's certificate")
+					r.Reload()
+				}
+			}
+		}()
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "acmebroker: %v\n", err)
@@ -95,6 +112,9 @@ func printBanner(w io.Writer, cfg config.Config, r broker.Ready, embedded bool) 
 		fmt.Fprintf(w, "  metrics  %s\n", r.Metrics)
 	}
 	fmt.Fprintf(w, "  API      %s\n", r.API)
+	if cfg.API.TLS == "acme" {
+		fmt.Fprintf(w, "           (HTTPS once the certificate for %s is obtained from %s; the log says when)\n", strings.Join(cfg.API.ACME.Names, ", "), cfg.API.ACME.Directory)
+	}
 	fmt.Fprintf(w, "  storage  %s %s (%d accounts)\n", cfg.Storage.Engine, cfg.Storage.RedactedDSN(), r.Accounts)
 	if embedded {
 		fmt.Fprintln(w, "  config   embedded default (run with -config config.toml for your own)")

@@ -105,6 +105,10 @@ var brokerKey = map[string]string{
 	"log.format":       "logconfig.logformat",
 	"api.registration": "api.disable_registration",
 	"dns.records":      "general.records",
+
+	"api.acme.directory": "api.acme_dir",
+	"api.acme.email":     "api.notification_email",
+	"api.acme.names[0]":  "api.api_domain",
 }
 
 // parseAcmeDNS maps an acme-dns config.cfg onto Config (over the defaults)
@@ -206,9 +210,36 @@ func mapAcmeDNS(b []byte) (Config, error) {
 		c.API.TLS = "none"
 	case "cert":
 		c.API.TLS, c.API.CertFile, c.API.KeyFile = "cert", api.TLSCertFullchain, api.TLSCertPrivkey
+	case "letsencrypt", "letsencryptstaging", "custom":
+		// acme-dns gets the API's certificate by answering dns-01 in its
+		// own zone; so does acmebroker with tls = "acme".
+		c.API.TLS = "acme"
+		c.API.ACME.Email = api.NotificationEmail
+		switch t {
+		case "letsencrypt":
+			c.API.ACME.Directory = LetsEncryptDirectory
+		case "letsencryptstaging":
+			c.API.ACME.Directory = LetsEncryptStagingDirectory
+		default:
+			c.API.ACME.Directory = api.ACMEDir // Validate names it if empty or wrong
+		}
+		if d := normName(api.APIDomain); d != "" {
+			if zone := normName(c.DNS.Zone); d == zone || strings.HasSuffix(d, "."+zone) {
+				c.API.ACME.Names = []string{d}
+			} else {
+				note("api.api_domain", "api_domain %s is outside the zone %s, whose dns-01 challenges are the only ones the broker answers; the API's certificate is for %s instead (set [api.acme] names in a TOML config to change it)", d, zone, zone)
+			}
+		}
+		if api.ACMECacheDir != "" {
+			note("api.acme_cache_dir", "acme_cache_dir is not used: the API's certificate, its key and the ACME account are kept in the database (storage), so every node on it shares them")
+		}
+		tlsOnly = []string{"api.autocert_port"}
+		if t != "custom" {
+			tlsOnly = append(tlsOnly, "api.acme_dir")
+		}
 	default:
 		c.API.TLS = "none"
-		note("api.tls", "tls = %q is not mapped: acmebroker does not get a certificate for its own API, so the API is served over plain HTTP on %s. Get a certificate (for example with acmebroker client) and set tls = \"cert\" with tls_cert_fullchain and tls_cert_privkey, or put the API behind a TLS reverse proxy",
+		note("api.tls", "tls = %q is not mapped: acmebroker serves the API over plain HTTP on %s. Set tls = \"cert\" with tls_cert_fullchain and tls_cert_privkey, \"letsencrypt\", or put the API behind a TLS reverse proxy",
 			api.TLS, c.API.Listen)
 		tlsOnly = []string{"api.api_domain", "api.autocert_port", "api.acme_cache_dir", "api.acme_dir", "api.notification_email"}
 	}
@@ -219,7 +250,7 @@ func mapAcmeDNS(b []byte) (Config, error) {
 	}
 	for _, k := range tlsOnly {
 		if tlsValues[k] != "" {
-			note(k, "%s is only for acme-dns's own Let's Encrypt certificate, which acmebroker does not do (see api.tls); ignored", k[len("api."):])
+			note(k, "%s is not used with tls = %q; ignored", k[len("api."):], api.TLS)
 		}
 	}
 	if set("api.corsorigins") {

@@ -29,8 +29,9 @@ func TestAcmeDNSExampleConfigs(t *testing.T) {
 		wantNotes []string
 	}{
 		{"acme-dns-v1.cfg", "/var/lib/acme-dns/acmebroker.db", "debug", "text",
-			// tls = "letsencryptstaging" and its own settings.
-			[]string{"api.acme_cache_dir", "api.acme_dir", "api.tls", "database.connection"}},
+			// tls = "letsencryptstaging" maps to tls = "acme"; its cache
+			// directory and acme_dir (for "custom") are not used.
+			[]string{"api.acme_cache_dir", "api.acme_dir", "database.connection"}},
 		{"acme-dns-v2.cfg", "acmebroker.db", "info", "json", []string{"database.connection"}},
 	}
 	for _, tt := range tests {
@@ -57,9 +58,18 @@ func TestAcmeDNSExampleConfigs(t *testing.T) {
 			if c.Storage.Engine != "sqlite" || c.Storage.DSN != tt.dsn {
 				t.Errorf("storage: %+v, want sqlite %s", c.Storage, tt.dsn)
 			}
-			if c.API.Listen != "0.0.0.0:443" || c.API.TLS != "none" || c.API.Registration != "open" ||
-				!slices.Equal(c.API.CORSOrigins, []string{"*"}) {
+			if c.API.Listen != "0.0.0.0:443" || c.API.Registration != "open" || !slices.Equal(c.API.CORSOrigins, []string{"*"}) {
 				t.Errorf("api: %+v", c.API)
+			}
+			switch tt.file {
+			case "acme-dns-v1.cfg": // tls = "letsencryptstaging"
+				if a := c.API.ACME; c.API.TLS != "acme" || a.Directory != LetsEncryptStagingDirectory || !slices.Equal(a.Names, []string{"auth.example.org"}) {
+					t.Errorf("api.tls %q, acme %+v; want Let's Encrypt staging for the apex", c.API.TLS, a)
+				}
+			default:
+				if c.API.TLS != "none" {
+					t.Errorf("api.tls %q, want none", c.API.TLS)
+				}
 			}
 			if c.Log.Level != tt.level || c.Log.Format != tt.format {
 				t.Errorf("log: %+v", c.Log)
@@ -110,10 +120,31 @@ disable_registration = true
 		}, wantNotes: []string{"database.connection"}},
 		{name: "letsencrypt", extra: `tls = "letsencrypt"
 notification_email = "me@example.test"
-api_domain = "api.example.test"
+api_domain = "api.auth.example.test"
 autocert_port = "80"
+acme_cache_dir = "/var/lib/acme-dns/certs"
+`, check: func(c Config) bool {
+			a := c.API.ACME
+			return c.API.TLS == "acme" && a.Directory == LetsEncryptDirectory && a.Email == "me@example.test" &&
+				slices.Equal(a.Names, []string{"api.auth.example.test"})
+		}, wantNotes: []string{"api.acme_cache_dir", "api.autocert_port", "database.connection"}},
+		{name: "letsencryptstaging, api_domain outside the zone", extra: `tls = "letsencryptstaging"
+api_domain = "api.example.test"
+`, check: func(c Config) bool {
+			a := c.API.ACME
+			return c.API.TLS == "acme" && a.Directory == LetsEncryptStagingDirectory && slices.Equal(a.Names, []string{"auth.example.test"})
+		}, wantNotes: []string{"api.api_domain", "database.connection"}},
+		{name: "custom", extra: `tls = "custom"
+acme_dir = "https://ca.example.test/acme/directory"
+`, check: func(c Config) bool {
+			return c.API.TLS == "acme" && c.API.ACME.Directory == "https://ca.example.test/acme/directory"
+		}, wantNotes: []string{"database.connection"}},
+		{name: "custom without acme_dir", extra: `tls = "custom"
+`, wantErr: "api.acme_dir"},
+		{name: "unknown tls", extra: `tls = "selfsigned"
+api_domain = "api.auth.example.test"
 `, check: func(c Config) bool { return c.API.TLS == "none" },
-			wantNotes: []string{"api.api_domain", "api.autocert_port", "api.notification_email", "api.tls", "database.connection"}},
+			wantNotes: []string{"api.api_domain", "api.tls", "database.connection"}},
 		{name: "behind a proxy", extra: `use_header = true
 header_name = "X-Real-IP"
 hsts_enabled = true

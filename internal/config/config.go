@@ -17,6 +17,7 @@ import (
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
+	"github.com/acmebroker/acmebroker/internal/dnssec"
 	"github.com/acmebroker/acmebroker/storage"
 )
 
@@ -49,6 +50,9 @@ type DNS struct {
 	TXTTTL uint32 `toml:"txt_ttl"`
 	// NegativeTTL is how long resolvers may cache "no such name/value" (SOA MINIMUM), seconds.
 	NegativeTTL uint32 `toml:"negative_ttl"`
+	// SOATTL is the TTL of the SOA when asked for directly, seconds (a
+	// DNSSEC key rollover waits for the longest TTL of the zone).
+	SOATTL uint32 `toml:"soa_ttl"`
 	// TXTWindow: besides the 2 newest values, every value set within this window is served.
 	TXTWindow Duration `toml:"txt_window"`
 	// TXTMax caps the values served per subdomain.
@@ -83,6 +87,38 @@ type DNS struct {
 	// UDPSockets is the number of UDP sockets per listen address, each
 	// read by one goroutine (SO_REUSEPORT); 0: one per CPU core.
 	UDPSockets int `toml:"udp_sockets"`
+	// DNSSEC signs the zone online ([dns.dnssec]).
+	DNSSEC DNSSEC `toml:"dnssec"`
+}
+
+// DNSSEC configures online signing of the zone (docs/dnssec.md). Keys are
+// generated at the first start and kept in the database, shared by every
+// node; these settings choose what is generated and how it is used.
+type DNSSEC struct {
+	// Enabled signs every answer to a query with the DO bit.
+	Enabled bool `toml:"enabled"`
+	// Algorithm of new keys: "ecdsap256sha256" (13) or "ed25519" (15).
+	Algorithm string `toml:"algorithm"`
+	// SplitKeys: a KSK signs the DNSKEY set and a ZSK the rest, rather
+	// than one combined key (CSK). Applies when keys are first generated.
+	SplitKeys bool `toml:"split_keys"`
+	// KeyFile holds 32 random bytes (64 hex digits) that encrypt the
+	// private keys in the database; "": stored unencrypted. Every node
+	// needs the same file. Never logged.
+	KeyFile string `toml:"key_file"`
+	// DNSKEYTTL is the TTL of the DNSKEY, CDS and CDNSKEY RRsets, seconds.
+	DNSKEYTTL uint32 `toml:"dnskey_ttl"`
+	// SignatureValidity is how long a signature is valid (its inception
+	// back-dated by an hour); re-made at half-life.
+	SignatureValidity Duration `toml:"signature_validity"`
+	// ParentDSTTL is the TTL of the zone's DS at the parent, seconds: a
+	// rollover waits that long after the parent's DS changed.
+	ParentDSTTL uint32 `toml:"parent_ds_ttl"`
+	// KeyRefresh is how often each node reads the keys from the database
+	// (and takes a rollover step that is due).
+	KeyRefresh Duration `toml:"key_refresh"`
+	// SafetyMargin is added to every wait of a rollover.
+	SafetyMargin Duration `toml:"safety_margin"`
 }
 
 // Cookies configures DNS Cookies: answers to EDNS queries that carry a
@@ -232,10 +268,18 @@ type RRL struct {
 type API struct {
 	// Listen is the API's host:port.
 	Listen string `toml:"listen"`
-	// TLS: "none" (plain HTTP, e.g. behind a reverse proxy) or "cert" (CertFile + KeyFile).
+	// TLS: "none" (plain HTTP, e.g. behind a reverse proxy), "cert"
+	// (CertFile + KeyFile, re-read when they change and on SIGHUP) or
+	// "acme" (a certificate from an ACME CA for names in the zone, whose
+	// dns-01 challenges the broker answers itself: [api.acme]).
 	TLS      string `toml:"tls"`
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// CertCheckInterval (tls = "cert"): how often the files are checked
+	// for a change. Default 30s.
+	CertCheckInterval Duration `toml:"cert_check_interval"`
+	// ACME configures tls = "acme".
+	ACME ACME `toml:"acme"`
 	// Registration says who may call POST /register: "open" (anyone, as
 	// acme-dns), "token" (an Authorization: Bearer token made with
 	// `acmebroker token create`) or "disabled" (the route does not exist).
@@ -266,6 +310,52 @@ type API struct {
 	// BasePath serves the API under a path prefix, e.g. "/acme" (for a reverse proxy that does not strip it).
 	BasePath string `toml:"base_path"`
 }
+
+// ACME configures the API's own certificate from an ACME CA (api.tls =
+// "acme"). The certificate, its key and the ACME account are kept in the
+// database: a restart does not issue again, and nodes sharing one
+// PostgreSQL database share one certificate.
+type ACME struct {
+	// Directory is the CA's ACME directory URL. Default Let's Encrypt's
+	// production directory (LetsEncryptDirectory).
+	Directory string `toml:"directory"`
+	// Email is the ACME account's contact (expiry and incident notices); "" none.
+	Email string `toml:"email"`
+	// Names are the certificate's names, all inside dns.zone ("*.<name>"
+	// for a wildcard); the first is its subject. Default: the zone's apex.
+	Names []string `toml:"names"`
+	// CARoot is a PEM file of a root to trust for the CA's own TLS
+	// certificate (a private CA), besides the system roots.
+	CARoot string `toml:"ca_root"`
+	// EABKID and EABHMAC are the external account binding (key ID and
+	// base64url HMAC key) of CAs that require one.
+	EABKID  string `toml:"eab_kid"`
+	EABHMAC string `toml:"eab_hmac"`
+	// Profile asks the CA for a certificate profile it offers (e.g.
+	// "shortlived"); "" the CA's default.
+	Profile string `toml:"profile"`
+	// KeyType is the certificate's key: ec256 (default), ec384, rsa2048,
+	// rsa3072 or rsa4096.
+	KeyType string `toml:"key_type"`
+	// CheckInterval is how often each node looks at the database for a
+	// certificate another node obtained and for renewal coming due.
+	// Default 1m.
+	CheckInterval Duration `toml:"check_interval"`
+	// Nameservers (ip:port) are asked, before the CA is, until each serves
+	// the challenge value. Empty: the zone's name servers from the NS
+	// records in dns.records (or dns.nsname), on port 53.
+	Nameservers []string `toml:"nameservers"`
+	// PropagationTimeout bounds that wait; "0s" asks the CA at once.
+	// Default 2m.
+	PropagationTimeout Duration `toml:"propagation_timeout"`
+}
+
+// ACME directories acme-dns configs name with tls = "letsencrypt" and
+// "letsencryptstaging".
+const (
+	LetsEncryptDirectory        = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStagingDirectory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+)
 
 // Storage selects the database.
 type Storage struct {
@@ -331,6 +421,7 @@ func Default() Config {
 			},
 			TXTTTL:       1,
 			NegativeTTL:  1,
+			SOATTL:       3600,
 			TXTWindow:    Duration{10 * time.Minute},
 			TXTMax:       16,
 			MaxUDPSize:   1232,
@@ -346,10 +437,23 @@ func Default() Config {
 				Exempt: []string{},
 			},
 			Cookies: Cookies{Enabled: true, PreviousSecrets: []string{}, CookielessUDPSize: 512},
+			DNSSEC: DNSSEC{
+				Algorithm: "ecdsap256sha256", DNSKEYTTL: 3600, SignatureValidity: Duration{dnssec.DefaultValidity},
+				ParentDSTTL: 86400, KeyRefresh: Duration{dnssec.DefaultRefresh}, SafetyMargin: Duration{10 * time.Minute},
+			},
 		},
 		API: API{
-			Listen:        "127.0.0.1:8080",
-			TLS:           "none",
+			Listen:            "127.0.0.1:8080",
+			TLS:               "none",
+			CertCheckInterval: Duration{30 * time.Second},
+			ACME: ACME{
+				Directory:          LetsEncryptDirectory,
+				KeyType:            "ec256",
+				CheckInterval:      Duration{time.Minute},
+				Names:              []string{},
+				Nameservers:        []string{},
+				PropagationTimeout: Duration{2 * time.Minute},
+			},
 			Registration:  "open",
 			RegisterLimit: 60, UpdateLimit: 120, UpdateSourceLimit: 1200, AuthFailLimit: 30,
 			BcryptPerSecond: 5,
@@ -435,6 +539,9 @@ func (c *Config) Validate() error {
 	if err := checkName(c.DNS.NSAdmin); err != nil {
 		bad("dns.nsadmin", "%v (write the mailbox as a name: hostmaster.example.org)", err)
 	}
+	if c.DNS.SOATTL < 1 || c.DNS.SOATTL > 604800 {
+		bad("dns.soa_ttl", "%d is out of range: 1 to 604800 seconds", c.DNS.SOATTL)
+	}
 	if c.DNS.TXTWindow.Duration < 0 {
 		bad("dns.txt_window", "must not be negative")
 	}
@@ -482,6 +589,7 @@ func (c *Config) Validate() error {
 			bad("dns.cookies.cookieless_udp_size", "%d is below the DNS minimum of 512", ck.CookielessUDPSize)
 		}
 	}
+	c.DNS.DNSSEC.validate(bad)
 	if r := c.DNS.RRL; r.Enabled {
 		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
 			"errors_per_second": r.ErrorsPerSecond, "large_per_second": r.LargePerSecond} {
@@ -526,8 +634,13 @@ func (c *Config) Validate() error {
 		if c.API.KeyFile == "" {
 			bad("api.key_file", "required when api.tls = \"cert\"")
 		}
+		if d := c.API.CertCheckInterval.Duration; d < 100*time.Millisecond || d > 24*time.Hour {
+			bad("api.cert_check_interval", "%s is out of range: 100ms to 24h (e.g. \"30s\")", d)
+		}
+	case "acme":
+		c.API.ACME.validate(c.DNS.Zone, bad)
 	default:
-		bad("api.tls", "%q is not one of \"none\", \"cert\"", c.API.TLS)
+		bad("api.tls", "%q is not one of \"none\", \"cert\", \"acme\"", c.API.TLS)
 	}
 	switch c.API.Registration {
 	case "open", "disabled", "token":
@@ -752,4 +865,33 @@ func (t *Transfer) validate(bad func(key, format string, args ...any)) {
 // most txt_max.
 func (d DNS) TXTPolicy() storage.TXTPolicy {
 	return storage.TXTPolicy{Always: 2, Window: d.TXTWindow.Duration, Max: d.TXTMax}
+}
+
+// validate checks [dns.dnssec]; the key file is read when the broker
+// starts.
+func (d *DNSSEC) validate(bad func(key, format string, args ...any)) {
+	alg, err := dnssec.ParseAlgorithm(d.Algorithm)
+	if err != nil {
+		bad("dns.dnssec.algorithm", "%v", err)
+	} else {
+		d.Algorithm = strings.ToLower(dnssec.AlgorithmName(alg))
+	}
+	if d.DNSKEYTTL < 1 || d.DNSKEYTTL > 604800 {
+		bad("dns.dnssec.dnskey_ttl", "%d is out of range: 1 to 604800 seconds", d.DNSKEYTTL)
+	}
+	if d.ParentDSTTL < 1 || d.ParentDSTTL > 604800 {
+		bad("dns.dnssec.parent_ds_ttl", "%d is out of range: 1 to 604800 seconds (ask the parent's operator, or look at the TTL of its DS records)", d.ParentDSTTL)
+	}
+	if v := d.SignatureValidity.Duration; v < dnssec.MinValidity || v > 90*24*time.Hour {
+		bad("dns.dnssec.signature_validity", "%s is out of range: %s to 2160h (90 days); a few days (\"96h\") is usual", v, dnssec.MinValidity)
+	}
+	if r := d.KeyRefresh.Duration; r < 100*time.Millisecond || r > time.Hour {
+		bad("dns.dnssec.key_refresh", "%s is out of range: 100ms to 1h", r)
+	}
+	if m := d.SafetyMargin.Duration; m < 0 || m > 7*24*time.Hour {
+		bad("dns.dnssec.safety_margin", "%s is out of range: 0s to 168h", m)
+	}
+	if d.KeyFile != "" && strings.TrimSpace(d.KeyFile) != d.KeyFile {
+		bad("dns.dnssec.key_file", "the path has spaces at its ends")
+	}
 }

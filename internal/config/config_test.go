@@ -58,6 +58,39 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 		{name: "missing zone", toml: "[dns]\nzone = \"\"", wantErr: "dns.zone: required"},
 		{name: "bad tls", toml: "[api]\ntls = \"yes\"", wantErr: "api.tls"},
 		{name: "cert needs files", toml: "[api]\ntls = \"cert\"", wantErr: "api.cert_file"},
+		{name: "cert check interval", toml: "[api]\ntls = \"cert\"\ncert_file = \"c\"\nkey_file = \"k\"\ncert_check_interval = \"1ms\"", wantErr: "api.cert_check_interval"},
+		{name: "acme defaults", toml: "[api]\ntls = \"acme\"", check: func(t *testing.T, c Config) {
+			a := c.API.ACME
+			if a.Directory != LetsEncryptDirectory || len(a.Names) != 1 || a.Names[0] != "auth.example.org" || a.KeyType != "ec256" || a.CheckInterval.Duration != time.Minute {
+				t.Errorf("api.acme = %+v, want Let's Encrypt, the apex, ec256, 1m", a)
+			}
+		}},
+		{name: "acme names", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnames = [\"API.auth.example.org.\", \"*.auth.example.org\"]\nkey_type = \"rsa2048\"\nprofile = \"shortlived\"\nemail = \"ops@example.org\"\neab_kid = \"kid-1\"\neab_hmac = \"c2VjcmV0LWtleS1ieXRlcw\"\nca_root = \"/etc/ca.pem\"\ncheck_interval = \"10s\"\ndirectory = \"https://ca.example.org/directory\"", check: func(t *testing.T, c Config) {
+			a := c.API.ACME
+			if strings.Join(a.Names, " ") != "api.auth.example.org *.auth.example.org" || a.KeyType != "rsa2048" || a.Profile != "shortlived" ||
+				a.EABKID != "kid-1" || a.CARoot != "/etc/ca.pem" || a.CheckInterval.Duration != 10*time.Second || a.Directory != "https://ca.example.org/directory" {
+				t.Errorf("api.acme = %+v", a)
+			}
+		}},
+		{name: "acme name outside the zone", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnames = [\"auth.example.org\", \"www.example.org\"]", wantErr: "api.acme.names[1]: www.example.org is not inside dns.zone"},
+		{name: "acme lookalike name", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnames = [\"xauth.example.org\"]", wantErr: "api.acme.names[0]"},
+		{name: "acme bad name", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnames = [\"a.*.auth.example.org\"]", wantErr: "api.acme.names[0]"},
+		{name: "acme duplicate name", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnames = [\"auth.example.org\", \"AUTH.example.org.\"]", wantErr: "api.acme.names[1]: auth.example.org is listed twice"},
+		{name: "acme half an EAB", toml: "[api]\ntls = \"acme\"\n[api.acme]\neab_kid = \"k\"", wantErr: "api.acme.eab_kid"},
+		{name: "acme EAB not base64url", toml: "[api]\ntls = \"acme\"\n[api.acme]\neab_kid = \"k\"\neab_hmac = \"a+b/\"", wantErr: "api.acme.eab_hmac"},
+		{name: "acme plain http directory", toml: "[api]\ntls = \"acme\"\n[api.acme]\ndirectory = \"http://ca.example.org/dir\"", wantErr: "api.acme.directory"},
+		{name: "acme key type", toml: "[api]\ntls = \"acme\"\n[api.acme]\nkey_type = \"dsa\"", wantErr: "api.acme.key_type"},
+		{name: "acme check interval", toml: "[api]\ntls = \"acme\"\n[api.acme]\ncheck_interval = \"2h\"", wantErr: "api.acme.check_interval"},
+		{name: "acme nameservers", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnameservers = [\"192.0.2.53:53\", \"[2001:db8::53]:5353\"]\npropagation_timeout = \"0s\"", check: func(t *testing.T, c Config) {
+			if len(c.API.ACME.Nameservers) != 2 || c.API.ACME.PropagationTimeout.Duration != 0 {
+				t.Errorf("api.acme = %+v", c.API.ACME)
+			}
+		}},
+		{name: "acme nameserver by name", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnameservers = [\"ns1.example.org:53\"]", wantErr: "api.acme.nameservers[0]"},
+		{name: "acme nameserver without port", toml: "[api]\ntls = \"acme\"\n[api.acme]\nnameservers = [\"192.0.2.53\"]", wantErr: "api.acme.nameservers[0]"},
+		{name: "acme propagation timeout", toml: "[api]\ntls = \"acme\"\n[api.acme]\npropagation_timeout = \"1h\"", wantErr: "api.acme.propagation_timeout"},
+		{name: "acme bad email", toml: "[api]\ntls = \"acme\"\n[api.acme]\nemail = \"ops\"", wantErr: "api.acme.email"},
+		{name: "acme table ignored without tls acme", toml: "[api.acme]\nnames = [\"www.example.org\"]"},
 		{name: "bad proxy", toml: "[api]\ntrusted_proxies = [\"10.0.0.1\"]", wantErr: "api.trusted_proxies[0]"},
 		{name: "bad engine", toml: "[storage]\nengine = \"mysql\"", wantErr: "storage.engine"},
 		{name: "postgres needs dsn", toml: "[storage]\nengine = \"postgres\"\ndsn = \"\"", wantErr: "storage.dsn: required with engine = \"postgres\""},
@@ -89,6 +122,22 @@ zone = "Auth.Example.ORG."`, check: func(t *testing.T, c Config) {
 			}
 		}},
 		{name: "bad metrics listen", toml: "[metrics]\nlisten = \"9153\"", wantErr: "metrics.listen"},
+		{name: "dnssec off by default, P-256", toml: ``, check: func(t *testing.T, c Config) {
+			if d := c.DNS.DNSSEC; d.Enabled || d.Algorithm != "ecdsap256sha256" || d.SplitKeys || d.KeyFile != "" {
+				t.Errorf("dns.dnssec = %+v", d)
+			}
+		}},
+		{name: "dnssec ed25519 by number", toml: "[dns.dnssec]\nenabled = true\nalgorithm = \"15\"\nsplit_keys = true", check: func(t *testing.T, c Config) {
+			if d := c.DNS.DNSSEC; !d.Enabled || d.Algorithm != "ed25519" || !d.SplitKeys {
+				t.Errorf("dns.dnssec = %+v", d)
+			}
+		}},
+		{name: "dnssec rsa refused", toml: "[dns.dnssec]\nalgorithm = \"rsasha256\"", wantErr: "dns.dnssec.algorithm"},
+		{name: "dnssec validity too short", toml: "[dns.dnssec]\nsignature_validity = \"10m\"", wantErr: "dns.dnssec.signature_validity"},
+		{name: "dnssec key_refresh range", toml: "[dns.dnssec]\nkey_refresh = \"2h\"", wantErr: "dns.dnssec.key_refresh"},
+		{name: "dnssec dnskey_ttl range", toml: "[dns.dnssec]\ndnskey_ttl = 0", wantErr: "dns.dnssec.dnskey_ttl"},
+		{name: "dnssec parent_ds_ttl range", toml: "[dns.dnssec]\nparent_ds_ttl = 9999999", wantErr: "dns.dnssec.parent_ds_ttl"},
+		{name: "dnssec safety_margin range", toml: "[dns.dnssec]\nsafety_margin = \"-1s\"", wantErr: "dns.dnssec.safety_margin"},
 		{name: "several errors at once", toml: "[api]\ntls = \"x\"\n[log]\nformat = \"xml\"", wantErr: "log.format"},
 	}
 	for _, tt := range tests {

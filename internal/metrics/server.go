@@ -17,6 +17,7 @@ import (
 type Server struct {
 	ln  net.Listener
 	srv *http.Server
+	mux *http.ServeMux
 }
 
 // Listen binds addr; nothing is served until Serve.
@@ -32,7 +33,7 @@ func (m *Metrics) Listen(addr string, logger *slog.Logger) (*Server, error) {
 		Timeout:           10 * time.Second,
 		EnableOpenMetrics: true,
 	}))
-	return &Server{ln: ln, srv: &http.Server{
+	return &Server{ln: ln, mux: mux, srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      15 * time.Second,
@@ -41,6 +42,11 @@ func (m *Metrics) Listen(addr string, logger *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}}, nil
 }
+
+// HandleHealth serves h at GET /health beside the metrics (what a
+// monitor of the node asks, when the API itself cannot answer yet). Call
+// it before Serve.
+func (s *Server) HandleHealth(h http.Handler) { s.mux.Handle("GET /health", h) }
 
 // Addr is the bound host:port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -40,6 +40,7 @@ func (s *store) observe(op string, err error) error {
 		errors.Is(err, storage.ErrNotFound),
 		errors.Is(err, storage.ErrConflict),
 		errors.Is(err, storage.ErrTokenInvalid),
+		errors.Is(err, storage.ErrTooMany),
 		errors.Is(err, context.Canceled):
 		return err
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
@@ -97,6 +98,21 @@ func (s *store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		return nil
 	})
 	return serial, s.observeStream("snapshot", err)
+}
+
+func (s *store) SetPersist(ctx context.Context, sub string, rec storage.PersistRecord) ([]storage.PersistRecord, uint32, error) {
+	recs, serial, err := s.inner.SetPersist(ctx, sub, rec)
+	return recs, serial, s.observe("set_persist", err)
+}
+
+func (s *store) DeletePersist(ctx context.Context, sub, issuer string) ([]storage.PersistRecord, uint32, error) {
+	recs, serial, err := s.inner.DeletePersist(ctx, sub, issuer)
+	return recs, serial, s.observe("delete_persist", err)
+}
+
+func (s *store) PersistRecords(ctx context.Context, sub string) ([]storage.PersistRecord, error) {
+	recs, err := s.inner.PersistRecords(ctx, sub)
+	return recs, s.observe("persist_records", err)
 }
 
 func (s *store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
@@ -194,4 +210,14 @@ func (s *store) TryLock(ctx context.Context, name, owner string, at time.Time, t
 
 func (s *store) Unlock(ctx context.Context, name, owner string) error {
 	return s.observe("unlock", s.inner.Unlock(ctx, name, owner))
+}
+
+func (s *store) SetOwnTXT(ctx context.Context, name, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error) {
+	recs, serial, err := s.inner.SetOwnTXT(ctx, name, value, at, p)
+	return recs, serial, s.observe("set_own_txt", err)
+}
+
+func (s *store) DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) ([]storage.TXTRecord, uint32, error) {
+	recs, serial, err := s.inner.DeleteOwnTXT(ctx, name, value, at)
+	return recs, serial, s.observe("delete_own_txt", err)
 }

@@ -213,3 +213,42 @@ func TestUnsupportedNotifier(t *testing.T) {
 		t.Error("the watcher claims to listen on a database without notifications")
 	}
 }
+
+// TestPersistReachesOtherNode: a persist record set and removed through
+// node A reaches node B's index by notification (PostgreSQL) and, with
+// notifications off, by the periodic resync; B keeps A's challenge values
+// beside it.
+func TestPersistReachesOtherNode(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	a := startNode(t, dsn, true, time.Hour)
+	b := startNode(t, dsn, true, time.Hour)
+	c := startNode(t, dsn, false, 50*time.Millisecond)
+	waitFor(t, "B listening", b.w.Listening)
+	ctx := context.Background()
+	acc := newAccount()
+	if _, err := a.st.CreateAccount(ctx, acc); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.st.SetTXT(ctx, acc.Subdomain, "value", time.Now(), policy); err != nil {
+		t.Fatal(err)
+	}
+	rec := storage.PersistRecord{Issuer: "letsencrypt.org", AccountURI: "https://acme.example/acct/1", SetAt: time.Now()}
+	if _, _, err := a.st.SetPersist(ctx, acc.Subdomain, rec); err != nil {
+		t.Fatal(err)
+	}
+	for name, n := range map[string]*node{"B (notified)": b, "C (resync)": c} {
+		waitFor(t, "the record on "+name, func() bool {
+			v, _ := served(n.idx, acc.Subdomain)
+			return slices.Equal(v, []string{"value", rec.Value()})
+		})
+	}
+	if _, _, err := a.st.DeletePersist(ctx, acc.Subdomain, rec.Issuer); err != nil {
+		t.Fatal(err)
+	}
+	for name, n := range map[string]*node{"B (notified)": b, "C (resync)": c} {
+		waitFor(t, "the removal on "+name, func() bool {
+			v, _ := served(n.idx, acc.Subdomain)
+			return slices.Equal(v, []string{"value"})
+		})
+	}
+}

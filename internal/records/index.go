@@ -47,10 +47,38 @@ type entry struct {
 	vals   [inlineVals]inlineValue
 }
 
-// spilled holds the values of an entry that does not fit in place.
+// spilled holds the values of an entry that does not fit in place: more
+// values than the always-kept ones, a long value, or any persist record.
 type spilled struct {
 	name string
 	recs []storage.TXTRecord // newest first
+	// persist are the TXT values of the subdomain's dns-persist-01
+	// records, by issuer. They are served and published beside recs but
+	// are no challenge values: the TXT policy never counts nor ages them.
+	persist []string
+}
+
+// content is what one subdomain serves.
+type content struct {
+	recs    []storage.TXTRecord // challenge values, newest first
+	persist []string            // persist records' values, by issuer
+}
+
+// persistValues are the TXT values of recs.
+func persistValues(recs []storage.PersistRecord) []string {
+	if len(recs) == 0 {
+		return nil
+	}
+	vals := make([]string, len(recs))
+	for i, r := range recs {
+		vals[i] = r.Value()
+	}
+	return vals
+}
+
+// subdomainContent is what s serves.
+func subdomainContent(s storage.Subdomain) content {
+	return content{recs: s.Records, persist: persistValues(s.Persist)}
 }
 
 // Index is safe for concurrent use.
@@ -113,7 +141,7 @@ func New(policy storage.TXTPolicy, now func() time.Time) *Index {
 func (x *Index) Load(ctx context.Context, st storage.Store) error {
 	serial, err := st.Snapshot(ctx, func(s storage.Subdomain) error {
 		x.mu.Lock()
-		x.put(s.Name, s.Records, 0, true)
+		x.put(s.Name, subdomainContent(s), 0, true)
 		x.mu.Unlock()
 		return nil
 	})
@@ -130,27 +158,87 @@ func (x *Index) Add(sub string, serial uint32) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
 	if _, ok := x.find(sub); !ok && !x.removedAfter(sub, serial) {
-		x.put(sub, nil, serial, true)
+		x.put(sub, content{}, serial, true)
 	}
 	x.mu.Unlock()
 	x.bumpSerial(serial)
 }
 
-// Set replaces the values of sub with recs (newest first), as stored by the
-// write with the given serial. A write older than the one already applied
-// (two updates racing to get here), or than the removal of sub, is ignored.
+// Set replaces the challenge values of sub with recs (newest first), as
+// stored by the write with the given serial; its persist records stay. A
+// write older than the one already applied (two updates racing to get
+// here), or than the removal of sub, is ignored.
 func (x *Index) Set(sub string, recs []storage.TXTRecord, serial uint32) {
+	x.change(sub, serial, func(i int32, ok bool) content {
+		c := content{recs: recs}
+		if ok {
+			c.persist = x.persistAt(i)
+		}
+		return c
+	})
+}
+
+// SetPersist replaces the persist records of sub with recs (by issuer), as
+// stored by the write with the given serial; its challenge values stay.
+// Set's rules of order apply.
+func (x *Index) SetPersist(sub string, recs []storage.PersistRecord, serial uint32) {
+	vals := persistValues(recs)
+	x.change(sub, serial, func(i int32, ok bool) content {
+		c := content{persist: vals}
+		if ok {
+			c.recs = x.recsAt(i)
+		}
+		return c
+	})
+}
+
+// Replace replaces everything sub serves (its values and its persist
+// records) with what storage holds, read at the given serial: how a node
+// applies a change another node, or an admin command, made. Set's rules of
+// order apply.
+func (x *Index) Replace(s storage.Subdomain, serial uint32) {
+	c := subdomainContent(s)
+	x.change(s.Name, serial, func(int32, bool) content { return c })
+}
+
+// change puts for sub what next makes of its entry (i, if ok), under the
+// write lock, with Set's rules of order, and moves the serial.
+func (x *Index) change(sub string, serial uint32, next func(i int32, ok bool) content) {
 	sub = strings.ToLower(sub)
 	x.mu.Lock()
-	x.put(sub, recs, serial, false)
+	i, ok := x.find(sub)
+	x.put(sub, next(i, ok), serial, false)
 	x.mu.Unlock()
 	x.bumpSerial(serial)
 }
 
-// put stores recs for sub unless an entry with a newer serial is there
-// or sub was removed by a newer write (force: at load, no serial order
-// yet). Called with mu held.
-func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force bool) {
+// recsAt returns the challenge values entry i holds (a copy when they are
+// in place). Called with mu held.
+func (x *Index) recsAt(i int32) []storage.TXTRecord {
+	e := x.at(i)
+	if e.n < 0 {
+		return x.spill[i].recs
+	}
+	recs := make([]storage.TXTRecord, e.n)
+	for j := range recs {
+		v := &e.vals[j]
+		recs[j] = storage.TXTRecord{Value: string(v.val[:v.n]), UpdatedAt: time.Unix(0, v.at).UTC()}
+	}
+	return recs
+}
+
+// persistAt returns the persist values entry i holds. Called with mu held.
+func (x *Index) persistAt(i int32) []string {
+	if x.at(i).n >= 0 {
+		return nil
+	}
+	return x.spill[i].persist
+}
+
+// put stores c for sub unless an entry with a newer serial is there or sub
+// was removed by a newer write (force: at load, no serial order yet).
+// Called with mu held.
+func (x *Index) put(sub string, c content, serial uint32, force bool) {
 	i, ok := x.find(sub)
 	if !ok {
 		if !force && x.removedAfter(sub, serial) {
@@ -162,12 +250,12 @@ func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force b
 	if ok && !force && !serialLE(e.serial, serial) {
 		return
 	}
-	x.note(sub, i, ok, recs, serial, force)
+	x.note(sub, i, ok, c, serial, force)
 	x.changed(sub)
 	e.serial = serial
-	if x.fits(recs) {
-		e.n = int8(len(recs))
-		for j, r := range recs {
+	if x.fits(c) {
+		e.n = int8(len(c.recs))
+		for j, r := range c.recs {
 			v := &e.vals[j]
 			v.at = r.UpdatedAt.UnixNano()
 			v.n = uint8(copy(v.val[:], r.Value))
@@ -176,14 +264,17 @@ func (x *Index) put(sub string, recs []storage.TXTRecord, serial uint32, force b
 		return
 	}
 	e.n = -1
-	x.spill[i] = spilled{name: sub, recs: recs}
+	x.spill[i] = spilled{name: sub, recs: c.recs, persist: c.persist}
 }
 
-func (x *Index) fits(recs []storage.TXTRecord) bool {
-	if len(recs) > x.inline {
+// fits reports whether c can be held in place: few short values and no
+// persist record (those are rare; holding them in the spill map keeps
+// every entry small and TXT's in-place path free of them).
+func (x *Index) fits(c content) bool {
+	if len(c.recs) > x.inline || len(c.persist) > 0 {
 		return false
 	}
-	for _, r := range recs {
+	for _, r := range c.recs {
 		if len(r.Value) > inlineLen {
 			return false
 		}

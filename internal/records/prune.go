@@ -35,11 +35,11 @@ func (x *Index) Pruned(sub string, now time.Time, n int, serial uint32) {
 	x.mu.Lock()
 	if i, ok := x.find(sub); ok {
 		if sp, ok := x.spill[i]; ok {
-			kept := slices.Clone(x.policy.Keep(sp.recs, now))
+			c := content{recs: slices.Clone(x.policy.Keep(sp.recs, now)), persist: sp.persist}
 			if n > 0 {
-				x.put(sub, kept, serial, false)
+				x.put(sub, c, serial, false)
 			} else {
-				x.put(sub, kept, x.at(i).serial, true)
+				x.put(sub, c, x.at(i).serial, true)
 			}
 		}
 	}

@@ -62,13 +62,13 @@ func (x *Index) Resync(ctx context.Context, st Snapshotter) (ResyncStats, error)
 		name := strings.ToLower(s.Name)
 		x.mu.RLock()
 		i, ok := x.find(name)
-		same := ok && x.holds(i, s.Records)
+		same := ok && x.holds(i, s)
 		x.mu.RUnlock()
 		if ok {
 			mark(i)
 		}
 		if !same {
-			changed = append(changed, storage.Subdomain{Name: name, Records: slices.Clone(s.Records)})
+			changed = append(changed, storage.Subdomain{Name: name, Records: slices.Clone(s.Records), Persist: slices.Clone(s.Persist)})
 		}
 		return ctx.Err()
 	})
@@ -81,7 +81,7 @@ func (x *Index) Resync(ctx context.Context, st Snapshotter) (ResyncStats, error)
 		n := min(len(changed), resyncBatch)
 		x.mu.Lock()
 		for _, s := range changed[:n] {
-			x.put(s.Name, s.Records, serial, false)
+			x.put(s.Name, subdomainContent(s), serial, false)
 			if i, ok := x.find(s.Name); ok {
 				mark(i) // in storage: not to be removed below
 			}
@@ -128,16 +128,18 @@ func (x *Index) Resync(ctx context.Context, st Snapshotter) (ResyncStats, error)
 	return stats, nil
 }
 
-// holds reports whether entry i holds exactly recs. Called with mu held.
-func (x *Index) holds(i int32, recs []storage.TXTRecord) bool {
+// holds reports whether entry i holds exactly the values and persist
+// records of s. Called with mu held.
+func (x *Index) holds(i int32, s storage.Subdomain) bool {
 	e := x.at(i)
+	recs := s.Records
 	if e.n < 0 {
-		have := x.spill[i].recs
-		return slices.EqualFunc(have, recs, func(a, b storage.TXTRecord) bool {
+		sp := x.spill[i]
+		return slices.EqualFunc(sp.recs, recs, func(a, b storage.TXTRecord) bool {
 			return a.Value == b.Value && a.UpdatedAt.Equal(b.UpdatedAt)
-		})
+		}) && slices.Equal(sp.persist, persistValues(s.Persist))
 	}
-	if int(e.n) != len(recs) {
+	if int(e.n) != len(recs) || len(s.Persist) > 0 {
 		return false
 	}
 	for j, r := range recs {

@@ -77,10 +77,11 @@ func (x *Index) txt(dst []string, sub string, stamp bool) ([]string, bool, dnsse
 		x.mu.RUnlock()
 		return dst, true, st
 	}
-	recs := x.spill[i].recs
+	sp := x.spill[i]
 	x.mu.RUnlock()
-	// recs is never modified once stored (Set and Prune replace it), so it
-	// can be read outside the lock.
+	// recs and persist are never modified once stored (every change
+	// replaces them), so they can be read outside the lock.
+	recs := sp.recs
 	if len(recs) > x.policy.Always {
 		recs = x.policy.Keep(recs, x.now())
 		if stamp && len(recs) > x.policy.Always {
@@ -91,5 +92,5 @@ func (x *Index) txt(dst []string, sub string, stamp bool) ([]string, bool, dnsse
 	for _, r := range recs {
 		dst = append(dst, r.Value)
 	}
-	return dst, true, st
+	return append(dst, sp.persist...), true, st
 }

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
-	"github.com/acmebroker/acmebroker/storage"
 )
 
 // What zone transfers need from the index: the whole zone (Walk), what
@@ -18,7 +17,8 @@ import (
 // a full one). What DNS serves moves without the serial (values age out of
 // the window; pruning drops them), so transfers use a published view
 // instead: each subdomain's values as served when its newest value was set
-// (its last serial-moving change). It changes only with the serial, and it
+// (its last serial-moving change), and its persist records, which never
+// age. It changes only with the serial, and it
 // follows from the stored data alone, so it survives a restart. Values that
 // age out stay published until the prune pass deletes them from the store,
 // which moves the serial like an update: then the secondaries drop them.
@@ -101,13 +101,15 @@ func (x *Index) EnableJournal(n int) {
 	// so a restarted broker (or another node) publishes what the
 	// secondaries already have.
 	for i, sp := range x.spill {
-		x.publish(i, sp.recs)
+		x.publish(i, content{recs: sp.recs, persist: sp.persist})
 	}
 }
 
-// publish sets the published values of entry i holding recs: those the
-// policy kept when the newest of them was set. Called with mu held.
-func (x *Index) publish(i int32, recs []storage.TXTRecord) {
+// publish sets the published values of entry i holding c: the values the
+// policy kept when the newest of them was set, and every persist record
+// (which no policy ages). Called with mu held.
+func (x *Index) publish(i int32, c content) {
+	recs := c.recs
 	if len(recs) == 0 {
 		delete(x.zone.pub, i)
 		return
@@ -117,18 +119,18 @@ func (x *Index) publish(i int32, recs []storage.TXTRecord) {
 		delete(x.zone.pub, i)
 		return
 	}
-	vals := make([]string, len(kept))
+	vals := make([]string, len(kept), len(kept)+len(c.persist))
 	for k, rec := range kept {
 		vals[k] = rec.Value
 	}
-	x.zone.pub[i] = vals
+	x.zone.pub[i] = append(vals, c.persist...)
 }
 
 // note is called by put before entry i of sub (exists: it was there
 // already) takes recs from a write with the given serial (force: a reload,
 // a prune or a resync, applied whatever the entry's serial). Called with mu
 // held for writing.
-func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord, serial uint32, force bool) {
+func (x *Index) note(sub string, i int32, exists bool, c content, serial uint32, force bool) {
 	z := x.zone
 	j := z.j
 	if j == nil {
@@ -161,13 +163,13 @@ func (x *Index) note(sub string, i int32, exists bool, recs []storage.TXTRecord,
 		r.missed = j.handedOut.Load() == uint64(r.version)+1
 	}
 	j.add(r)
-	x.publish(i, recs)
+	x.publish(i, c)
 }
 
 // noteRemove is called before entry i of sub is removed by a write with
 // the given serial. Called with mu held for writing.
 func (x *Index) noteRemove(sub string, i int32, serial uint32) {
-	x.note(sub, i, true, nil, serial, false)
+	x.note(sub, i, true, content{}, serial, false)
 	if x.zone.j != nil {
 		delete(x.zone.pub, i)
 	}
@@ -216,10 +218,11 @@ func (x *Index) heldValues(dst []string, i int32) []string {
 		}
 		return dst
 	}
-	for _, r := range x.spill[i].recs {
+	sp := x.spill[i]
+	for _, r := range sp.recs {
 		dst = append(dst, r.Value)
 	}
-	return dst
+	return append(dst, sp.persist...)
 }
 
 // published appends the published values of entry i. Called with mu held.

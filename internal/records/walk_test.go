@@ -178,7 +178,7 @@ func TestDiff(t *testing.T) {
 	// A forced write with a newer serial (a resync from the database) is
 	// a change like any other.
 	x.mu.Lock()
-	x.put("keep", vals(now, "resynced"), 20, true)
+	x.put("keep", content{recs: vals(now, "resynced")}, 20, true)
 	x.mu.Unlock()
 	x.bumpSerial(20)
 	if _, d, ok := x.Diff(19); !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(map[string]string{"keep": "[a new] [resynced]"}) {
@@ -267,7 +267,7 @@ func TestPublishedSurvivesReload(t *testing.T) {
 	later := t0.Add(9 * time.Minute) // v2 has aged out too by now
 	reloaded := New(p, func() time.Time { return later })
 	reloaded.mu.Lock()
-	reloaded.put("s", stored, 0, true) // as Load does
+	reloaded.put("s", content{recs: stored}, 0, true) // as Load does
 	reloaded.mu.Unlock()
 	reloaded.bumpSerial(5)
 	reloaded.EnableJournal(10)
@@ -362,5 +362,30 @@ func TestLateChangeAfterTransfer(t *testing.T) {
 	want := map[string]string{"a": "[a1] [a2]", "c": "[] [c1]"}
 	if !ok || fmt.Sprint(diffMap(d)) != fmt.Sprint(want) {
 		t.Fatalf("Diff(12) = %v %v; want %v", diffMap(d), ok, want)
+	}
+}
+
+// TestOwnNamesTransferred: the broker's own challenge values (own names,
+// several labels deep) go out in full and incremental transfers like an
+// account's, and their removal too.
+func TestOwnNamesTransferred(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.DefaultTXTPolicy, func() time.Time { return now })
+	x.EnableJournal(100)
+	x.Set("3f1c1d0e-0000-4000-8000-000000000000", recs(now, 0), 10)
+	x.Set("_acme-challenge.api", vals(now, "own-1"), 11)
+	x.Set("_acme-challenge", vals(now, "own-2", "own-3"), 12)
+	serial, all := walkAll(x)
+	if serial != 12 || !slices.Equal(all["_acme-challenge.api"], []string{"own-1"}) || len(all["_acme-challenge"]) != 2 {
+		t.Fatalf("walk at %d: %v", serial, all)
+	}
+	x.Remove("_acme-challenge.api", 13)
+	got, diffs, ok := x.Diff(11)
+	if !ok || got != 13 {
+		t.Fatalf("diff from 11: %d %v", got, ok)
+	}
+	want := map[string]string{"_acme-challenge.api": "[own-1] []", "_acme-challenge": "[] [own-2 own-3]"}
+	if d := diffMap(diffs); fmt.Sprint(d) != fmt.Sprint(want) {
+		t.Fatalf("diff from 11 = %v, want %v", d, want)
 	}
 }

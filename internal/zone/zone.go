@@ -1,7 +1,8 @@
 // Package zone is the one writer of the broker's zone and accounts. Every
 // change that must reach both storage and the in-memory view the DNS server
-// answers from (register, set TXT, delete, prune, key and allowfrom changes,
-// and changes learned from other nodes or from admin commands) goes through
+// answers from (register, set TXT, set or delete a dns-persist-01 record,
+// delete, prune, key and allowfrom changes, and changes learned from other
+// nodes or from admin commands) goes through
 // a Writer: it makes the change durable first, then applies it to the view,
 // and orders the two so that a late write never undoes a newer one (an
 // update whose database write finished before its account was deleted, but
@@ -36,7 +37,11 @@ type Store interface {
 	CreateAccount(ctx context.Context, a storage.Account) (uint32, error)
 	CreateAccountWithToken(ctx context.Context, a storage.Account, tokenID string) (uint32, error)
 	SetTXT(ctx context.Context, subdomain, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
+	SetOwnTXT(ctx context.Context, name, value string, at time.Time, p storage.TXTPolicy) ([]storage.TXTRecord, uint32, error)
+	DeleteOwnTXT(ctx context.Context, name, value string, at time.Time) ([]storage.TXTRecord, uint32, error)
 	PruneTXT(ctx context.Context, subdomain string, now time.Time, p storage.TXTPolicy) (int, uint32, error)
+	SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, uint32, error)
+	DeletePersist(ctx context.Context, subdomain, issuer string) ([]storage.PersistRecord, uint32, error)
 	DeleteAccount(ctx context.Context, username string) (uint32, error)
 	DeleteUnusedAccount(ctx context.Context, username string, cutoff time.Time) (uint32, error)
 	UpdateKeyHash(ctx context.Context, username, oldHash, newHash string) error
@@ -51,6 +56,8 @@ type Store interface {
 type View interface {
 	Add(subdomain string, serial uint32)
 	Set(subdomain string, recs []storage.TXTRecord, serial uint32)
+	SetPersist(subdomain string, recs []storage.PersistRecord, serial uint32)
+	Replace(s storage.Subdomain, serial uint32)
 	Remove(subdomain string, serial uint32)
 	Due(now time.Time) []string
 	Pruned(subdomain string, now time.Time, n int, serial uint32)
@@ -186,6 +193,108 @@ func (w *Writer) SetTXT(ctx context.Context, subdomain, value string) ([]storage
 	return recs, nil
 }
 
+// OwnChallengeName is the own name (storage.IsOwnName) at which the broker
+// answers the dns-01 challenges of domain, a name inside zone (a wildcard
+// "*.<name>" is validated at <name>): "_acme-challenge" for the apex,
+// "_acme-challenge.api" for api.<zone>.
+func OwnChallengeName(zone, domain string) (string, error) {
+	z := strings.ToLower(strings.TrimSuffix(zone, "."))
+	d := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(domain, "*."), "."))
+	name := "_acme-challenge"
+	switch {
+	case d == z:
+	case strings.HasSuffix(d, "."+z):
+		name += "." + strings.TrimSuffix(d, "."+z)
+	default:
+		return "", fmt.Errorf("zone: %s is not inside the zone %s: the broker answers dns-01 challenges for its own zone only", domain, zone)
+	}
+	if !storage.IsOwnName(name) {
+		return "", fmt.Errorf("zone: %s: %w (letters, digits and hyphens, one label after another)", domain, ErrBadName)
+	}
+	return name, nil
+}
+
+// SetOwnChallenge serves value at _acme-challenge.<domain> (domain inside
+// the zone; see OwnChallengeName): the broker answering a dns-01 challenge
+// for its own certificate. The value is stored first, so every node on the
+// database and every secondary serves it, like an account's value.
+func (w *Writer) SetOwnChallenge(ctx context.Context, domain, value string) error {
+	name, err := OwnChallengeName(w.cfg.Zone, domain)
+	if err != nil {
+		return err
+	}
+	if !storage.IsDNS01Value(value) {
+		return fmt.Errorf("zone: own challenge for %s: the value is not a dns-01 value (43 base64url characters)", domain)
+	}
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.SetOwnTXT(ctx, name, value, w.cfg.Now(), w.cfg.Policy)
+	if err != nil {
+		return err
+	}
+	w.view.Set(name, recs, serial)
+	return nil
+}
+
+// ClearOwnChallenge stops serving value at _acme-challenge.<domain>; once
+// no value is left the name is gone (NXDOMAIN). A value not served is no
+// error.
+func (w *Writer) ClearOwnChallenge(ctx context.Context, domain, value string) error {
+	name, err := OwnChallengeName(w.cfg.Zone, domain)
+	if err != nil {
+		return err
+	}
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.DeleteOwnTXT(ctx, name, value, w.cfg.Now())
+	switch {
+	case err != nil:
+		return err
+	case serial == 0: // nothing deleted
+	case len(recs) == 0:
+		w.view.Remove(name, serial)
+	default:
+		w.view.Set(name, recs, serial)
+	}
+	return nil
+}
+
+// SetPersist sets a dns-persist-01 record of subdomain (replacing the one
+// of the same issuer), stamped with the time now, and returns the
+// subdomain's records, by issuer. A record failing rec.Check is a
+// *storage.PersistError; storage.ErrTooMany if the account holds
+// storage.MaxPersistRecords of other issuers; storage.ErrNotFound if no
+// account holds the subdomain (any more).
+func (w *Writer) SetPersist(ctx context.Context, subdomain string, rec storage.PersistRecord) ([]storage.PersistRecord, error) {
+	rec.SetAt = w.cfg.Now()
+	if err := rec.Check(rec.SetAt); err != nil {
+		return nil, err
+	}
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.SetPersist(ctx, subdomain, rec)
+	if err != nil {
+		return nil, err
+	}
+	w.view.SetPersist(subdomain, recs, serial)
+	return recs, nil
+}
+
+// DeletePersist removes subdomain's dns-persist-01 record of issuer (DNS
+// stops serving it at once) and returns the records left; deleted is false,
+// and nothing changes, if there was none of that issuer.
+// storage.ErrNotFound if no account holds the subdomain (any more).
+func (w *Writer) DeletePersist(ctx context.Context, subdomain, issuer string) (recs []storage.PersistRecord, deleted bool, err error) {
+	t := w.fl.begin(w.view)
+	defer w.fl.done(w.view, t)
+	recs, serial, err := w.store.DeletePersist(ctx, subdomain, issuer)
+	if err != nil || serial == 0 {
+		return recs, false, err
+	}
+	w.view.SetPersist(subdomain, recs, serial)
+	return recs, true, nil
+}
+
 // Delete removes an account and its values; DNS forgets the subdomain at
 // once, and writes older than the delete that arrive later cannot bring it
 // back. storage.ErrNotFound if there is no such account.
@@ -249,8 +358,8 @@ func (w *Writer) SetAllowFrom(ctx context.Context, a storage.Account, allow []ne
 }
 
 // Refresh re-reads one subdomain from storage and applies what it finds
-// (its values, or its absence): how the view learns of a change another
-// node or an admin command made.
+// (its values and persist records, or its absence): how the view learns of
+// a change another node or an admin command made.
 func (w *Writer) Refresh(ctx context.Context, name string) error {
 	t := w.fl.begin(w.view)
 	defer w.fl.done(w.view, t)
@@ -261,7 +370,7 @@ func (w *Writer) Refresh(ctx context.Context, name string) error {
 	case err != nil:
 		return err
 	default:
-		w.view.Set(sub.Name, sub.Records, serial)
+		w.view.Replace(sub, serial)
 	}
 	return nil
 }
@@ -399,13 +508,15 @@ func (f *inflight) wait(max time.Duration) {
 // noView is the view of a writer without one (an admin command).
 type noView struct{}
 
-func (noView) Add(string, uint32)                      {}
-func (noView) Set(string, []storage.TXTRecord, uint32) {}
-func (noView) Remove(string, uint32)                   {}
-func (noView) Due(time.Time) []string                  { return nil }
-func (noView) Pruned(string, time.Time, int, uint32)   {}
-func (noView) RemovalGen() uint64                      { return 0 }
-func (noView) ForgetRemoved(uint64)                    {}
+func (noView) Add(string, uint32)                                 {}
+func (noView) Set(string, []storage.TXTRecord, uint32)            {}
+func (noView) SetPersist(string, []storage.PersistRecord, uint32) {}
+func (noView) Replace(storage.Subdomain, uint32)                  {}
+func (noView) Remove(string, uint32)                              {}
+func (noView) Due(time.Time) []string                             { return nil }
+func (noView) Pruned(string, time.Time, int, uint32)              {}
+func (noView) RemovalGen() uint64                                 { return 0 }
+func (noView) ForgetRemoved(uint64)                               {}
 func (noView) Resync(context.Context, records.Snapshotter) (records.ResyncStats, error) {
 	return records.ResyncStats{}, nil
 }

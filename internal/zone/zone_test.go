@@ -263,3 +263,88 @@ func TestQuiesce(t *testing.T) {
 		t.Fatal("the write is not served after Quiesce")
 	}
 }
+
+func TestOwnChallengeName(t *testing.T) {
+	const z = "auth.example.test"
+	for _, tc := range []struct {
+		domain, want string
+		ok           bool
+	}{
+		{"auth.example.test", "_acme-challenge", true},
+		{"AUTH.example.test.", "_acme-challenge", true},
+		{"*.auth.example.test", "_acme-challenge", true},
+		{"api.auth.example.test", "_acme-challenge.api", true},
+		{"*.a.b.auth.example.test", "_acme-challenge.a.b", true},
+		{"example.test", "", false},
+		{"xauth.example.test", "", false},
+		{"other.test", "", false},
+		{"_x.auth.example.test", "", false},
+		{"a..auth.example.test", "", false},
+	} {
+		got, err := zone.OwnChallengeName(z, tc.domain)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("OwnChallengeName(%q) = %q, %v; want %q (ok %v)", tc.domain, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestOwnChallenge: the broker's own challenge values are served at
+// _acme-challenge.<name> from the moment SetOwnChallenge returns, are in
+// storage (a restarted or other node loads them) and are gone, name and
+// all, once cleared. No account can take the name.
+func TestOwnChallenge(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	idx := records.New(storage.DefaultTXTPolicy, time.Now)
+	w := zone.New(zone.Config{Zone: "auth.example.test", Policy: storage.DefaultTXTPolicy}, st, idx)
+	const other = "MPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo"
+	if err := w.SetOwnChallenge(ctx, "auth.example.test", value); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetOwnChallenge(ctx, "*.auth.example.test", other); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetOwnChallenge(ctx, "api.auth.example.test", value); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := idx.TXT(nil, "_acme-challenge"); !ok || len(got) != 2 {
+		t.Fatalf("served at _acme-challenge: %v %v, want both values", got, ok)
+	}
+	fresh := records.New(storage.DefaultTXTPolicy, time.Now)
+	if err := fresh.Load(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := fresh.TXT(nil, "_acme-challenge.api"); !ok || len(got) != 1 || got[0] != value {
+		t.Fatalf("a fresh load serves %v %v at _acme-challenge.api", got, ok)
+	}
+	for _, bad := range []string{"example.test", "x.other.test"} {
+		if err := w.SetOwnChallenge(ctx, bad, value); err == nil {
+			t.Errorf("SetOwnChallenge(%s) outside the zone = nil", bad)
+		}
+	}
+	if err := w.SetOwnChallenge(ctx, "auth.example.test", "not a dns-01 value"); err == nil {
+		t.Error("SetOwnChallenge took a value that is no dns-01 value")
+	}
+	if _, err := w.Register(ctx, zone.NewAccount{Subdomain: "_acme-challenge"}); !errors.Is(err, zone.ErrBadName) {
+		t.Errorf("Register(_acme-challenge): %v, want ErrBadName", err)
+	}
+
+	if err := w.ClearOwnChallenge(ctx, "auth.example.test", value); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := idx.TXT(nil, "_acme-challenge"); len(got) != 1 || got[0] != other {
+		t.Fatalf("after clearing one value: %v, want [%s]", got, other)
+	}
+	if err := w.ClearOwnChallenge(ctx, "*.auth.example.test", other); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ClearOwnChallenge(ctx, "*.auth.example.test", other); err != nil {
+		t.Fatalf("clearing twice: %v", err)
+	}
+	if got, ok := idx.TXT(nil, "_acme-challenge"); ok {
+		t.Fatalf("after clearing every value the name is still there: %v", got)
+	}
+	if _, _, err := st.Subdomain(ctx, "_acme-challenge"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("storage still has _acme-challenge: %v", err)
+	}
+}

@@ -43,8 +43,9 @@ func (s *Store) insertAccount(ctx context.Context, tx pgx.Tx, a storage.Account,
 	return s.bumpSerial(ctx, tx, a.Subdomain, a.CreatedAt, nil)
 }
 
-// DeleteAccount removes the account; its TXT values go with it (ON DELETE
-// CASCADE), and the serial moves because what DNS serves changes.
+// DeleteAccount removes the account; its TXT values and persist records go
+// with it (ON DELETE CASCADE), and the serial moves because what DNS serves
+// changes.
 func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
 	return s.deleteAccount(ctx, "delete account "+username, username, nil)
 }
@@ -93,6 +94,16 @@ func checkUnused(ctx context.Context, tx pgx.Tx, username string, cutoff time.Ti
 		return err
 	}
 	if last > cutoff.UnixNano() {
+		return storage.ErrInUse
+	}
+	// A persist record authorizes issuance with no update at all: its
+	// account is in use. (The row lock above also orders this against a
+	// persist record being set.)
+	var persist bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM persist_records WHERE subdomain = $1)`, sub).Scan(&persist); err != nil {
+		return err
+	}
+	if persist {
 		return storage.ErrInUse
 	}
 	return nil

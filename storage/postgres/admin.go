@@ -50,12 +50,13 @@ func (s *Store) AccountBySubdomain(ctx context.Context, name string) (storage.Ac
 	return info, s.wrapErr(ctx, op, err)
 }
 
-// accountInfoColumns reads accounts with the number of their values and
-// the newest value's time.
+// accountInfoColumns reads accounts with the number of their values, the
+// newest value's time and the number of their persist records.
 const accountInfoColumns = `
 	SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
 	       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
-	       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
+	       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
+	       (SELECT count(*) FROM persist_records AS p WHERE p.subdomain = a.subdomain)
 	FROM accounts AS a`
 
 func scanAccountInfo(row pgx.Row) (storage.AccountInfo, error) {
@@ -65,8 +66,9 @@ func scanAccountInfo(row pgx.Row) (storage.AccountInfo, error) {
 		ctime int64
 		n     int64
 		last  *int64
+		pn    int64
 	)
-	if err := row.Scan(&info.Username, &info.KeyHash, &info.Subdomain, &allow, &ctime, &info.Disabled, &n, &last); err != nil {
+	if err := row.Scan(&info.Username, &info.KeyHash, &info.Subdomain, &allow, &ctime, &info.Disabled, &n, &last, &pn); err != nil {
 		return storage.AccountInfo{}, err
 	}
 	var err error
@@ -75,6 +77,7 @@ func scanAccountInfo(row pgx.Row) (storage.AccountInfo, error) {
 	}
 	info.CreatedAt = fromNanos(ctime)
 	info.Values = int(n)
+	info.Persist = int(pn)
 	if last != nil {
 		info.LastUpdate = fromNanos(*last)
 	}

@@ -72,10 +72,14 @@ func (s *Store) SetTXT(ctx context.Context, subdomain, value string, at time.Tim
 	return kept, serial, nil
 }
 
-// lockSubdomain locks the account row that owns sub until the transaction
-// ends; ErrNotFound if there is none.
-func lockSubdomain(ctx context.Context, tx pgx.Tx, sub string) error {
+// lockName locks the account row that owns sub until the transaction
+// ends; ErrNotFound if there is none. Own names have no account: their
+// writes (rare) lock the zone_meta row instead.
+func lockName(ctx context.Context, tx pgx.Tx, sub string) error {
 	var one int
+	if storage.IsOwnName(sub) {
+		return tx.QueryRow(ctx, `SELECT 1 FROM zone_meta WHERE id = 1 FOR UPDATE`).Scan(&one)
+	}
 	err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE subdomain = $1 FOR UPDATE`, sub).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("no account has this subdomain: %w", storage.ErrNotFound)
@@ -86,7 +90,8 @@ func lockSubdomain(ctx context.Context, tx pgx.Tx, sub string) error {
 // trimTXT deletes the values of sub that policy no longer keeps at time at
 // and returns the kept ones, newest first, and how many it deleted.
 func trimTXT(ctx context.Context, tx pgx.Tx, sub string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, int, error) {
-	rows, err := tx.Query(ctx, `SELECT value, updated_at FROM txt_records WHERE subdomain = $1`, sub)
+	q := txtQueries(sub)
+	rows, err := tx.Query(ctx, q.values, sub)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -97,7 +102,7 @@ func trimTXT(ctx context.Context, tx pgx.Tx, sub string, at time.Time, policy st
 	sortRecords(recs)
 	kept := policy.Keep(recs, at)
 	if drop := dropped(recs[len(kept):]); len(drop) > 0 {
-		if _, err := tx.Exec(ctx, deleteValues, sub, drop); err != nil {
+		if _, err := tx.Exec(ctx, q.delete, sub, drop); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -105,6 +110,23 @@ func trimTXT(ctx context.Context, tx pgx.Tx, sub string, at time.Time, policy st
 }
 
 const deleteValues = `DELETE FROM txt_records WHERE subdomain = $1 AND value = ANY($2)`
+
+// txtStatements read and delete the values of one name.
+type txtStatements struct{ values, delete string }
+
+var (
+	accountTXT = txtStatements{`SELECT value, updated_at FROM txt_records WHERE subdomain = $1`, deleteValues}
+	ownTXT     = txtStatements{`SELECT value, updated_at FROM own_txt WHERE subdomain = $1`, `DELETE FROM own_txt WHERE subdomain = $1 AND value = ANY($2)`}
+)
+
+// txtQueries returns the statements for name's values: own names
+// (storage.IsOwnName) have their own table (migration 0004).
+func txtQueries(name string) txtStatements {
+	if storage.IsOwnName(name) {
+		return ownTXT
+	}
+	return accountTXT
+}
 
 func scanRecord(row pgx.CollectableRow) (storage.TXTRecord, error) {
 	var r storage.TXTRecord
@@ -153,7 +175,7 @@ func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, p
 	)
 	err := s.inTx(ctx, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
 		n, serial = 0, 0 // a retried transaction starts over
-		if err := lockSubdomain(ctx, tx, subdomain); err != nil {
+		if err := lockName(ctx, tx, subdomain); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil // nothing to prune
 			}
@@ -188,7 +210,7 @@ func nextSerial(old uint32, at time.Time) uint32 {
 }
 
 // Snapshot calls fn for every registered subdomain with its values, newest
-// first, and returns the serial of that state. It reads in one
+// first, and its persist records, and returns the serial of that state. It reads in one
 // REPEATABLE READ transaction, so the serial matches the data, and streams:
 // memory holds one subdomain at a time. fn must not write to the store.
 func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) (uint32, error) {
@@ -209,6 +231,10 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = fmt.Errorf("zone_meta has no row: %w", errCorrupt)
 		}
+		return 0, s.wrapErr(ctx, op, err)
+	}
+	persist, err := allPersist(ctx, tx)
+	if err != nil {
 		return 0, s.wrapErr(ctx, op, err)
 	}
 	// Ordered by subdomain only to group each subdomain's rows; the order
@@ -246,7 +272,7 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 					return 0, err
 				}
 			}
-			cur, have = storage.Subdomain{Name: sub}, true
+			cur, have = storage.Subdomain{Name: sub, Persist: persist[sub]}, true
 		}
 		if value != nil && ns != nil {
 			cur.Records = append(cur.Records, storage.TXTRecord{Value: *value, UpdatedAt: fromNanos(*ns)})
@@ -260,11 +286,19 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 			return 0, err
 		}
 	}
+	rows.Close()
+	if err := ownSnapshot(ctx, tx, fn); err != nil {
+		if cb, ok := err.(*callbackError); ok {
+			return 0, fmt.Errorf("postgres: %s: %w", op, cb.err)
+		}
+		return 0, s.wrapErr(ctx, op, err)
+	}
 	return uint32(serial), nil
 }
 
 // Subdomain returns one registered subdomain with its values, newest
-// first, and the zone serial, read by one statement (so together).
+// first, its persist records and the zone serial, read by one statement
+// (so together).
 // ErrNotFound if no account has it; the serial is returned with it then
 // too, so a node that removes the subdomain can advance its own.
 func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
@@ -274,12 +308,30 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 	}
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(octx, `
-		SELECT z.serial, a.subdomain, t.value, t.updated_at
+	// The persist records come in the same statement (so from the same
+	// snapshot), as rows of their own after the values: their serial is
+	// NULL.
+	query := `
+		SELECT z.serial, a.subdomain, t.value, t.updated_at,
+		       NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::bigint
 		FROM zone_meta AS z
 		LEFT JOIN accounts AS a ON a.subdomain = $1
 		LEFT JOIN txt_records AS t ON t.subdomain = a.subdomain
-		WHERE z.id = 1`, name)
+		WHERE z.id = 1
+		UNION ALL
+		SELECT NULL, NULL, NULL, NULL, p.issuer, p.account_uri, p.policy, p.persist_until, p.set_at
+		FROM persist_records AS p WHERE p.subdomain = $1`
+	if storage.IsOwnName(name) {
+		// An own name exists while it holds values; it has no persist
+		// records.
+		query = `
+		SELECT z.serial, t.subdomain, t.value, t.updated_at,
+		       NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::bigint
+		FROM zone_meta AS z
+		LEFT JOIN own_txt AS t ON t.subdomain = $1
+		WHERE z.id = 1`
+	}
+	rows, err := s.pool.Query(octx, query, name)
 	if err != nil {
 		return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
 	}
@@ -291,15 +343,25 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		out    = storage.Subdomain{Name: name}
 	)
 	for rows.Next() {
-		n++
 		var (
-			sub   *string
-			value *string
-			ns    *int64
+			zserial             *int64
+			sub                 *string
+			value               *string
+			ns                  *int64
+			issuer, uri, policy *string
+			until, set          *int64
 		)
-		if err := rows.Scan(&serial, &sub, &value, &ns); err != nil {
+		if err := rows.Scan(&zserial, &sub, &value, &ns, &issuer, &uri, &policy, &until, &set); err != nil {
 			return storage.Subdomain{}, 0, s.wrapErr(ctx, op, err)
 		}
+		if zserial == nil { // a persist record
+			if issuer != nil && uri != nil && policy != nil && until != nil && set != nil {
+				out.Persist = append(out.Persist, persistRecord(*issuer, *uri, *policy, *until, *set))
+			}
+			continue
+		}
+		n++
+		serial = *zserial
 		found = found || sub != nil
 		if value != nil && ns != nil {
 			out.Records = append(out.Records, storage.TXTRecord{Value: *value, UpdatedAt: fromNanos(*ns)})
@@ -315,5 +377,6 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		return storage.Subdomain{}, uint32(serial), s.wrapErr(ctx, op, storage.ErrNotFound)
 	}
 	sortRecords(out.Records)
+	sortPersist(out.Persist)
 	return out, uint32(serial), nil
 }

@@ -46,8 +46,9 @@ func insertAccount(ctx context.Context, c *sql.Conn, a storage.Account, allow st
 	return bumpSerial(ctx, c, a.CreatedAt)
 }
 
-// DeleteAccount removes the account; its TXT values go with it (ON DELETE
-// CASCADE), and the serial moves because what DNS serves changes.
+// DeleteAccount removes the account; its TXT values and persist records go
+// with it (ON DELETE CASCADE), and the serial moves because what DNS serves
+// changes.
 func (s *Store) DeleteAccount(ctx context.Context, username string) (uint32, error) {
 	return s.deleteAccount(ctx, "delete account "+username, username, nil)
 }
@@ -66,7 +67,10 @@ const lastUse = `coalesce((SELECT max(t.updated_at) FROM txt_records AS t WHERE 
 func (s *Store) deleteAccount(ctx context.Context, op, username string, cutoff *time.Time) (uint32, error) {
 	q, args := `DELETE FROM accounts AS a WHERE a.username = ?`, []any{username}
 	if cutoff != nil {
-		q, args = q+` AND `+lastUse+` <= ?`, append(args, cutoff.UnixNano())
+		// An account holding a persist record is in use however long ago
+		// it last wrote: the record authorizes issuance by itself.
+		q, args = q+` AND `+lastUse+` <= ? AND NOT EXISTS (SELECT 1 FROM persist_records AS p WHERE p.subdomain = a.subdomain)`,
+			append(args, cutoff.UnixNano())
 	}
 	var serial uint32
 	err := s.write(ctx, func(ctx context.Context, c *sql.Conn) error {

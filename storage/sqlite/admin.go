@@ -11,11 +11,12 @@ import (
 
 // accountInfoColumns reads accounts with their use. The correlated
 // subqueries read the account's range of the txt_records primary key (at
-// most txt_max values).
+// most txt_max values) and of the persist_records one (at most 8).
 const accountInfoColumns = `
 	SELECT a.username, a.key_hash, a.subdomain, a.allow_from, a.created_at, a.disabled,
 	       (SELECT count(*) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
-	       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain)
+	       (SELECT max(t.updated_at) FROM txt_records AS t WHERE t.subdomain = a.subdomain),
+	       (SELECT count(*) FROM persist_records AS p WHERE p.subdomain = a.subdomain)
 	FROM accounts AS a`
 
 // accountsQuery lists accounts with their use; the walk follows the
@@ -77,7 +78,7 @@ func scanAccountInfo(row interface{ Scan(...any) error }) (storage.AccountInfo, 
 		disabled int64
 		last     sql.NullInt64
 	)
-	if err := row.Scan(&ai.Username, &ai.KeyHash, &ai.Subdomain, &allow, &created, &disabled, &ai.Values, &last); err != nil {
+	if err := row.Scan(&ai.Username, &ai.KeyHash, &ai.Subdomain, &allow, &created, &disabled, &ai.Values, &last, &ai.Persist); err != nil {
 		return storage.AccountInfo{}, err
 	}
 	var err error
@@ -110,7 +111,7 @@ func (s *Store) SetDisabled(ctx context.Context, username string, disabled bool)
 }
 
 // Subdomain returns one registered subdomain with its values, newest first,
-// and the zone serial, read in one transaction so they match. ErrNotFound
+// its persist records and the zone serial, read in one transaction so they match. ErrNotFound
 // comes with the serial too.
 func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, uint32, error) {
 	op := "subdomain " + name
@@ -129,13 +130,16 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 		}
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
 	}
-	var one int
-	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE subdomain = ?`, name).Scan(&one); err != nil {
-		// ErrNoRows -> ErrNotFound, with the serial: a node removing the
-		// subdomain applies it at that serial (internal/nodesync).
-		return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, err)
+	own := storage.IsOwnName(name)
+	if !own {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE subdomain = ?`, name).Scan(&one); err != nil {
+			// ErrNoRows -> ErrNotFound, with the serial: a node removing the
+			// subdomain applies it at that serial (internal/nodesync).
+			return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, err)
+		}
 	}
-	rows, err := tx.QueryContext(ctx, valuesQuery, name)
+	rows, err := tx.QueryContext(ctx, txtQueries(name).values, name)
 	if err != nil {
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
 	}
@@ -143,5 +147,16 @@ func (s *Store) Subdomain(ctx context.Context, name string) (storage.Subdomain, 
 	if err != nil {
 		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
 	}
-	return storage.Subdomain{Name: name, Records: recs}, uint32(serial), nil
+	if own {
+		if len(recs) == 0 {
+			// An own name exists while it holds values.
+			return storage.Subdomain{}, uint32(serial), wrapErr(ctx, op, storage.ErrNotFound)
+		}
+		return storage.Subdomain{Name: name, Records: recs}, uint32(serial), nil
+	}
+	persist, err := persistOf(ctx, tx, name)
+	if err != nil {
+		return storage.Subdomain{}, 0, wrapErr(ctx, op, err)
+	}
+	return storage.Subdomain{Name: name, Records: recs, Persist: persist}, uint32(serial), nil
 }

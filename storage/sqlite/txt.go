@@ -66,7 +66,8 @@ func setTXT(ctx context.Context, c *sql.Conn, sub, value string, at time.Time, p
 // trimTXT deletes the values of sub that policy no longer keeps at time at
 // and returns the kept ones, newest first, and how many it deleted.
 func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy storage.TXTPolicy) ([]storage.TXTRecord, int, error) {
-	rows, err := c.QueryContext(ctx, valuesQuery, sub)
+	q := txtQueries(sub)
+	rows, err := c.QueryContext(ctx, q.values, sub)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -76,7 +77,7 @@ func trimTXT(ctx context.Context, c *sql.Conn, sub string, at time.Time, policy 
 	}
 	kept := policy.Keep(recs, at)
 	for _, r := range recs[len(kept):] {
-		if _, err := c.ExecContext(ctx, `DELETE FROM txt_records WHERE subdomain = ? AND value = ?`, sub, r.Value); err != nil {
+		if _, err := c.ExecContext(ctx, q.delete, sub, r.Value); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -117,6 +118,23 @@ func (s *Store) PruneTXT(ctx context.Context, subdomain string, now time.Time, p
 // valuesQuery reads one subdomain's values through the primary key
 // (subdomain, value); scanRecords puts them newest first.
 const valuesQuery = `SELECT value, updated_at FROM txt_records WHERE subdomain = ?`
+
+// txtStatements read and delete the values of one name.
+type txtStatements struct{ values, delete string }
+
+var (
+	accountTXT = txtStatements{valuesQuery, `DELETE FROM txt_records WHERE subdomain = ? AND value = ?`}
+	ownTXT     = txtStatements{`SELECT value, updated_at FROM own_txt WHERE subdomain = ?`, `DELETE FROM own_txt WHERE subdomain = ? AND value = ?`}
+)
+
+// txtQueries returns the statements for name's values: own names
+// (storage.IsOwnName) have their own table (migration 0008).
+func txtQueries(name string) txtStatements {
+	if storage.IsOwnName(name) {
+		return ownTXT
+	}
+	return accountTXT
+}
 
 // newestFirst orders a subdomain's values newest first, equal times by
 // value: the order of TXTPolicy.Keep and of every answer.
@@ -187,7 +205,8 @@ const snapshotQuery = `
 	ORDER BY a.subdomain, t.value`
 
 // Snapshot calls fn for every registered subdomain, in subdomain order, with
-// its values newest first, and returns the serial of that state. It reads in
+// its values newest first and its persist records, and returns the serial
+// of that state. It reads in
 // one transaction, so the serial matches the data, and streams: memory holds
 // one subdomain at a time, whatever the number of accounts. fn must not
 // write to the store (the snapshot would not see it).
@@ -211,6 +230,10 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		if errors.Is(err, sql.ErrNoRows) {
 			err = fmt.Errorf("zone_meta has no row: %w", errCorrupt)
 		}
+		return 0, wrapErr(ctx, op, err)
+	}
+	persist, err := allPersist(ctx, tx)
+	if err != nil {
 		return 0, wrapErr(ctx, op, err)
 	}
 	// The accounts.subdomain index gives the outer order and the
@@ -241,7 +264,15 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 					return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 				}
 			}
+			// Both walks are in subdomain order (bytewise), so each
+			// account's records are at the head of what is left.
+			for len(persist) > 0 && persist[0].sub < sub {
+				persist = persist[1:] // no account (cannot happen with the foreign key on)
+			}
 			cur, have = storage.Subdomain{Name: sub}, true
+			if len(persist) > 0 && persist[0].sub == sub {
+				cur.Persist, persist = persist[0].recs, persist[1:]
+			}
 		}
 		if value.Valid {
 			cur.Records = append(cur.Records, storage.TXTRecord{Value: value.String, UpdatedAt: fromNanos(ns.Int64)})
@@ -255,6 +286,12 @@ func (s *Store) Snapshot(ctx context.Context, fn func(storage.Subdomain) error) 
 		if err := fn(cur); err != nil {
 			return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 		}
+	}
+	if err := ownSnapshot(ctx, tx, fn); err != nil {
+		if cb, ok := err.(*callbackError); ok {
+			return 0, fmt.Errorf("sqlite: %s: %w", op, cb.err)
+		}
+		return 0, wrapErr(ctx, op, err)
 	}
 	return uint32(serial), nil
 }

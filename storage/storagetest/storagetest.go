@@ -33,6 +33,9 @@
 //   - A call whose ctx is already cancelled returns an error wrapping
 //     context.Canceled and changes nothing.
 //   - Calls made after Close return an error (and do not panic).
+//   - Persist records round-trip every field (PersistUntil in whole
+//     seconds), come by issuer everywhere, and count against
+//     MaxPersistRecords per account even under concurrent sets.
 package storagetest
 
 import (
@@ -94,11 +97,21 @@ func Run(t *testing.T, newDB func(t *testing.T) (open func(t *testing.T) storage
 		{"Accounts/CallbackError", s.accountsCallbackError},
 		{"Account/SetDisabled", s.setDisabled},
 		{"Subdomain", s.subdomain},
+		{"Persist/RoundTrip", s.persistRoundTrip},
+		{"Persist/Upsert", s.persistUpsert},
+		{"Persist/Limit", s.persistLimit},
+		{"Persist/LimitUnderRace", s.persistLimitUnderRace},
+		{"Persist/Delete", s.persistDelete},
+		{"Persist/UnknownSubdomain", s.persistUnknownSubdomain},
+		{"Persist/Invalid", s.persistInvalid},
+		{"Persist/GoesWithAccount", s.persistGoesWithAccount},
 		{"Value/RoundTrip", s.valueRoundTrip},
 		{"Value/DeleteAndList", s.valueDeleteAndList},
 		{"Value/BadInput", s.valueBadInput},
 		{"Lease/Exclusive", s.leaseExclusive},
 		{"Lease/Race", s.leaseRace},
+		{"OwnTXT", s.ownTXT},
+		{"OwnTXT/Prune", s.ownPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
@@ -907,6 +920,12 @@ func (s suite) deadContext(t *testing.T, ctx context.Context, want error) {
 		t.Error("Snapshot called fn with a done ctx")
 	}
 	check("Ping", st.Ping(ctx))
+	_, _, err = st.SetPersist(ctx, a.Subdomain, persistRec("letsencrypt.org", time.Second))
+	check("SetPersist", err)
+	_, _, err = st.DeletePersist(ctx, a.Subdomain, "letsencrypt.org")
+	check("DeletePersist", err)
+	_, err = st.PersistRecords(ctx, a.Subdomain)
+	check("PersistRecords", err)
 	valuesDeadContext(t, st, ctx, check)
 
 	// Nothing changed.
@@ -1028,6 +1047,15 @@ func (s suite) callsAfterClose(t *testing.T) {
 	}
 	if err := st.Ping(ctx); err == nil {
 		t.Error("Ping after Close returned nil")
+	}
+	if _, _, err := st.SetPersist(ctx, a.Subdomain, persistRec("letsencrypt.org", time.Second)); err == nil {
+		t.Error("SetPersist after Close returned nil")
+	}
+	if _, _, err := st.DeletePersist(ctx, a.Subdomain, "letsencrypt.org"); err == nil {
+		t.Error("DeletePersist after Close returned nil")
+	}
+	if _, err := st.PersistRecords(ctx, a.Subdomain); err == nil {
+		t.Error("PersistRecords after Close returned nil")
 	}
 	if err := st.PutValue(ctx, "v", nil, base); err == nil {
 		t.Error("PutValue after Close returned nil")
