@@ -98,14 +98,7 @@ func FuzzTransfer(f *testing.F) {
 		if len(pkt) < 12 {
 			return
 		}
-		var dh dns.Header
-		dh.Id = uint16(pkt[0])<<8 | uint16(pkt[1])
-		dh.Bits = uint16(pkt[2])<<8 | uint16(pkt[3])
-		dh.Qdcount = uint16(pkt[4])<<8 | uint16(pkt[5])
-		dh.Ancount = uint16(pkt[6])<<8 | uint16(pkt[7])
-		dh.Nscount = uint16(pkt[8])<<8 | uint16(pkt[9])
-		dh.Arcount = uint16(pkt[10])<<8 | uint16(pkt[11])
-		if acceptMsg(dh) != dns.MsgAccept {
+		if acceptMsg(wireHeader(pkt)) != dns.MsgAccept {
 			return
 		}
 		r := new(dns.Msg)
