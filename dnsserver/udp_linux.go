@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"strconv"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -276,7 +275,7 @@ func (l *udpLoop) batch(n int) {
 		}
 	}
 	if timed > 0 {
-		d := time.Since(start)
+		d := l.f.now().Sub(start)
 		for range timed {
 			l.f.obs.Took(d)
 		}
