@@ -26,7 +26,7 @@ func BenchmarkServeDNS(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				h.ServeDNS(w, q)
-				w.msgs = w.msgs[:0]
+				w.Msgs = w.Msgs[:0]
 			}
 		})
 	}
@@ -87,11 +87,11 @@ func BenchmarkSignedServeDNS(b *testing.B) {
 				q.SetEdns0(1232, mode.do)
 				w := udpRecorder()
 				mode.h.ServeDNS(w, q) // the signatures are made here, once
-				w.msgs = w.msgs[:0]
+				w.Msgs = w.Msgs[:0]
 				b.ReportAllocs()
 				for b.Loop() {
 					mode.h.ServeDNS(w, q)
-					w.msgs = w.msgs[:0]
+					w.Msgs = w.Msgs[:0]
 				}
 			})
 		}

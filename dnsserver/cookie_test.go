@@ -36,24 +36,24 @@ func TestUDPAndTCPAnswersIdentical(t *testing.T) {
 			u, tc := udpRecorder(), tcpRecorder()
 			h.ServeDNS(u, q)
 			h.ServeDNS(tc, q)
-			if string(u.msgs[0]) != string(tc.msgs[0]) {
-				t.Errorf("%s %s (EDNS %v): UDP %d bytes, TCP %d bytes", c.name, dns.TypeToString[c.qtype], edns, len(u.msgs[0]), len(tc.msgs[0]))
+			if string(u.Msgs[0]) != string(tc.Msgs[0]) {
+				t.Errorf("%s %s (EDNS %v): UDP %d bytes, TCP %d bytes", c.name, dns.TypeToString[c.qtype], edns, len(u.Msgs[0]), len(tc.Msgs[0]))
 			}
 			var m dns.Msg
-			if err := m.Unpack(u.msgs[0]); err != nil {
+			if err := m.Unpack(u.Msgs[0]); err != nil {
 				t.Fatal(err)
 			}
 			m.Compress = false
-			if len(m.Answer)+len(m.Ns) > 0 && m.Len() <= len(u.msgs[0]) {
-				t.Errorf("%s %s: %d bytes sent, %d uncompressed: not compressed", c.name, dns.TypeToString[c.qtype], len(u.msgs[0]), m.Len())
+			if len(m.Answer)+len(m.Ns) > 0 && m.Len() <= len(u.Msgs[0]) {
+				t.Errorf("%s %s: %d bytes sent, %d uncompressed: not compressed", c.name, dns.TypeToString[c.qtype], len(u.Msgs[0]), m.Len())
 			}
 		}
 	}
 	// The SOA of the issue: compressed over UDP.
 	u := udpRecorder()
 	h.ServeDNS(u, query(zone+".", dns.TypeSOA))
-	if len(u.msgs[0]) >= 100 {
-		t.Fatalf("SOA over UDP is %d bytes: not compressed", len(u.msgs[0]))
+	if len(u.Msgs[0]) >= 100 {
+		t.Fatalf("SOA over UDP is %d bytes: not compressed", len(u.Msgs[0]))
 	}
 }
 
@@ -111,23 +111,23 @@ func TestCookies(t *testing.T) {
 	for _, q := range []*dns.Msg{withCookie(query(crowd, dns.TypeTXT), 4096, client), func() *dns.Msg { q := query(crowd, dns.TypeTXT); q.SetEdns0(4096, false); return q }()} {
 		w := udpRecorder()
 		m := serve(t, h, q, w)
-		if !m.Truncated || len(w.msgs[0]) > 512 {
-			t.Fatalf("without a server cookie: TC %v, %d bytes; want TC within 512", m.Truncated, len(w.msgs[0]))
+		if !m.Truncated || len(w.Msgs[0]) > 512 {
+			t.Fatalf("without a server cookie: TC %v, %d bytes; want TC within 512", m.Truncated, len(w.Msgs[0]))
 		}
 	}
 	// With the server cookie: the full 1232.
 	w := udpRecorder()
 	m = serve(t, h, withCookie(query(crowd, dns.TypeTXT), 4096, got), w)
-	if !m.Truncated || len(w.msgs[0]) <= 512 || len(w.msgs[0]) > 1232 {
-		t.Fatalf("with a valid server cookie: TC %v, %d bytes; want up to 1232", m.Truncated, len(w.msgs[0]))
+	if !m.Truncated || len(w.Msgs[0]) <= 512 || len(w.Msgs[0]) > 1232 {
+		t.Fatalf("with a valid server cookie: TC %v, %d bytes; want up to 1232", m.Truncated, len(w.Msgs[0]))
 	}
 	if answerCookie(m) != got {
 		t.Fatalf("a fresh valid cookie was not echoed: %s", answerCookie(m))
 	}
 	// From another address the same cookie is worth nothing.
-	other := &recorder{remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5353}}
-	if m := serve(t, h, withCookie(query(crowd, dns.TypeTXT), 4096, got), other); len(other.msgs[0]) > 512 || answerCookie(m) == got {
-		t.Fatalf("another address with the cookie: %d bytes, cookie %s", len(other.msgs[0]), answerCookie(m))
+	other := &recorder{Remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5353}}
+	if m := serve(t, h, withCookie(query(crowd, dns.TypeTXT), 4096, got), other); len(other.Msgs[0]) > 512 || answerCookie(m) == got {
+		t.Fatalf("another address with the cookie: %d bytes, cookie %s", len(other.Msgs[0]), answerCookie(m))
 	}
 	// Over TCP everything, cookie or not.
 	if m := serve(t, h, withCookie(query(crowd, dns.TypeTXT), 512, client), tcpRecorder()); m.Truncated || len(m.Answer) != 40 || answerCookie(m) == "" {
@@ -137,8 +137,8 @@ func TestCookies(t *testing.T) {
 	clk.Advance(time.Hour + 2*time.Second)
 	w = udpRecorder()
 	m = serve(t, h, withCookie(query(crowd, dns.TypeTXT), 4096, got), w)
-	if len(w.msgs[0]) > 512 || answerCookie(m) == got || len(answerCookie(m)) != 48 {
-		t.Fatalf("expired cookie: %d bytes, cookie %s", len(w.msgs[0]), answerCookie(m))
+	if len(w.Msgs[0]) > 512 || answerCookie(m) == got || len(answerCookie(m)) != 48 {
+		t.Fatalf("expired cookie: %d bytes, cookie %s", len(w.Msgs[0]), answerCookie(m))
 	}
 
 	// Malformed options are FORMERR with an OPT (RFC 7873 5.2.2).
@@ -159,7 +159,7 @@ func TestCookies(t *testing.T) {
 	w = udpRecorder()
 	q := query(crowd, dns.TypeTXT)
 	q.SetEdns0(4096, false)
-	if serve(t, plain, q, w); len(w.msgs[0]) <= 512 {
+	if serve(t, plain, q, w); len(w.Msgs[0]) <= 512 {
 		t.Fatal("a handler without cookies held a cookieless answer to 512 bytes")
 	}
 }
@@ -175,7 +175,7 @@ func BenchmarkCookieAnswer(b *testing.B) {
 	first := udpRecorder()
 	jar.ServeDNS(first, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, "0102030405060708"))
 	var m dns.Msg
-	if err := m.Unpack(first.msgs[0]); err != nil {
+	if err := m.Unpack(first.Msgs[0]); err != nil {
 		b.Fatal(err)
 	}
 	valid := answerCookie(&m)
@@ -196,7 +196,7 @@ func BenchmarkCookieAnswer(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				c.h.ServeDNS(w, c.q)
-				w.msgs = w.msgs[:0]
+				w.Msgs = w.Msgs[:0]
 			}
 		})
 	}

@@ -316,8 +316,8 @@ func TestUnsignedAnswersUnchanged(t *testing.T) {
 					a, b := w(), w()
 					plain.ServeDNS(a, q)
 					signed.ServeDNS(b, q)
-					if !bytes.Equal(a.msgs[0], b.msgs[0]) {
-						t.Errorf("%s %s (EDNS %v, %s): the signing server's answer differs", qname, dns.TypeToString[qt], edns, a.remote.Network())
+					if !bytes.Equal(a.Msgs[0], b.Msgs[0]) {
+						t.Errorf("%s %s (EDNS %v, %s): the signing server's answer differs", qname, dns.TypeToString[qt], edns, a.Remote.Network())
 					}
 					n++
 				}
@@ -457,8 +457,8 @@ func TestSignedTruncation(t *testing.T) {
 	h, _, _ := newSignedHandler(t, testSource(), false)
 	q := doQuery("crowd."+zone+".", dns.TypeTXT)
 	w := udpRecorder()
-	if m := serve(t, h, q, w); !m.Truncated || len(w.msgs[0]) > 1232 {
-		t.Fatalf("UDP: TC %v, %d bytes", m.Truncated, len(w.msgs[0]))
+	if m := serve(t, h, q, w); !m.Truncated || len(w.Msgs[0]) > 1232 {
+		t.Fatalf("UDP: TC %v, %d bytes", m.Truncated, len(w.Msgs[0]))
 	}
 	m := serve(t, h, q, tcpRecorder())
 	if m.Truncated || types(m.Answer) != strings.Repeat("TXT,", 40)+"RRSIG" {

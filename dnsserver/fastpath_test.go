@@ -63,13 +63,13 @@ func fullAnswer(t testing.TB, h *Handler, p []byte, tcp bool) []byte {
 		w = tcpRecorder()
 	}
 	h.ServeDNS(w, req)
-	if len(w.msgs) == 0 {
+	if len(w.Msgs) == 0 {
 		return nil
 	}
-	if len(w.msgs) != 1 {
-		t.Fatalf("full handler wrote %d answers", len(w.msgs))
+	if len(w.Msgs) != 1 {
+		t.Fatalf("full handler wrote %d answers", len(w.Msgs))
 	}
-	return w.msgs[0]
+	return w.Msgs[0]
 }
 
 // fastAnswer is what the fast path sends for p.

@@ -93,11 +93,11 @@ func serveFuzzed(t *testing.T, h *Handler, req *dns.Msg) {
 	var answers [][]byte
 	for _, w := range []*recorder{udpRecorder(), tcpRecorder()} {
 		h.ServeDNS(w, req)
-		if len(w.msgs) != 1 {
-			t.Fatalf("%d answers", len(w.msgs))
+		if len(w.Msgs) != 1 {
+			t.Fatalf("%d answers", len(w.Msgs))
 		}
 		m := new(dns.Msg)
-		if err := m.Unpack(w.msgs[0]); err != nil {
+		if err := m.Unpack(w.Msgs[0]); err != nil {
 			t.Fatalf("answer does not unpack: %v", err)
 		}
 		if m.Id != req.Id || !m.Response || m.Opcode != req.Opcode || m.RecursionAvailable {
@@ -124,19 +124,19 @@ func serveFuzzed(t *testing.T, h *Handler, req *dns.Msg) {
 		if req.IsEdns0() != nil && m.IsEdns0() == nil {
 			t.Fatalf("query with EDNS, %s answer without OPT", dns.RcodeToString[m.Rcode])
 		}
-		if w.remote.Network() == "tcp" && m.Truncated {
+		if w.Remote.Network() == "tcp" && m.Truncated {
 			t.Fatal("TC over TCP")
 		}
-		if w.remote.Network() == "udp" {
+		if w.Remote.Network() == "udp" {
 			limit := 512
-			if opt := req.IsEdns0(); opt != nil && (h.cfg.Cookies == nil || h.cfg.Cookies.Verified(req, addrOf(w.remote))) {
+			if opt := req.IsEdns0(); opt != nil && (h.cfg.Cookies == nil || h.cfg.Cookies.Verified(req, addrOf(w.Remote))) {
 				limit = max(512, int(min(opt.UDPSize(), 1232)))
 			}
-			if len(w.msgs[0]) > limit {
-				t.Fatalf("UDP answer of %d bytes, limit %d", len(w.msgs[0]), limit)
+			if len(w.Msgs[0]) > limit {
+				t.Fatalf("UDP answer of %d bytes, limit %d", len(w.Msgs[0]), limit)
 			}
 		}
-		answers = append(answers, w.msgs[0])
+		answers = append(answers, w.Msgs[0])
 	}
 	// Apart from truncation, UDP and TCP answers are the same bytes
 	// (both compressed).

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/acmebroker/acmebroker/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -31,37 +31,10 @@ func (f *fakeSource) TXT(dst []string, sub string) ([]string, bool) {
 
 func (f *fakeSource) Serial() uint32 { return f.serial }
 
-// recorder is a dns.ResponseWriter that keeps what is written.
-type recorder struct {
-	remote net.Addr
-	msgs   [][]byte
-}
+// recorder keeps what the handler writes (shared with dnsserver/rrl's tests).
+type recorder = dnstest.Recorder
 
-func (r *recorder) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
-func (r *recorder) RemoteAddr() net.Addr { return r.remote }
-func (r *recorder) WriteMsg(m *dns.Msg) error {
-	b, err := m.Pack()
-	if err != nil {
-		return err
-	}
-	_, err = r.Write(b)
-	return err
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	r.msgs = append(r.msgs, append([]byte(nil), b...))
-	return len(b), nil
-}
-func (r *recorder) Close() error        { return nil }
-func (r *recorder) TsigStatus() error   { return nil }
-func (r *recorder) TsigTimersOnly(bool) {}
-func (r *recorder) Hijack()             {}
-
-func udpRecorder() *recorder {
-	return &recorder{remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 5353}}
-}
-func tcpRecorder() *recorder {
-	return &recorder{remote: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 5353}}
-}
+var udpRecorder, tcpRecorder = dnstest.UDPRecorder, dnstest.TCPRecorder
 
 const (
 	zone = "auth.example.test"
@@ -131,11 +104,11 @@ func testSource() *fakeSource {
 func serve(t *testing.T, h *Handler, q *dns.Msg, w *recorder) *dns.Msg {
 	t.Helper()
 	h.ServeDNS(w, q)
-	if len(w.msgs) != 1 {
-		t.Fatalf("%d responses written, want 1", len(w.msgs))
+	if len(w.Msgs) != 1 {
+		t.Fatalf("%d responses written, want 1", len(w.Msgs))
 	}
 	m := new(dns.Msg)
-	if err := m.Unpack(w.msgs[0]); err != nil {
+	if err := m.Unpack(w.Msgs[0]); err != nil {
 		t.Fatalf("response does not unpack: %v", err)
 	}
 	if m.Id != q.Id || !m.Response {
@@ -385,8 +358,8 @@ func TestTruncation(t *testing.T) {
 	t.Run("UDP without EDNS: TC within 512", func(t *testing.T) {
 		w := udpRecorder()
 		m := serve(t, h, query(name, dns.TypeTXT), w)
-		if !m.Truncated || len(w.msgs[0]) > 512 {
-			t.Fatalf("TC %v, %d bytes", m.Truncated, len(w.msgs[0]))
+		if !m.Truncated || len(w.Msgs[0]) > 512 {
+			t.Fatalf("TC %v, %d bytes", m.Truncated, len(w.Msgs[0]))
 		}
 	})
 	t.Run("UDP with EDNS 1232: TC within 1232", func(t *testing.T) {
@@ -394,8 +367,8 @@ func TestTruncation(t *testing.T) {
 		q.SetEdns0(4096, false)
 		w := udpRecorder()
 		m := serve(t, h, q, w)
-		if !m.Truncated || len(w.msgs[0]) > 1232 || m.IsEdns0() == nil {
-			t.Fatalf("TC %v, %d bytes, OPT %v", m.Truncated, len(w.msgs[0]), m.IsEdns0())
+		if !m.Truncated || len(w.Msgs[0]) > 1232 || m.IsEdns0() == nil {
+			t.Fatalf("TC %v, %d bytes, OPT %v", m.Truncated, len(w.Msgs[0]), m.IsEdns0())
 		}
 	})
 	// The client's size counts when smaller than ours; below 512 it is 512.
@@ -405,8 +378,8 @@ func TestTruncation(t *testing.T) {
 			q.SetEdns0(uint16(tc.client), true)
 			w := udpRecorder()
 			m := serve(t, h, q, w)
-			if !m.Truncated || len(w.msgs[0]) > tc.limit || len(w.msgs[0]) < tc.limit-100 || len(m.Answer) == 0 {
-				t.Fatalf("TC %v, %d bytes, %d answers: want TC and as many as fit in %d", m.Truncated, len(w.msgs[0]), len(m.Answer), tc.limit)
+			if !m.Truncated || len(w.Msgs[0]) > tc.limit || len(w.Msgs[0]) < tc.limit-100 || len(m.Answer) == 0 {
+				t.Fatalf("TC %v, %d bytes, %d answers: want TC and as many as fit in %d", m.Truncated, len(w.Msgs[0]), len(m.Answer), tc.limit)
 			}
 			if opt := m.IsEdns0(); opt == nil || !opt.Do() {
 				t.Fatalf("truncated answer lost its OPT: %v", opt)
@@ -729,7 +702,7 @@ func TestConcurrentServe(t *testing.T) {
 				q := query(n.name, n.qtype)
 				h.ServeDNS(w, q)
 				m := new(dns.Msg)
-				if len(w.msgs) != 1 || m.Unpack(w.msgs[0]) != nil || m.Id != q.Id || m.Question[0].Name != n.name {
+				if len(w.Msgs) != 1 || m.Unpack(w.Msgs[0]) != nil || m.Id != q.Id || m.Question[0].Name != n.name {
 					t.Errorf("%s: bad answer", n.name)
 					return
 				}

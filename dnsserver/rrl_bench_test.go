@@ -30,7 +30,7 @@ func BenchmarkRRL(b *testing.B) {
 	wrapped := r.Wrap(plain)
 	ws := make([]*recorder, 256)
 	for i := range ws {
-		ws[i] = &recorder{remote: &net.UDPAddr{IP: net.IPv4(198, 18, byte(i), 7), Port: 5353}}
+		ws[i] = &recorder{Remote: &net.UDPAddr{IP: net.IPv4(198, 18, byte(i), 7), Port: 5353}}
 	}
 	for _, bc := range []struct {
 		name  string
@@ -51,7 +51,7 @@ func BenchmarkRRL(b *testing.B) {
 				for b.Loop() {
 					w := ws[i&255]
 					hc.h.ServeDNS(w, q)
-					w.msgs = w.msgs[:0]
+					w.Msgs = w.Msgs[:0]
 					i++
 				}
 			})
@@ -81,11 +81,11 @@ func BenchmarkRRLParallel(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				id := n.Add(1)
-				w := &recorder{remote: &net.UDPAddr{IP: net.IPv4(198, 18, byte(id), 7), Port: 5353}}
+				w := &recorder{Remote: &net.UDPAddr{IP: net.IPv4(198, 18, byte(id), 7), Port: 5353}}
 				q := query(sub1+"."+zone+".", dns.TypeTXT)
 				for pb.Next() {
 					hc.h.ServeDNS(w, q)
-					w.msgs = w.msgs[:0]
+					w.Msgs = w.Msgs[:0]
 				}
 			})
 		})
@@ -132,7 +132,7 @@ func TestAmplification(t *testing.T) {
 		clk := newFakeClock()
 		r := newTestRRL(t, cfg, clk)
 		limited := r.Wrap(h)
-		victim := &recorder{remote: &net.UDPAddr{IP: net.IPv4(203, 0, 113, 77), Port: 53}}
+		victim := &recorder{Remote: &net.UDPAddr{IP: net.IPv4(203, 0, 113, 77), Port: 53}}
 		for i := range qps * seconds {
 			q := a.q(i)
 			q.Id = uint16(i)
@@ -143,18 +143,18 @@ func TestAmplification(t *testing.T) {
 			in += len(qb)
 			if i < sampled {
 				h.ServeDNS(victim, q)
-				if len(victim.msgs) != 1 || (i > 0 && len(victim.msgs[0]) != plainSize) {
-					t.Fatalf("%s: answers without RRL differ in size: %d messages", a.name, len(victim.msgs))
+				if len(victim.Msgs) != 1 || (i > 0 && len(victim.Msgs[0]) != plainSize) {
+					t.Fatalf("%s: answers without RRL differ in size: %d messages", a.name, len(victim.Msgs))
 				}
-				plainSize = len(victim.msgs[0])
-				victim.msgs = victim.msgs[:0]
+				plainSize = len(victim.Msgs[0])
+				victim.Msgs = victim.Msgs[:0]
 			}
 			outPlain += plainSize
 			limited.ServeDNS(victim, q)
-			for _, m := range victim.msgs {
+			for _, m := range victim.Msgs {
 				outRRL += len(m)
 			}
-			victim.msgs = victim.msgs[:0]
+			victim.Msgs = victim.Msgs[:0]
 			clk.Advance(time.Second / qps)
 		}
 		ampPlain, ampRRL := float64(outPlain)/float64(in), float64(outRRL)/float64(in)
@@ -176,7 +176,7 @@ func BenchmarkRRLOverhead(b *testing.B) {
 	q := query(sub1+"."+zone+".", dns.TypeTXT)
 	q.SetEdns0(1232, false)
 	h.ServeDNS(rec, q)
-	answer := rec.msgs[0]
+	answer := rec.Msgs[0]
 	writeOnly := dns.HandlerFunc(func(w dns.ResponseWriter, _ *dns.Msg) { _, _ = w.Write(answer) })
 	cfg := testRRLConfig()
 	cfg.ResponsesPerSecond = 1e9
@@ -191,7 +191,7 @@ func BenchmarkRRLOverhead(b *testing.B) {
 	}
 	ws := make([]*recorder, 256)
 	for i := range ws {
-		ws[i] = &recorder{remote: &net.UDPAddr{IP: net.IPv4(198, 18, byte(i), 7), Port: 5353}}
+		ws[i] = &recorder{Remote: &net.UDPAddr{IP: net.IPv4(198, 18, byte(i), 7), Port: 5353}}
 	}
 	for _, hc := range []struct {
 		name string
@@ -203,7 +203,7 @@ func BenchmarkRRLOverhead(b *testing.B) {
 			for b.Loop() {
 				w := ws[i&255]
 				hc.h.ServeDNS(w, q)
-				w.msgs = w.msgs[:0]
+				w.Msgs = w.Msgs[:0]
 				i++
 			}
 		})

@@ -28,7 +28,7 @@ func BenchmarkServeDNSTransferOn(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				h.ServeDNS(w, q)
-				w.msgs = w.msgs[:0]
+				w.Msgs = w.Msgs[:0]
 			}
 		})
 	}

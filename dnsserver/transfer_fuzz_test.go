@@ -107,11 +107,11 @@ func FuzzTransfer(f *testing.F) {
 		}
 		for _, w := range []*recorder{udpRecorder(), tcpRecorder()} {
 			h.ServeDNS(w, r)
-			if len(w.msgs) == 0 {
+			if len(w.Msgs) == 0 {
 				t.Fatal("no answer")
 			}
 			var first, last *dns.Msg
-			for _, b := range w.msgs {
+			for _, b := range w.Msgs {
 				m := new(dns.Msg)
 				if err := m.Unpack(b); err != nil {
 					t.Fatalf("answer does not unpack: %v", err)
@@ -124,7 +124,7 @@ func FuzzTransfer(f *testing.F) {
 				}
 				last = m
 			}
-			_, tcp := w.remote.(*net.TCPAddr)
+			_, tcp := w.Remote.(*net.TCPAddr)
 			if len(r.Question) == 1 && r.Question[0].Qtype == dns.TypeAXFR && first.Rcode == dns.RcodeSuccess {
 				if !tcp {
 					t.Fatal("AXFR answered over UDP")

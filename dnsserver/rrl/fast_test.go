@@ -20,24 +20,24 @@ func TestLimitMatchesWrap(t *testing.T) {
 	h := viaWrap.Wrap(zoneHandler{})
 	for _, src := range []string{"192.0.2.1", "192.0.2.200"} {
 		for _, name := range []string{"nope." + zone + ".", sub1 + "." + zone + ".", "crowd." + zone + "."} {
-			w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(src), Port: 5353}}
+			w := &recorder{Remote: &net.UDPAddr{IP: net.ParseIP(src), Port: 5353}}
 			full := udpRecorder()
 			var got [][]byte
 			for range 30 {
 				q := query(name, dns.TypeTXT)
 				h.ServeDNS(w, q)
 				zoneHandler{}.ServeDNS(full, q) // the answer before the limiter
-				resp := append([]byte(nil), full.msgs[len(full.msgs)-1]...)
+				resp := append([]byte(nil), full.Msgs[len(full.Msgs)-1]...)
 				if out := viaLimit.Limit(netip.MustParseAddr(src), resp); out != nil {
 					got = append(got, append([]byte(nil), out...))
 				}
 			}
-			if len(got) != len(w.msgs) {
-				t.Fatalf("%s from %s: Limit sent %d, Wrap %d", name, src, len(got), len(w.msgs))
+			if len(got) != len(w.Msgs) {
+				t.Fatalf("%s from %s: Limit sent %d, Wrap %d", name, src, len(got), len(w.Msgs))
 			}
 			for i := range got {
-				if !bytes.Equal(got[i], w.msgs[i]) {
-					t.Fatalf("%s from %s, answer %d: Limit %x, Wrap %x", name, src, i, got[i], w.msgs[i])
+				if !bytes.Equal(got[i], w.Msgs[i]) {
+					t.Fatalf("%s from %s, answer %d: Limit %x, Wrap %x", name, src, i, got[i], w.Msgs[i])
 				}
 			}
 		}

@@ -5,37 +5,14 @@ import (
 	"net"
 	"strings"
 
+	"github.com/acmebroker/acmebroker/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
-// recorder is a dns.ResponseWriter that keeps what is written.
-type recorder struct {
-	remote net.Addr
-	msgs   [][]byte
-}
+// recorder keeps what the limiter lets through (shared with dnsserver's tests).
+type recorder = dnstest.Recorder
 
-func (r *recorder) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
-func (r *recorder) RemoteAddr() net.Addr { return r.remote }
-func (r *recorder) WriteMsg(m *dns.Msg) error {
-	b, err := m.Pack()
-	if err != nil {
-		return err
-	}
-	_, err = r.Write(b)
-	return err
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	r.msgs = append(r.msgs, append([]byte(nil), b...))
-	return len(b), nil
-}
-func (r *recorder) Close() error        { return nil }
-func (r *recorder) TsigStatus() error   { return nil }
-func (r *recorder) TsigTimersOnly(bool) {}
-func (r *recorder) Hijack()             {}
-
-func udpRecorder() *recorder {
-	return &recorder{remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 5353}}
-}
+var udpRecorder = dnstest.UDPRecorder
 
 const (
 	zone = "auth.example.test"

@@ -250,11 +250,11 @@ func TestClassify(t *testing.T) {
 			}
 			w := udpRecorder()
 			h.ServeDNS(w, q)
-			if len(w.msgs) != 1 {
-				t.Fatalf("%d messages", len(w.msgs))
+			if len(w.Msgs) != 1 {
+				t.Fatalf("%d messages", len(w.Msgs))
 			}
-			if got := classify(w.msgs[0], 512); got != c.want {
-				t.Fatalf("%d bytes classified %v, want %v", len(w.msgs[0]), got, c.want)
+			if got := classify(w.Msgs[0], 512); got != c.want {
+				t.Fatalf("%d bytes classified %v, want %v", len(w.Msgs[0]), got, c.want)
 			}
 		})
 	}
@@ -270,7 +270,7 @@ func TestSlipAnswer(t *testing.T) {
 	qb, _ := q.Pack()
 	w := udpRecorder()
 	h.ServeDNS(w, q)
-	full := w.msgs[0]
+	full := w.Msgs[0]
 	s := slipAnswer(full)
 	if len(s) > len(qb) {
 		t.Fatalf("slip of %d bytes for a query of %d", len(s), len(qb))
@@ -299,7 +299,7 @@ func FuzzSlipAnswer(f *testing.F) {
 	for _, q := range []*dns.Msg{query(sub1+"."+zone+".", dns.TypeTXT), query("nope."+zone+".", dns.TypeA), query("example.com.", dns.TypeA)} {
 		w := udpRecorder()
 		h.ServeDNS(w, q)
-		f.Add(w.msgs[0])
+		f.Add(w.Msgs[0])
 	}
 	f.Add([]byte{0, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -328,9 +328,9 @@ func TestRRLMiddleware(t *testing.T) {
 	hh := zoneHandler{}
 	h := r.Wrap(hh)
 	from := func(ip string, tcp bool) *recorder {
-		w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
+		w := &recorder{Remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
 		if tcp {
-			w.remote = &net.TCPAddr{IP: net.ParseIP(ip), Port: 5353}
+			w.Remote = &net.TCPAddr{IP: net.ParseIP(ip), Port: 5353}
 		}
 		return w
 	}
@@ -341,11 +341,11 @@ func TestRRLMiddleware(t *testing.T) {
 		h.ServeDNS(tcp, nx)
 		h.ServeDNS(exempt, nx)
 	}
-	if len(udp.msgs) != 5+7 {
-		t.Fatalf("udp: %d messages, want 5 answers and 7 slips", len(udp.msgs))
+	if len(udp.Msgs) != 5+7 {
+		t.Fatalf("udp: %d messages, want 5 answers and 7 slips", len(udp.Msgs))
 	}
 	tcs := 0
-	for _, b := range udp.msgs {
+	for _, b := range udp.Msgs {
 		if b[2]&0x02 != 0 {
 			tcs++
 		}
@@ -353,8 +353,8 @@ func TestRRLMiddleware(t *testing.T) {
 	if tcs != 7 {
 		t.Fatalf("%d TC slips, want 7", tcs)
 	}
-	if len(tcp.msgs) != 20 || len(exempt.msgs) != 20 {
-		t.Fatalf("tcp %d, exempt %d answers: both must be unlimited", len(tcp.msgs), len(exempt.msgs))
+	if len(tcp.Msgs) != 20 || len(exempt.Msgs) != 20 {
+		t.Fatalf("tcp %d, exempt %d answers: both must be unlimited", len(tcp.Msgs), len(exempt.Msgs))
 	}
 	st := r.Stats()
 	if st.Dropped != 8 || st.Slipped != 7 {
@@ -366,8 +366,8 @@ func TestRRLMiddleware(t *testing.T) {
 	for range 20 {
 		h.ServeDNS(w, boom)
 	}
-	if len(w.msgs) != 12 {
-		t.Fatalf("SERVFAIL through WriteMsg: %d messages, want 12", len(w.msgs))
+	if len(w.Msgs) != 12 {
+		t.Fatalf("SERVFAIL through WriteMsg: %d messages, want 12", len(w.Msgs))
 	}
 }
 
@@ -407,7 +407,7 @@ func TestRRLLogsEpisodesSparingly(t *testing.T) {
 	h := r.Wrap(zoneHandler{})
 	nx := query("nope."+zone+".", dns.TypeTXT)
 	flood := func(ip string) {
-		w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
+		w := &recorder{Remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353}}
 		for range 20 {
 			h.ServeDNS(w, nx)
 		}
@@ -443,22 +443,22 @@ func TestRRLVerifiedSourcesUnlimited(t *testing.T) {
 	}
 	h := newTestLimiter(t, cfg, newFakeClock()).Wrap(zoneHandler{})
 	nx := query("nope."+zone+".", dns.TypeTXT)
-	proven, spoofed := udpRecorder(), &recorder{remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5353}}
+	proven, spoofed := udpRecorder(), &recorder{Remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5353}}
 	for range 20 {
 		nx.Id = 7
 		h.ServeDNS(proven, nx)
 		h.ServeDNS(spoofed, nx)
 	}
-	if len(proven.msgs) != 20 {
-		t.Fatalf("verified source: %d answers to 20 queries", len(proven.msgs))
+	if len(proven.Msgs) != 20 {
+		t.Fatalf("verified source: %d answers to 20 queries", len(proven.Msgs))
 	}
-	for _, b := range proven.msgs {
+	for _, b := range proven.Msgs {
 		if b[2]&0x02 != 0 {
 			t.Fatal("a verified source got a slip")
 		}
 	}
-	if len(spoofed.msgs) >= 20 {
-		t.Fatalf("unverified source in the same /24: %d answers, not limited", len(spoofed.msgs))
+	if len(spoofed.Msgs) >= 20 {
+		t.Fatalf("unverified source in the same /24: %d answers, not limited", len(spoofed.Msgs))
 	}
 	if len(asked) != 40 {
 		t.Fatalf("Verified asked %d times for 40 UDP queries", len(asked))
