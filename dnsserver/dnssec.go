@@ -26,6 +26,20 @@ type Signer interface {
 	Keys() (dnskey, cds, cdnskey []dns.RR)
 }
 
+// GenerationSigner is a Signer that says when its output may change, so
+// that the fast path can cache the answers it signed (internal/dnssec
+// implements it). An answer signed by a signer without it is built anew
+// every time.
+type GenerationSigner interface {
+	Signer
+	// Generation moves whenever the keys change: what Keys returns, or
+	// which keys sign. Between two moves, a signature Sign returned for
+	// an RRset stays valid to serve for that RRset (it may make a fresh
+	// one at half its validity; the older one is still valid then, for
+	// far longer than the fast path keeps an answer).
+	Generation() uint64
+}
+
 // Why compact denial rather than NSEC3 white lies: a compact answer
 // needs one NSEC and one signature (beside the SOA's, cached), where a
 // white-lie NXDOMAIN needs up to three NSEC3 records, each signed, and a

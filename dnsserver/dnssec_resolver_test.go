@@ -22,6 +22,17 @@ type breakable struct {
 	broken atomic.Bool
 }
 
+// Generation moves when broken is flipped, as it would when the keys
+// change: answers signed before are no longer served from the fast path's
+// cache.
+func (b *breakable) Generation() uint64 {
+	g := b.Signer.Generation() << 1
+	if b.broken.Load() {
+		g |= 1
+	}
+	return g
+}
+
 func (b *breakable) Sign(dst, rrset []dns.RR) ([]dns.RR, error) {
 	n := len(dst)
 	out, err := b.Signer.Sign(dst, rrset)

@@ -108,8 +108,9 @@ type FastConfig struct {
 // Server with EnableFastPath.
 type FastPath struct {
 	h       *Handler
-	src     VersionedSource // nil: the handler's source cannot say when its data changes; nothing is cached
-	cache   *answerCache    // nil: no cache
+	src     VersionedSource  // nil: the handler's source cannot say when its data changes; nothing is cached
+	signer  GenerationSigner // the handler's signer, if it is one (signed answers are cached)
+	cache   *answerCache     // nil: no cache
 	lim     Limiter
 	obs     QueryObserver
 	now     func() time.Time
@@ -190,6 +191,7 @@ func (h *Handler) NewFastPath(cfg FastConfig) (*FastPath, error) {
 	if f.logger == nil {
 		f.logger = slog.New(slog.DiscardHandler)
 	}
+	f.signer, _ = h.cfg.Signer.(GenerationSigner)
 	if vs, ok := h.src.(VersionedSource); ok {
 		f.src = vs
 		if cfg.CacheBytes > 0 {
@@ -418,14 +420,16 @@ func skipName(b []byte, off int) int {
 }
 
 // Meta data of a cache entry: when it expires (Unix ns), its rcode, the
-// serial it holds (if it read one), and the version of each subdomain it
-// was built from.
+// serial it holds (if it read one), the signer's generation (if it was
+// signed), and the version of each subdomain it was built from.
 const (
-	metaFixed   = 8 + 2 + 1 + 4 + 1
+	metaFixed   = 8 + 2 + 1 + 4 + 1 + 8
 	metaPerDep  = 8
 	metaMax     = metaFixed + maxDeps*metaPerDep
 	metaHasSOA  = 1
+	metaHasGen  = 2
 	metaRcodeAt = 8
+	metaGenAt   = 16
 )
 
 // valid reports whether the entry with meta data m may be served at now,
@@ -436,6 +440,9 @@ func (f *FastPath) valid(m []byte, now int64) (int, bool) {
 	}
 	rcode := int(binary.LittleEndian.Uint16(m[metaRcodeAt:]))
 	if m[10]&metaHasSOA != 0 && f.src.Serial() != binary.LittleEndian.Uint32(m[11:]) {
+		return 0, false
+	}
+	if m[10]&metaHasGen != 0 && (f.signer == nil || f.signer.Generation() != binary.LittleEndian.Uint64(m[metaGenAt:])) {
 		return 0, false
 	}
 	deps := int(m[15])
@@ -459,11 +466,16 @@ type recordingSource struct {
 	tooMany   bool
 	serial    uint32
 	hasSerial bool
-	// signed: the answer went through the DNSSEC signer (recordingSigner).
-	signed bool
+	// gen is the generation of the DNSSEC signer's keys the answer was
+	// signed with (recordingSigner); unversioned: it went through a signer
+	// that cannot say when its output changes.
+	hasGen, unversioned bool
+	gen                 uint64
 }
 
-func (r *recordingSource) reset() { r.n, r.tooMany, r.hasSerial, r.signed = 0, false, false, false }
+func (r *recordingSource) reset() {
+	r.n, r.tooMany, r.hasSerial, r.hasGen, r.unversioned = 0, false, false, false, false
+}
 
 func (r *recordingSource) TXT(dst []string, sub string) ([]string, bool) {
 	dst, ok, st := r.src.TXTStamped(dst, sub)
@@ -485,28 +497,43 @@ func (r *recordingSource) Serial() uint32 {
 	return s
 }
 
-func (r *recordingSource) cacheable() bool { return !r.tooMany && !r.signed }
+func (r *recordingSource) cacheable() bool { return !r.tooMany && !r.unversioned }
 
 // recordingSigner notes that an answer was signed (or holds the zone's
-// keys), and is not to be cached: the signer's output moves with its own
-// state (its signatures are re-made at half-life, or when they leave its
-// cache, and the keys roll over), of which the fast path knows nothing.
-// With DNSSEC on, answers to queries with the DO bit are therefore built
-// by the handler each time (still in the fast path's batches); those
-// without DO, unsigned, are cached as before.
+// keys) and with which generation of the signer's keys. A signed answer is
+// cached like any other when the signer is a GenerationSigner, and served
+// only while its generation is unchanged (a key rollover, keys loaded from
+// another node); the signatures' own renewal at half their validity needs
+// no invalidation, the older ones staying valid for days. A signer that
+// cannot say when its output changes (a test hook that breaks signatures,
+// say) gets its answers built anew each time.
 type recordingSigner struct {
 	s   Signer
 	rec *recordingSource
 }
 
 func (r recordingSigner) Sign(dst, rrset []dns.RR) ([]dns.RR, error) {
-	r.rec.signed = true
+	r.note() // before signing: a move during it invalidates the entry
 	return r.s.Sign(dst, rrset)
 }
 
 func (r recordingSigner) Keys() (dnskey, cds, cdnskey []dns.RR) {
-	r.rec.signed = true
+	r.note()
 	return r.s.Keys()
+}
+
+func (r recordingSigner) note() {
+	rec := r.rec
+	gs, ok := r.s.(GenerationSigner)
+	if !ok {
+		rec.unversioned = true
+		return
+	}
+	g := gs.Generation()
+	if rec.hasGen && g != rec.gen {
+		rec.tooMany = true // the keys changed while the answer was built
+	}
+	rec.gen, rec.hasGen = g, true
 }
 
 // meta encodes the entry's meta data into buf: it expires at the earliest
@@ -523,9 +550,13 @@ func (r *recordingSource) meta(buf []byte, rcode int, maxAge int64) []byte {
 	binary.LittleEndian.PutUint16(buf[metaRcodeAt:], uint16(rcode))
 	buf[10] = 0
 	if r.hasSerial {
-		buf[10] = metaHasSOA
+		buf[10] |= metaHasSOA
+	}
+	if r.hasGen {
+		buf[10] |= metaHasGen
 	}
 	binary.LittleEndian.PutUint32(buf[11:], r.serial)
+	binary.LittleEndian.PutUint64(buf[metaGenAt:], r.gen)
 	buf[15] = byte(r.n)
 	for i, d := range r.deps[:r.n] {
 		binary.LittleEndian.PutUint32(buf[metaFixed+i*metaPerDep:], d.Ref)

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
+	"github.com/acmebroker/acmebroker/internal/dnssec"
 )
 
 // versionedSource makes the tests' fakeSource a VersionedSource: one
@@ -135,10 +136,17 @@ var queryVariants = func() []queryVariant {
 // then from the cache, is byte for byte the full handler's.
 func TestFastPathByteIdentical(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { byteIdentical(t, newTestHandler(t, newVersionedSource()), false) })
-	// With DNSSEC on, signed answers (DO) are built each time, never
-	// cached; the others are cached as before.
+	// With DNSSEC on, signed answers (DO) are cached like the others,
+	// while the signer's keys are unchanged.
 	t.Run("signed", func(t *testing.T) {
 		h, _, _ := newSignedHandler(t, newVersionedSource(), false)
+		byteIdentical(t, h, false)
+	})
+	// A signer that cannot say when its output changes: what it signed
+	// is built each time, never cached; the rest is cached as before.
+	t.Run("signed, no generation", func(t *testing.T) {
+		h, s, _ := newSignedHandler(t, newVersionedSource(), false)
+		h.cfg.Signer = plainSigner{s}
 		byteIdentical(t, h, true)
 	})
 	// With DNS Cookies on, answers to queries without a cookie (the only
@@ -161,7 +169,9 @@ func TestFastPathByteIdentical(t *testing.T) {
 	})
 }
 
-func byteIdentical(t *testing.T, h *Handler, signed bool) {
+// byteIdentical: uncachedSigner says the handler's signer is no
+// GenerationSigner, so that what it signed must never come from the cache.
+func byteIdentical(t *testing.T, h *Handler, uncachedSigner bool) {
 	f, err := h.NewFastPath(FastConfig{CacheBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -204,9 +214,9 @@ func byteIdentical(t *testing.T, h *Handler, signed bool) {
 					// it was asked and did not show, as a truncated
 					// answer, is not cached either: no check then.)
 					switch {
-					case signed && hasSignerRecords(t, want) && o == hit:
+					case uncachedSigner && hasSignerRecords(t, want) && o == hit:
 						t.Errorf("%s: a signed answer came from the cache", label)
-					case (!signed || !doBit(q) && !apexKeyType(tc.qtype)) && round == 2 && o != hit && !strings.Contains(tc.name, "panics"):
+					case (!uncachedSigner || !doBit(q) && !apexKeyType(tc.qtype)) && round == 2 && o != hit && !strings.Contains(tc.name, "panics"):
 						t.Errorf("%s: not from the cache the third time (%d)", label, o)
 					}
 				}
@@ -215,6 +225,82 @@ func byteIdentical(t *testing.T, h *Handler, signed bool) {
 	}
 	if hits == 0 {
 		t.Fatal("nothing came from the cache")
+	}
+}
+
+// plainSigner hides a signer's Generation.
+type plainSigner struct{ Signer }
+
+// TestFastPathSignedFollowsKeys: a signed answer comes from the cache
+// while the signer's keys stay, and is made again, with the new keys'
+// signatures, once they change (a rollover step, keys loaded from another
+// node); the DNSKEY set likewise.
+func TestFastPathSignedFollowsKeys(t *testing.T) {
+	h, signer, ks := newSignedHandler(t, newVersionedSource(), false)
+	f, err := h.NewFastPath(FastConfig{CacheBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := f.newScratch()
+	now := time.Now()
+	ask := func(name string, qtype uint16) (*dns.Msg, outcome) {
+		t.Helper()
+		p, err := doQuery(name, qtype).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, o := fastAnswer(f, sc, p, false, now)
+		if want := fullAnswer(t, h, p, false); !bytes.Equal(b, want) {
+			t.Fatalf("%s %s: fast path answer differs from the full handler's", name, dns.TypeToString[qtype])
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(b); err != nil {
+			t.Fatal(err)
+		}
+		return m, o
+	}
+	tags := func(m *dns.Msg) (tags []uint16) {
+		for _, rr := range m.Answer {
+			if sig, ok := rr.(*dns.RRSIG); ok {
+				tags = append(tags, sig.KeyTag)
+			}
+		}
+		return tags
+	}
+	txt, dnskey := sub1+"."+zone+".", zone+"."
+	for _, qt := range []uint16{dns.TypeTXT, dns.TypeDNSKEY} {
+		name := map[uint16]string{dns.TypeTXT: txt, dns.TypeDNSKEY: dnskey}[qt]
+		if _, o := ask(name, qt); o != filled {
+			t.Fatalf("%s: first answer %d, want filled", dns.TypeToString[qt], o)
+		}
+		m, o := ask(name, qt)
+		if o != hit {
+			t.Fatalf("%s: second answer %d, want it from the cache", dns.TypeToString[qt], o)
+		}
+		if got, want := tags(m), []uint16{ks.Keys[0].Tag()}; !slices.Equal(got, want) {
+			t.Fatalf("%s: signed by %v, want %v", dns.TypeToString[qt], got, want)
+		}
+	}
+
+	next, err := dnssec.NewKeyset(zone, dnssec.ECDSAP256SHA256, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signer.SetKeys(next); err != nil {
+		t.Fatal(err)
+	}
+	for _, qt := range []uint16{dns.TypeTXT, dns.TypeDNSKEY} {
+		name := map[uint16]string{dns.TypeTXT: txt, dns.TypeDNSKEY: dnskey}[qt]
+		m, o := ask(name, qt)
+		if o != filled {
+			t.Fatalf("%s after the keys changed: %d, want it made again", dns.TypeToString[qt], o)
+		}
+		if got, want := tags(m), []uint16{next.Keys[0].Tag()}; !slices.Equal(got, want) {
+			t.Fatalf("%s after the keys changed: signed by %v, want %v", dns.TypeToString[qt], got, want)
+		}
+		if _, o := ask(name, qt); o != hit {
+			t.Fatalf("%s: the new answer not cached (%d)", dns.TypeToString[qt], o)
+		}
 	}
 }
 

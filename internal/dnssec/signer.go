@@ -130,6 +130,12 @@ func (s *Signer) SetKeys(ks *Keyset) error {
 	return nil
 }
 
+// Generation moves whenever SetKeys is called (dnsserver.GenerationSigner):
+// answers signed before it may hold keys or signatures no longer served.
+// It is read from the key set in use, so a caller that reads it before
+// Sign never pairs a new generation with the old keys.
+func (s *Signer) Generation() uint64 { return s.view.Load().gen }
+
 // Keys returns the apex's DNSKEY, CDS and CDNSKEY RRsets (owned by the
 // zone name). They are shared: callers copy before changing them.
 func (s *Signer) Keys() (dnskey, cds, cdnskey []dns.RR) {
