@@ -1,12 +1,12 @@
 package dnsserver
 
 import (
-	"fmt"
 	"log/slog"
 	"net"
 	"time"
 
 	"github.com/acmebroker/acmebroker/internal/connlimit"
+	"github.com/acmebroker/acmebroker/internal/fieldcheck"
 )
 
 // TCPLimits bound what TCP clients may hold. A zero field keeps the
@@ -31,21 +31,26 @@ type TCPLimits struct {
 	MaxLifetime time.Duration
 }
 
-// Check reports the first invalid field, naming its config key.
+// Check reports every invalid field, each named by its key in the [dns]
+// table of config.toml (fieldcheck.Error).
 func (l TCPLimits) Check() error {
-	switch {
-	case l.PerSource < 0:
-		return fmt.Errorf("tcp_per_source must be 0 (no limit) or more, got %d", l.PerSource)
-	case l.MaxConnections < 0:
-		return fmt.Errorf("tcp_max_connections must be 0 (no limit) or more, got %d", l.MaxConnections)
-	case l.IdleTimeout < 0 || l.IdleTimeout > time.Hour:
-		return fmt.Errorf("tcp_idle_timeout must be 0 (default) to 1h, got %s", l.IdleTimeout)
-	case l.MaxQueries < 0 || l.MaxQueries > 65535:
-		return fmt.Errorf("tcp_max_queries must be 0 (default) to 65535, got %d", l.MaxQueries)
-	case l.MaxLifetime < 0 || l.MaxLifetime > 24*time.Hour:
-		return fmt.Errorf("tcp_max_lifetime must be 0 (default) to 24h, got %s", l.MaxLifetime)
+	var errs fieldcheck.List
+	if l.PerSource < 0 {
+		errs.Add("tcp_per_source", "must be 0 (no limit) or a number of connections")
 	}
-	return nil
+	if l.MaxConnections < 0 {
+		errs.Add("tcp_max_connections", "must be 0 (no limit) or a number of connections")
+	}
+	if d := l.IdleTimeout; d != 0 && (d < 100*time.Millisecond || d > time.Hour) {
+		errs.Add("tcp_idle_timeout", "%s is out of range: 100ms to 1h (0: the default, %s)", d, tcpIdleTimeout)
+	}
+	if q := l.MaxQueries; q < 0 || q > 65535 {
+		errs.Add("tcp_max_queries", "%d is out of range: 1 to 65535 (0: the default, %d)", q, tcpMaxQueries)
+	}
+	if d := l.MaxLifetime; d != 0 && (d < time.Second || d > 24*time.Hour) {
+		errs.Add("tcp_max_lifetime", "%s is out of range: 1s to 24h (0: the default, %s)", d, tcpMaxLifetime)
+	}
+	return errs.Err()
 }
 
 // LimitTCP sets the TCP limits Serve applies; call it before Serve.

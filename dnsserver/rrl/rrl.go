@@ -8,7 +8,6 @@ package rrl
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/acmebroker/acmebroker/internal/fieldcheck"
 	"github.com/miekg/dns"
 )
 
@@ -50,32 +50,38 @@ type Config struct {
 	Verified func(q *dns.Msg, from netip.Addr) bool
 }
 
-// Check reports the first invalid field, naming it.
+// Check reports every invalid field, each named by its key in the
+// [dns.rrl] table of config.toml (fieldcheck.Error).
 func (c Config) Check() error {
+	var errs fieldcheck.List
 	for _, f := range []struct {
 		name string
 		v    int
 	}{{"responses_per_second", c.ResponsesPerSecond}, {"nxdomain_per_second", c.NXDomainPerSecond},
-		{"errors_per_second", c.ErrorsPerSecond}, {"large_per_second", c.LargePerSecond}, {"slip", c.Slip}} {
+		{"errors_per_second", c.ErrorsPerSecond}, {"large_per_second", c.LargePerSecond}} {
 		if f.v < 0 {
-			return fmt.Errorf("%s must be 0 or more, got %d", f.name, f.v)
+			errs.Add(f.name, "must be 0 (no limit) or a number per second")
 		}
 	}
-	switch {
-	case c.Slip > 10:
-		return fmt.Errorf("slip must be 0 (never) to 10, got %d", c.Slip)
-	case c.LargeSize < 1 || c.LargeSize > 65535:
-		return fmt.Errorf("large_size must be 1 to 65535 bytes, got %d", c.LargeSize)
-	case c.Window < time.Second || c.Window > time.Hour:
-		return fmt.Errorf("window must be 1s to 1h, got %s", c.Window)
-	case c.IPv4Prefix < 8 || c.IPv4Prefix > 32:
-		return fmt.Errorf("ipv4_prefix must be 8 to 32, got %d", c.IPv4Prefix)
-	case c.IPv6Prefix < 16 || c.IPv6Prefix > 128:
-		return fmt.Errorf("ipv6_prefix must be 16 to 128, got %d", c.IPv6Prefix)
-	case c.TableSize < numShards || c.TableSize > 1<<24:
-		return fmt.Errorf("table_size must be %d to %d entries, got %d", numShards, 1<<24, c.TableSize)
+	if c.Slip < 0 || c.Slip > 10 {
+		errs.Add("slip", "%d is out of range: 0 (drop every limited answer) to 10", c.Slip)
 	}
-	return nil
+	if c.LargeSize < 1 || c.LargeSize > 65535 {
+		errs.Add("large_size", "%d is out of range: 1 to 65535 bytes", c.LargeSize)
+	}
+	if c.Window < time.Second || c.Window > time.Hour {
+		errs.Add("window", "%s is out of range: 1s to 1h", c.Window)
+	}
+	if c.IPv4Prefix < 8 || c.IPv4Prefix > 32 {
+		errs.Add("ipv4_prefix", "%d is out of range: 8 to 32", c.IPv4Prefix)
+	}
+	if c.IPv6Prefix < 16 || c.IPv6Prefix > 128 {
+		errs.Add("ipv6_prefix", "%d is out of range: 16 to 128", c.IPv6Prefix)
+	}
+	if c.TableSize < numShards || c.TableSize > 1<<24 {
+		errs.Add("table_size", "%d is out of range: %d to %d entries", c.TableSize, numShards, 1<<24)
+	}
+	return errs.Err()
 }
 
 // Stats counts what the limiter did with UDP responses. Answers sent

@@ -50,32 +50,13 @@ func cookieJar(c config.Cookies, logger *slog.Logger) (*cookie.Jar, error) {
 // when off; the limiter's counters go to ins). Queries with a valid DNS
 // server cookie (jar, nil when off) are not rate limited.
 func dnsLimits(c config.DNS, srv *dnsserver.Server, h dns.Handler, jar *cookie.Jar, ins *instruments, logger *slog.Logger) (dns.Handler, *rrl.Limiter, error) {
-	if err := srv.LimitTCP(dnsserver.TCPLimits{
-		PerSource:      c.TCPPerSource,
-		MaxConnections: c.TCPMaxConnections,
-		IdleTimeout:    c.TCPIdleTimeout.Duration,
-		MaxQueries:     c.TCPMaxQueries,
-		MaxLifetime:    c.TCPMaxLifetime.Duration,
-	}, logger); err != nil {
+	if err := srv.LimitTCP(c.TCPLimits(), logger); err != nil {
 		return nil, nil, fmt.Errorf("dns: %w", err)
 	}
 	if !c.RRL.Enabled {
 		return h, nil, nil
 	}
-	r := c.RRL
-	rc := rrl.Config{
-		ResponsesPerSecond: r.ResponsesPerSecond,
-		NXDomainPerSecond:  r.NXDomainPerSecond,
-		ErrorsPerSecond:    r.ErrorsPerSecond,
-		LargePerSecond:     r.LargePerSecond,
-		LargeSize:          r.LargeSize,
-		Slip:               r.Slip,
-		Window:             r.Window.Duration,
-		IPv4Prefix:         r.IPv4Prefix,
-		IPv6Prefix:         r.IPv6Prefix,
-		TableSize:          r.TableSize,
-		Exempt:             prefixes(r.Exempt),
-	}
+	rc := c.RRL.Limiter()
 	if jar != nil {
 		rc.Verified = jar.Verified
 	}

@@ -553,26 +553,12 @@ func (c *Config) Validate() error {
 	}
 	c.DNS.Transfer.validate(bad)
 
-	if c.DNS.TCPPerSource < 0 {
-		bad("dns.tcp_per_source", "must be 0 (no limit) or a number of connections")
-	}
-	if c.DNS.TCPMaxConnections < 0 {
-		bad("dns.tcp_max_connections", "must be 0 (no limit) or a number of connections")
-	}
-	if d := c.DNS.TCPIdleTimeout.Duration; d < 100*time.Millisecond || d > time.Hour {
-		bad("dns.tcp_idle_timeout", "%s is out of range: 100ms to 1h", d)
-	}
-	if q := c.DNS.TCPMaxQueries; q < 1 || q > 65535 {
-		bad("dns.tcp_max_queries", "%d is out of range: 1 to 65535", q)
-	}
+	badFields(bad, "dns", c.DNS.TCPLimits().Check())
 	if m := c.DNS.AnswerCacheMB; m < 0 || m > 1<<16 {
 		bad("dns.answer_cache_mb", "%d is out of range: 0 (no cache) to 65536 MiB", m)
 	}
 	if n := c.DNS.UDPSockets; n < 0 || n > 1024 {
 		bad("dns.udp_sockets", "%d is out of range: 0 (one per CPU core) to 1024", n)
-	}
-	if d := c.DNS.TCPMaxLifetime.Duration; d < time.Second || d > 24*time.Hour {
-		bad("dns.tcp_max_lifetime", "%s is out of range: 1s to 24h", d)
 	}
 	if ck := c.DNS.Cookies; ck.Enabled {
 		if ck.Secret != "" {
@@ -591,30 +577,7 @@ func (c *Config) Validate() error {
 	}
 	c.DNS.DNSSEC.validate(bad)
 	if r := c.DNS.RRL; r.Enabled {
-		for key, v := range map[string]int{"responses_per_second": r.ResponsesPerSecond, "nxdomain_per_second": r.NXDomainPerSecond,
-			"errors_per_second": r.ErrorsPerSecond, "large_per_second": r.LargePerSecond} {
-			if v < 0 {
-				bad("dns.rrl."+key, "must be 0 (no limit) or a number per second")
-			}
-		}
-		if r.LargeSize < 1 || r.LargeSize > 65535 {
-			bad("dns.rrl.large_size", "%d is out of range: 1 to 65535 bytes", r.LargeSize)
-		}
-		if r.Slip < 0 || r.Slip > 10 {
-			bad("dns.rrl.slip", "%d is out of range: 0 (drop every limited answer) to 10", r.Slip)
-		}
-		if d := r.Window.Duration; d < time.Second || d > time.Hour {
-			bad("dns.rrl.window", "%s is out of range: 1s to 1h", d)
-		}
-		if r.IPv4Prefix < 8 || r.IPv4Prefix > 32 {
-			bad("dns.rrl.ipv4_prefix", "%d is out of range: 8 to 32", r.IPv4Prefix)
-		}
-		if r.IPv6Prefix < 16 || r.IPv6Prefix > 128 {
-			bad("dns.rrl.ipv6_prefix", "%d is out of range: 16 to 128", r.IPv6Prefix)
-		}
-		if r.TableSize < 16 || r.TableSize > 1<<24 {
-			bad("dns.rrl.table_size", "%d is out of range: 16 to 16777216 entries", r.TableSize)
-		}
+		badFields(bad, "dns.rrl", r.Limiter().Check())
 		for i, p := range r.Exempt {
 			if _, err := storage.ParsePrefix(p); err != nil {
 				bad(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err)

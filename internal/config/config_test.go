@@ -245,7 +245,7 @@ func TestEveryInvalidValueReported(t *testing.T) {
 	doc := `[dns]
 txt_max = "many"
 txt_window = "ten minutes"
-tcp_max_queries = 0
+tcp_max_queries = 70000
 lisen = ["127.0.0.1:53"]
 
 [[dns.transfer.keys]]
@@ -275,7 +275,7 @@ level = "loud"
 	for _, want := range []string{
 		"line 2: dns.txt_max: incompatible types",                   // wrong type
 		"line 3: dns.txt_window: \"ten minutes\" is not a duration", // wrong form
-		"dns.tcp_max_queries: 0 is out of range",                    // range, after two decode errors
+		"dns.tcp_max_queries: 70000 is out of range",                // range, after two decode errors
 		"unknown key dns.lisen",                                     // unknown key in a known table
 		"unknown key dns.transfer.keys.secrt",                       // unknown key in an array of tables
 		"dns.transfer.keys[0].secret: must be base64",               // the missing secret

@@ -37,15 +37,25 @@ exempt = ["192.0.2.0/24", "2001:db8::/32"]`))
 	if _, err := Parse([]byte("[dns.cookies]\nsecret = \"" + sec[:30] + "\"")); err == nil || strings.Contains(err.Error(), sec[:30]) {
 		t.Fatalf("a bad secret is quoted back or accepted: %v", err)
 	}
+	// 0 asks for the server's default (TCPLimits), which is what the
+	// table's defaults are.
+	if c, err := Parse([]byte("[dns]\ntcp_idle_timeout = \"0s\"\ntcp_max_queries = 0\ntcp_max_lifetime = \"0s\"")); err != nil || c.DNS.TCPLimits().Check() != nil {
+		t.Fatalf("0 for the TCP timeouts and query cap (the defaults): %v", err)
+	}
+	// All the invalid fields of one table are named, not only the first.
+	if _, err := Parse([]byte("[dns.rrl]\nslip = 11\nwindow = \"10ms\"\ntable_size = 1")); err == nil ||
+		!strings.Contains(err.Error(), "dns.rrl.slip") || !strings.Contains(err.Error(), "dns.rrl.window") || !strings.Contains(err.Error(), "dns.rrl.table_size") {
+		t.Fatalf("three bad [dns.rrl] values: %v", err)
+	}
 	if c, err := Parse([]byte("[dns.rrl]\nenabled = false\nslip = 99")); err != nil || c.DNS.RRL.Enabled {
 		t.Fatalf("disabled RRL with an unused bad value: %v", err)
 	}
 	for _, tc := range []struct{ toml, want string }{
 		{"[dns]\ntcp_per_source = -1", "dns.tcp_per_source"},
 		{"[dns]\ntcp_max_connections = -1", "dns.tcp_max_connections"},
-		{"[dns]\ntcp_idle_timeout = \"0s\"", "dns.tcp_idle_timeout"},
-		{"[dns]\ntcp_max_queries = 0", "dns.tcp_max_queries"},
-		{"[dns]\ntcp_max_lifetime = \"0s\"", "dns.tcp_max_lifetime"},
+		{"[dns]\ntcp_idle_timeout = \"50ms\"", "dns.tcp_idle_timeout"},
+		{"[dns]\ntcp_max_queries = 70000", "dns.tcp_max_queries"},
+		{"[dns]\ntcp_max_lifetime = \"500ms\"", "dns.tcp_max_lifetime"},
 		{"[dns.cookies]\nsecret = \"abc\"", "dns.cookies.secret"},
 		{"[dns.cookies]\nprevious_secrets = [\"e5e973e5a6b2a43f48e7dc849e37bfcf\", \"zz\"]", "dns.cookies.previous_secrets[1]"},
 		{"[dns.cookies]\ncookieless_udp_size = 100", "dns.cookies.cookieless_udp_size"},

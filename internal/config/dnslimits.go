@@ -1,0 +1,61 @@
+package config
+
+import (
+	"net/netip"
+
+	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/dnsserver/rrl"
+	"github.com/acmebroker/acmebroker/internal/fieldcheck"
+	"github.com/acmebroker/acmebroker/storage"
+)
+
+// The DNS server's abuse limits are checked by the components that apply
+// them (dnsserver.TCPLimits.Check, rrl.Config.Check); the config only
+// builds their settings and names the keys.
+
+// TCPLimits returns the [dns] table's TCP connection limits.
+func (d DNS) TCPLimits() dnsserver.TCPLimits {
+	return dnsserver.TCPLimits{
+		PerSource:      d.TCPPerSource,
+		MaxConnections: d.TCPMaxConnections,
+		IdleTimeout:    d.TCPIdleTimeout.Duration,
+		MaxQueries:     d.TCPMaxQueries,
+		MaxLifetime:    d.TCPMaxLifetime.Duration,
+	}
+}
+
+// Limiter returns the [dns.rrl] table as the limiter's settings. Exempt
+// prefixes that do not parse are left out (Validate reports them).
+func (r RRL) Limiter() rrl.Config {
+	exempt := make([]netip.Prefix, 0, len(r.Exempt))
+	for _, s := range r.Exempt {
+		if p, err := storage.ParsePrefix(s); err == nil {
+			exempt = append(exempt, p)
+		}
+	}
+	return rrl.Config{
+		ResponsesPerSecond: r.ResponsesPerSecond,
+		NXDomainPerSecond:  r.NXDomainPerSecond,
+		ErrorsPerSecond:    r.ErrorsPerSecond,
+		LargePerSecond:     r.LargePerSecond,
+		LargeSize:          r.LargeSize,
+		Slip:               r.Slip,
+		Window:             r.Window.Duration,
+		IPv4Prefix:         r.IPv4Prefix,
+		IPv6Prefix:         r.IPv6Prefix,
+		TableSize:          r.TableSize,
+		Exempt:             exempt,
+	}
+}
+
+// badFields reports every error of a component's Check under table (the
+// keys' table, "dns" or "dns.rrl").
+func badFields(bad func(key, format string, args ...any), table string, err error) {
+	fieldcheck.Each(err, func(field, msg string) {
+		key := table
+		if field != "" {
+			key += "." + field
+		}
+		bad(key, "%s", msg)
+	})
+}
