@@ -17,7 +17,9 @@
 #   DURATION=20 ACCOUNTS=2000 bash bench/dnssec.sh
 #
 # Env: DURATION (s, default 10) of each dnsperf run; ROUNDS (3); ACCOUNTS
-# (500); the algorithm with ALGORITHM=ed25519 (default ecdsap256sha256).
+# (500); the algorithm with ALGORITHM=ed25519 (default ecdsap256sha256);
+# ACMEBROKER_BIN: measure this binary instead of building ./cmd/acmebroker
+# (an older build, for a before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,7 +82,13 @@ mkdir -p "$OUT"
 BIN=$TMP/bin
 mkdir -p "$BIN"
 say "building acmebroker and apiload"
-go build -o "$BIN/acmebroker" ./cmd/acmebroker || die "go build ./cmd/acmebroker failed"
+if [ -n "${ACMEBROKER_BIN:-}" ]; then
+  [ -x "$ACMEBROKER_BIN" ] || die "ACMEBROKER_BIN=$ACMEBROKER_BIN is not an executable"
+  cp "$ACMEBROKER_BIN" "$BIN/acmebroker"
+  echo "acmebroker: $ACMEBROKER_BIN (not built from this tree)" >>"$OUT/env.txt"
+else
+  go build -o "$BIN/acmebroker" ./cmd/acmebroker || die "go build ./cmd/acmebroker failed"
+fi
 go build -o "$BIN/apiload" ./bench/apiload || die "go build ./bench/apiload failed"
 
 port() { echo $((20000 + RANDOM % 12000)); }

@@ -23,7 +23,7 @@
 # shared machine, 3 keeps minutes-long swings in its speed from deciding a
 # ratio; CONNS and INFLIGHT (8, 16): TCP connections and queries outstanding on each;
 # API (1): also measure POST /register and /update (apiload, 500 accounts);
-# CACHE_MB: the broker's answer_cache_mb (default: 64, or 512 from 300,000
+# CACHE_MB: the broker's answer_cache_mb (default: 64, or 1024 from 300,000
 # accounts up, so that every answer fits); ACMEBROKER_BIN: measure this binary
 # instead of building ./cmd/acmebroker.
 set -euo pipefail
@@ -477,7 +477,7 @@ run_size() {
   N=$1
   DIR=$OUT/$N
   mkdir -p "$DIR/db" "$DIR/knot" "$DIR/nsd"
-  CACHE=${CACHE_MB:-$((N >= 300000 ? 512 : 64))}
+  CACHE=${CACHE_MB:-$((N >= 300000 ? 1024 : 64))}
   say "$N accounts: bulk load (2 TXT values each)"
   bounded taskset -c "$CORE_SERVER" "$BIN/bulkload" -db "$DIR/db/broker.db" -accounts "$N" -creds 0 -zone "$ZONE" 2>"$DIR/bulkload.txt" ||
     die "bulkload failed; see $DIR/bulkload.txt"
