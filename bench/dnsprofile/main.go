@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/acmebroker/acmebroker/internal/broker"
@@ -30,9 +31,10 @@ func run() error {
 	cfgPath := flag.String("config", "", "broker config file (TOML)")
 	cpu := flag.String("cpuprofile", "cpu.pprof", "where the CPU profile goes")
 	mem := flag.String("memprofile", "", "where an allocation profile goes at the end (empty: none)")
+	tr := flag.String("trace", "", "where an execution trace goes: started on SIGUSR1, stopped on SIGUSR2 or at the end (empty: none)")
 	flag.Parse()
 	if *cfgPath == "" {
-		return fmt.Errorf("usage: dnsprofile -config FILE [-cpuprofile FILE] [-memprofile FILE]")
+		return fmt.Errorf("usage: dnsprofile -config FILE [-cpuprofile FILE] [-memprofile FILE] [-trace FILE]")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -48,6 +50,13 @@ func run() error {
 	defer f.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *tr != "" {
+		stopTrace, err := traceOnSignal(*tr)
+		if err != nil {
+			return err
+		}
+		defer stopTrace()
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	runErr := broker.Run(ctx, cfg, logger, func(r broker.Ready) {
 		fmt.Printf("ready dns %v\n", r.DNS)
@@ -67,4 +76,39 @@ func run() error {
 		}
 	}
 	return runErr
+}
+
+// traceOnSignal writes an execution trace to path between SIGUSR1 and
+// SIGUSR2 (or the returned stop), so that a trace covers one load run and
+// not the start-up. go tool trace reads it.
+func traceOnSignal(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGUSR1 {
+					if err := trace.Start(f); err != nil {
+						fmt.Fprintln(os.Stderr, "dnsprofile: trace:", err)
+					}
+				} else {
+					trace.Stop()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		trace.Stop()
+		f.Close()
+	}, nil
 }
