@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acmebroker/acmebroker/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -29,12 +30,12 @@ func BenchmarkDNSHandler(b *testing.B) {
 			b.Run("query="+qc.name+"/handler="+hc.name, func(b *testing.B) {
 				r := q(qc.qname, dns.TypeTXT)
 				r.SetEdns0(1232, false)
-				w := &writer{}
+				w := dnstest.UDPRecorder()
 				b.ReportAllocs()
 				cpu := cpuTime()
 				for b.Loop() {
 					hc.h.ServeDNS(w, r)
-					w.out = w.out[:0]
+					w.Msgs = w.Msgs[:0]
 				}
 				reportCPU(b, cpu)
 			})
@@ -58,10 +59,10 @@ func BenchmarkDNSHandlerParallel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				r := q(sub+"."+zone+".", dns.TypeTXT)
 				r.SetEdns0(1232, false)
-				w := &writer{}
+				w := dnstest.UDPRecorder()
 				for pb.Next() {
 					hc.h.ServeDNS(w, r)
-					w.out = w.out[:0]
+					w.Msgs = w.Msgs[:0]
 				}
 			})
 		})
@@ -90,12 +91,12 @@ func BenchmarkDNSMiddleware(b *testing.B) {
 		{"metrics", newMetrics(b).DNS(write)},
 	} {
 		b.Run("handler="+hc.name, func(b *testing.B) {
-			w := &writer{}
+			w := dnstest.UDPRecorder()
 			b.ReportAllocs()
 			cpu := cpuTime()
 			for b.Loop() {
 				hc.h.ServeDNS(w, r)
-				w.out = w.out[:0]
+				w.Msgs = w.Msgs[:0]
 			}
 			reportCPU(b, cpu)
 		})

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/internal/dnstest"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/storage"
 )
@@ -20,29 +20,6 @@ const (
 	sub  = "d2121c1a-55ec-49c1-832c-695d6a198111"
 	val  = "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo"
 )
-
-// writer is a dns.ResponseWriter that keeps what is written (no socket:
-// the handler is what is measured).
-type writer struct{ out [][]byte }
-
-func (w *writer) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
-func (w *writer) RemoteAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 5353} }
-func (w *writer) WriteMsg(m *dns.Msg) error {
-	b, err := m.Pack()
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
-}
-func (w *writer) Write(b []byte) (int, error) {
-	w.out = append(w.out, append([]byte(nil), b...))
-	return len(b), nil
-}
-func (w *writer) Close() error        { return nil }
-func (w *writer) TsigStatus() error   { return nil }
-func (w *writer) TsigTimersOnly(bool) {}
-func (w *writer) Hijack()             {}
 
 // zoneHandler is the broker's real DNS handler answering from a real index
 // holding one subdomain with one value.
@@ -92,15 +69,15 @@ func TestDNSCountsByQtypeAndRcode(t *testing.T) {
 		q(zone+".", dns.TypeAXFR),        // AXFR, whatever the handler says
 		badvers,                          // SOA BADVERS (extended rcode in the OPT)
 	}
-	var w writer
+	w := dnstest.UDPRecorder()
 	for _, r := range queries {
-		h.ServeDNS(&w, r)
+		h.ServeDNS(w, r)
 	}
-	if len(w.out) != len(queries) {
-		t.Fatalf("%d answers for %d queries", len(w.out), len(queries))
+	if len(w.Msgs) != len(queries) {
+		t.Fatalf("%d answers for %d queries", len(w.Msgs), len(queries))
 	}
 	// The label the metric gave each answer must be the rcode the client reads.
-	for i, b := range w.out {
+	for i, b := range w.Msgs {
 		var a dns.Msg
 		if err := a.Unpack(b); err != nil {
 			t.Fatal(err)
@@ -111,7 +88,7 @@ func TestDNSCountsByQtypeAndRcode(t *testing.T) {
 	}
 	axfr := func() string { // what the handler answers AXFR today (REFUSED, or a transfer)
 		var a dns.Msg
-		_ = a.Unpack(w.out[5])
+		_ = a.Unpack(w.Msgs[5])
 		return dns.RcodeToString[a.Rcode]
 	}()
 	for _, c := range []struct {
@@ -151,9 +128,9 @@ func TestDNSWriteMsgAndNoAnswer(t *testing.T) {
 		a.SetEdns0(1232, false)
 		_ = w.WriteMsg(a)
 	}))
-	var w writer
-	h.ServeDNS(&w, q("x.", dns.TypeTXT))
-	h.ServeDNS(&w, q("x.", dns.TypeMX))
+	w := dnstest.UDPRecorder()
+	h.ServeDNS(w, q("x.", dns.TypeTXT))
+	h.ServeDNS(w, q("x.", dns.TypeMX))
 	if got := testutil.ToFloat64(m.dns.queries.WithLabelValues("TXT", "BADCOOKIE")); got != 1 {
 		t.Errorf("BADCOOKIE via WriteMsg counted %v, want 1", got)
 	}
@@ -213,8 +190,8 @@ func TestLint(t *testing.T) {
 	if err := m.WatchIndex(records.New(storage.DefaultTXTPolicy, time.Now)); err != nil {
 		t.Fatal(err)
 	}
-	var w writer
-	m.DNS(zoneHandler(t)).ServeDNS(&w, q(zone+".", dns.TypeSOA))
+	w := dnstest.UDPRecorder()
+	m.DNS(zoneHandler(t)).ServeDNS(w, q(zone+".", dns.TypeSOA))
 	m.TransferServed("AXFR", "ok")
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
@@ -236,11 +213,11 @@ func TestDNSLatencySampled(t *testing.T) {
 	m := newMetrics(t)
 	h := m.DNS(zoneHandler(t))
 	const n = 4096
-	var w writer
+	w := dnstest.UDPRecorder()
 	r := q(sub+"."+zone+".", dns.TypeTXT)
 	for range n {
-		h.ServeDNS(&w, r)
-		w.out = w.out[:0]
+		h.ServeDNS(w, r)
+		w.Msgs = w.Msgs[:0]
 	}
 	if got := testutil.ToFloat64(m.dns.queries.WithLabelValues("TXT", "NOERROR")); got != n {
 		t.Errorf("counted %v of %d queries", got, n)
@@ -265,11 +242,11 @@ func TestDNSWriterReuse(t *testing.T) {
 		}
 		kept <- w
 	}))
-	var w writer
+	w := dnstest.UDPRecorder()
 	for _, qt := range []uint16{dns.TypeAXFR, dns.TypeIXFR, dns.TypeNULL} {
-		h.ServeDNS(&w, q("x.", qt))
+		h.ServeDNS(w, q("x.", qt))
 		first := <-kept
-		h.ServeDNS(&w, q("x.", dns.TypeA))
+		h.ServeDNS(w, q("x.", dns.TypeA))
 		if second := <-kept; first == second {
 			t.Errorf("the writer of a %s query was reused", dns.TypeToString[qt])
 		}
