@@ -38,6 +38,7 @@ CORE_CLIENT=1
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'dnssec.sh: %s\n' "$*" >&2; exit 1; }
+. bench/lib.sh
 
 TMP=$(mktemp -d /tmp/acmebroker-dnssec-bench.XXXXXX)
 PIDS=()
@@ -82,13 +83,7 @@ mkdir -p "$OUT"
 BIN=$TMP/bin
 mkdir -p "$BIN"
 say "building acmebroker and apiload"
-if [ -n "${ACMEBROKER_BIN:-}" ]; then
-  [ -x "$ACMEBROKER_BIN" ] || die "ACMEBROKER_BIN=$ACMEBROKER_BIN is not an executable"
-  cp "$ACMEBROKER_BIN" "$BIN/acmebroker"
-  echo "acmebroker: $ACMEBROKER_BIN (not built from this tree)" >>"$OUT/env.txt"
-else
-  go build -o "$BIN/acmebroker" ./cmd/acmebroker || die "go build ./cmd/acmebroker failed"
-fi
+broker_binary "$BIN" "$OUT/env.txt"
 go build -o "$BIN/apiload" ./bench/apiload || die "go build ./bench/apiload failed"
 
 port() { echo $((20000 + RANDOM % 12000)); }

@@ -55,6 +55,7 @@ ZONE=auth.example.org
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+. bench/lib.sh
 
 # ---------------------------------------------------------------- clean-up
 TMP=$(mktemp -d /tmp/acmebroker-bench.XXXXXX)
@@ -143,13 +144,7 @@ fi
 BIN=$TMP/bin
 mkdir -p "$BIN"
 say "building acmebroker and the bench tools"
-if [ -n "${ACMEBROKER_BIN:-}" ]; then
-  [ -x "$ACMEBROKER_BIN" ] || die "ACMEBROKER_BIN=$ACMEBROKER_BIN is not an executable"
-  cp "$ACMEBROKER_BIN" "$BIN/acmebroker"
-  echo "acmebroker: $ACMEBROKER_BIN (not built from this tree)" >>"$OUT/env.txt"
-else
-  go build -o "$BIN/acmebroker" ./cmd/acmebroker || die "go build ./cmd/acmebroker failed"
-fi
+broker_binary "$BIN" "$OUT/env.txt"
 for t in bareresponder apiload bulkload dnsload; do
   go build -o "$BIN/$t" "./bench/$t" || die "go build ./bench/$t failed"
 done
