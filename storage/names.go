@@ -74,6 +74,18 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return unmapPrefix(p)
 }
 
+// ParsePrefixes converts CIDRs already checked (config.Validate reports
+// those ParsePrefix refuses): the ones that parse, in order.
+func ParsePrefixes(list []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96). A
 // shorter prefix over the mapped range also covers addresses that are not
 // IPv4 at all: refused, with the IPv4 network to write instead.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,15 @@ func TestIsOwnName(t *testing.T) {
 		if IsOwnName(tc.name) && IsLabel(tc.name) {
 			t.Errorf("%q is both an own name and a subdomain", tc.name)
 		}
+	}
+}
+
+// TestParsePrefixes: the prefixes that parse, in order, as ParsePrefix
+// gives them; the others are left out.
+func TestParsePrefixes(t *testing.T) {
+	got := ParsePrefixes([]string{"192.0.2.0/24", "not a cidr", "::ffff:198.51.100.7/128", "2001:db8::1"})
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.7/32")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/acmebroker/acmebroker/internal/connlimit"
 	"github.com/acmebroker/acmebroker/internal/records"
 	"github.com/acmebroker/acmebroker/internal/zone"
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // ConfigError is a configuration problem found while starting (the process
@@ -156,7 +157,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 		Zone:           cfg.DNS.Zone,
 		Registration:   cfg.API.Registration,
 		CORSOrigins:    cfg.API.CORSOrigins,
-		TrustedProxies: prefixes(cfg.API.TrustedProxies),
+		TrustedProxies: storage.ParsePrefixes(cfg.API.TrustedProxies),
 		BasePath:       cfg.API.BasePath,
 		TXTPolicy:      policy,
 		Limits: api.Limits{
@@ -191,7 +192,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func
 	limitedLn := connlimit.Wrap(apiLn, "api", connlimit.Limits{
 		Total:     apiConnections(cfg, logger),
 		PerPrefix: cfg.API.ConnectionsPerSource,
-		Exempt:    prefixes(cfg.API.TrustedProxies),
+		Exempt:    storage.ParsePrefixes(cfg.API.TrustedProxies),
 	}, logger)
 	httpSrv := api.NewHTTPServer(ins.api(apiHandler), logger)
 	httpSrv.IdleTimeout = cfg.API.IdleTimeout.Duration

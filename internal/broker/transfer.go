@@ -7,6 +7,7 @@ import (
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
 	"github.com/acmebroker/acmebroker/internal/records"
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // setupTransfer enables zone transfers and NOTIFY as [dns.transfer] says.
@@ -25,7 +26,7 @@ func setupTransfer(c config.Transfer, idx *records.Index, h *dnsserver.Handler, 
 	}
 	if len(c.AllowFrom) > 0 {
 		if err := h.EnableTransfer(dnsserver.TransferConfig{
-			AllowFrom: prefixes(c.AllowFrom), Keys: keys, RequireTSIG: c.TSIGRequired(), Quiesce: quiesce, Observer: obs,
+			AllowFrom: storage.ParsePrefixes(c.AllowFrom), Keys: keys, RequireTSIG: c.TSIGRequired(), Quiesce: quiesce, Observer: obs,
 		}); err != nil {
 			return nil, &ConfigError{fmt.Errorf("dns.transfer: %w", err)}
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/internal/config"
@@ -78,17 +77,6 @@ func adminPoller(st storage.Store, w *zone.Writer, logger *slog.Logger) *nodesyn
 		return nil
 	}
 	return nodesync.NewPoller(nodesync.PollConfig{Logger: logger}, lite, w)
-}
-
-// prefixes converts CIDRs that config.Validate has already checked.
-func prefixes(list []string) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		if p, err := storage.ParsePrefix(s); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Reserved says why an account may not take a subdomain: the names the

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"net/netip"
-
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/fieldcheck"
@@ -27,12 +25,6 @@ func (d DNS) TCPLimits() dnsserver.TCPLimits {
 // Limiter returns the [dns.rrl] table as the limiter's settings. Exempt
 // prefixes that do not parse are left out (Validate reports them).
 func (r RRL) Limiter() rrl.Config {
-	exempt := make([]netip.Prefix, 0, len(r.Exempt))
-	for _, s := range r.Exempt {
-		if p, err := storage.ParsePrefix(s); err == nil {
-			exempt = append(exempt, p)
-		}
-	}
 	return rrl.Config{
 		ResponsesPerSecond: r.ResponsesPerSecond,
 		NXDomainPerSecond:  r.NXDomainPerSecond,
@@ -44,7 +36,7 @@ func (r RRL) Limiter() rrl.Config {
 		IPv4Prefix:         r.IPv4Prefix,
 		IPv6Prefix:         r.IPv6Prefix,
 		TableSize:          r.TableSize,
-		Exempt:             exempt,
+		Exempt:             storage.ParsePrefixes(r.Exempt),
 	}
 }
 
