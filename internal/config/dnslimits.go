@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+
 	"github.com/acmebroker/acmebroker/dnsserver"
 	"github.com/acmebroker/acmebroker/dnsserver/rrl"
 	"github.com/acmebroker/acmebroker/internal/fieldcheck"
@@ -41,13 +43,17 @@ func (r RRL) Limiter() rrl.Config {
 }
 
 // badFields reports every error of a component's Check under table (the
-// keys' table, "dns" or "dns.rrl").
+// keys' table, "dns" or "dns.rrl"): a fieldcheck.Error under its field's
+// key, any other under the table's name.
 func badFields(bad func(key, format string, args ...any), table string, err error) {
-	fieldcheck.Each(err, func(field, msg string) {
-		key := table
-		if field != "" {
-			key += "." + field
+	if err == nil {
+		return
+	}
+	for _, e := range unjoin(err) {
+		if fe := (*fieldcheck.Error)(nil); errors.As(e, &fe) {
+			bad(table+"."+fe.Field, "%s", fe.Msg)
+		} else {
+			bad(table, "%v", e)
 		}
-		bad(key, "%s", msg)
-	})
+	}
 }
