@@ -267,9 +267,12 @@ func TestFastPathSignedFollowsKeys(t *testing.T) {
 		}
 		return tags
 	}
-	txt, dnskey := sub1+"."+zone+".", zone+"."
-	for _, qt := range []uint16{dns.TypeTXT, dns.TypeDNSKEY} {
-		name := map[uint16]string{dns.TypeTXT: txt, dns.TypeDNSKEY: dnskey}[qt]
+	questions := []struct {
+		name string
+		qt   uint16
+	}{{sub1 + "." + zone + ".", dns.TypeTXT}, {zone + ".", dns.TypeDNSKEY}}
+	for _, q := range questions {
+		name, qt := q.name, q.qt
 		if _, o := ask(name, qt); o != filled {
 			t.Fatalf("%s: first answer %d, want filled", dns.TypeToString[qt], o)
 		}
@@ -289,8 +292,8 @@ func TestFastPathSignedFollowsKeys(t *testing.T) {
 	if err := signer.SetKeys(next); err != nil {
 		t.Fatal(err)
 	}
-	for _, qt := range []uint16{dns.TypeTXT, dns.TypeDNSKEY} {
-		name := map[uint16]string{dns.TypeTXT: txt, dns.TypeDNSKEY: dnskey}[qt]
+	for _, q := range questions {
+		name, qt := q.name, q.qt
 		m, o := ask(name, qt)
 		if o != filled {
 			t.Fatalf("%s after the keys changed: %d, want it made again", dns.TypeToString[qt], o)
