@@ -71,6 +71,7 @@ func run() error {
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	timeout := flag.Duration("timeout", time.Second, "an answer later than this is lost")
 	edns := flag.Bool("edns", true, "send EDNS (1232 bytes, DO clear), as dnsperf -e")
+	series := flag.String("series", "", "udp: write the latency over time to this file (per 10 ms of sending: answers, p99, max), to see when the tail happens")
 	flag.Parse()
 	if *file == "" || *duration <= 0 || *rate < 1 || *sockets < 1 || *conns < 1 || *inflight < 1 || *perConn < 0 {
 		return errors.New("usage: dnsload -s ADDR -d FILE [-proto udp -rate N -sockets N | -proto tcp -conns N -inflight N -per-conn N] [-duration D]")
@@ -82,7 +83,7 @@ func run() error {
 	var res result
 	switch *proto {
 	case "udp":
-		res, err = runUDP(*server, queries, *rate, *sockets, *duration, *timeout)
+		res, err = runUDP(*server, queries, *rate, *sockets, *duration, *timeout, *series)
 	case "tcp":
 		res, err = runTCP(*server, queries, *conns, *inflight, *perConn, *count, *duration, *timeout)
 	default:
@@ -94,14 +95,35 @@ func run() error {
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
-// load packs every query of the file once (ID 0; set when sent).
-func load(path string, edns bool) ([][]byte, error) {
+// queryList is every query of the file packed once (ID 0; set when sent),
+// end to end in one buffer: a million queries are two allocations, not a
+// million, so that this process's garbage collector (which scans every
+// pointer) does not stall the readers that time the answers.
+type queryList struct {
+	buf []byte
+	end []int32 // end[i]: where query i ends in buf
+}
+
+func (l *queryList) len() int { return len(l.end) }
+
+// at returns query i mod len.
+func (l *queryList) at(i int) []byte {
+	i %= len(l.end)
+	start := int32(0)
+	if i > 0 {
+		start = l.end[i-1]
+	}
+	return l.buf[start:l.end[i]]
+}
+
+// load packs every query of the file once.
+func load(path string, edns bool) (*queryList, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out [][]byte
+	out := &queryList{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -122,9 +144,10 @@ func load(path string, edns bool) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", path, fields[0], err)
 		}
-		out = append(out, b)
+		out.buf = append(out.buf, b...)
+		out.end = append(out.end, int32(len(out.buf)))
 	}
-	if len(out) == 0 {
+	if out.len() == 0 {
 		return nil, fmt.Errorf("%s: no queries", path)
 	}
 	return out, sc.Err()
@@ -171,11 +194,16 @@ func (s *stats) result(proto string, elapsed time.Duration) result {
 	return r
 }
 
-func runUDP(server string, queries [][]byte, rate, sockets int, duration, timeout time.Duration) (result, error) {
+func runUDP(server string, queries *queryList, rate, sockets int, duration, timeout time.Duration, seriesFile string) (result, error) {
 	var st stats
 	var wg sync.WaitGroup
 	start := time.Now()
 	perSocket := float64(rate) / float64(sockets)
+	expect := int(perSocket*duration.Seconds()*1.05) + 1024 // answers per reader, room made once
+	var ser *series
+	if seriesFile != "" {
+		ser = newSeries(start, duration+timeout)
+	}
 	errc := make(chan error, sockets)
 	for s := range sockets {
 		conn, err := net.Dial("udp", server)
@@ -188,9 +216,16 @@ func runUDP(server string, queries [][]byte, rate, sockets int, duration, timeou
 		var sentAt [65536]atomic.Int64 // ns since start; 0: not outstanding
 		wg.Go(func() {                 // reader
 			buf := make([]byte, 65535)
-			var lat []time.Duration
+			lat := make([]time.Duration, 0, expect)
+			var sentNs []int64
+			if ser != nil {
+				sentNs = make([]int64, 0, expect)
+			}
 			rcodes := map[int]int{}
-			defer func() { st.add(lat, rcodes) }()
+			defer func() {
+				st.add(lat, rcodes)
+				ser.add(sentNs, lat)
+			}()
 			for {
 				_ = conn.SetReadDeadline(start.Add(duration + timeout))
 				n, err := conn.Read(buf)
@@ -213,6 +248,9 @@ func runUDP(server string, queries [][]byte, rate, sockets int, duration, timeou
 					continue
 				}
 				lat = append(lat, d)
+				if ser != nil {
+					sentNs = append(sentNs, t)
+				}
 				rcodes[int(buf[3]&0x0f)]++
 				st.answered.Add(1)
 			}
@@ -230,7 +268,7 @@ func runUDP(server string, queries [][]byte, rate, sockets int, duration, timeou
 				}
 				due := int(perSocket * el.Seconds())
 				for ; sent < due; sent++ {
-					b = append(b[:0], queries[q%len(queries)]...)
+					b = append(b[:0], queries.at(q)...)
 					q += sockets
 					id++
 					binary.BigEndian.PutUint16(b, id)
@@ -251,10 +289,69 @@ func runUDP(server string, queries [][]byte, rate, sockets int, duration, timeou
 		return result{}, err
 	default:
 	}
+	if ser != nil {
+		if err := ser.write(seriesFile); err != nil {
+			return result{}, err
+		}
+	}
 	return st.result("udp", duration), nil
 }
 
-func runTCP(server string, queries [][]byte, conns, inflight, perConn int, count int64, duration, timeout time.Duration) (result, error) {
+// series gathers latencies by when their queries were sent, in 10 ms
+// slots, to show when the slow answers happen (against a server's GC log,
+// say).
+type series struct {
+	mu    sync.Mutex
+	start time.Time
+	slots [][]time.Duration
+}
+
+const seriesSlot = 10 * time.Millisecond
+
+func newSeries(start time.Time, span time.Duration) *series {
+	return &series{start: start, slots: make([][]time.Duration, span/seriesSlot+1)}
+}
+
+// add files lat[i], of a query sent sent[i] ns after the start.
+func (s *series) add(sent []int64, lat []time.Duration) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, t := range sent {
+		if k := int(time.Duration(t) / seriesSlot); k < len(s.slots) {
+			s.slots[k] = append(s.slots[k], lat[i])
+		}
+	}
+}
+
+// write writes one line per slot: its start as Unix time (s), answers,
+// p99 and max latency (ms).
+func (s *series) write(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "# unix_s\tanswers\tp99_ms\tmax_ms")
+	for k, l := range s.slots {
+		if len(l) == 0 {
+			continue
+		}
+		slices.Sort(l)
+		at := s.start.Add(time.Duration(k) * seriesSlot)
+		fmt.Fprintf(w, "%.3f\t%d\t%.3f\t%.3f\n", float64(at.UnixNano())/1e9, len(l),
+			float64(l[min(len(l)-1, len(l)*99/100)].Microseconds())/1000, float64(l[len(l)-1].Microseconds())/1000)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func runTCP(server string, queries *queryList, conns, inflight, perConn int, count int64, duration, timeout time.Duration) (result, error) {
 	var st stats
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -289,7 +386,7 @@ func runTCP(server string, queries [][]byte, conns, inflight, perConn int, count
 
 // tcpSession runs one connection: up to limit queries (-1: until end),
 // inflight of them outstanding at a time.
-func tcpSession(server string, queries [][]byte, next *atomic.Int64, count int64, inflight, limit int, end time.Time, timeout time.Duration,
+func tcpSession(server string, queries *queryList, next *atomic.Int64, count int64, inflight, limit int, end time.Time, timeout time.Duration,
 	st *stats, lat *[]time.Duration, rcodes map[int]int) error {
 	conn, err := net.DialTimeout("tcp", server, timeout)
 	if err != nil {
@@ -304,7 +401,7 @@ func tcpSession(server string, queries [][]byte, next *atomic.Int64, count int64
 	sent, got := 0, 0
 	send := func() error {
 		i := next.Add(1) - 1
-		q := queries[int(i)%len(queries)]
+		q := queries.at(int(i))
 		id++
 		var hdr [4]byte
 		binary.BigEndian.PutUint16(hdr[:], uint16(len(q)))
