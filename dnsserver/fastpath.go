@@ -107,16 +107,20 @@ type FastConfig struct {
 // answers (see the comment at the top of fastpath.go). Enable it on a
 // Server with EnableFastPath.
 type FastPath struct {
-	h       *Handler
-	src     VersionedSource  // nil: the handler's source cannot say when its data changes; nothing is cached
-	signer  GenerationSigner // the handler's signer, if it is one (signed answers are cached)
-	cache   *answerCache     // nil: no cache
-	lim     Limiter
-	obs     QueryObserver
-	now     func() time.Time
-	logger  *slog.Logger
-	sockets int
-	scratch sync.Pool // *fastScratch, for TCP connections
+	h   *Handler
+	src VersionedSource // nil: the handler's source cannot say when its data changes; nothing is cached
+	app ValueAppender   // the source, if it can copy values out (fastbuild.go); else nil
+	// originWire is the zone's name in wire form (lower case), for
+	// buildTXT; nil: not a name buildTXT can match.
+	originWire []byte
+	signer     GenerationSigner // the handler's signer, if it is one (signed answers are cached)
+	cache      *answerCache     // nil: no cache
+	lim        Limiter
+	obs        QueryObserver
+	now        func() time.Time
+	logger     *slog.Logger
+	sockets    int
+	scratch    sync.Pool // *fastScratch, for TCP connections
 	// seen holds the key hashes of NXDOMAIN answers built once: such an
 	// answer is cached the second time its question is asked, so that a
 	// flood of random names (each asked once) does not push the answers
@@ -194,6 +198,8 @@ func (h *Handler) NewFastPath(cfg FastConfig) (*FastPath, error) {
 	f.signer, _ = h.cfg.Signer.(GenerationSigner)
 	if vs, ok := h.src.(VersionedSource); ok {
 		f.src = vs
+		f.app, _ = vs.(ValueAppender)
+		f.originWire = plainWire(h.origin)
 		if cfg.CacheBytes > 0 {
 			f.cache = newAnswerCache(cfg.CacheBytes)
 			f.seen = make([]atomic.Uint64, 1<<16)
@@ -225,12 +231,17 @@ type fastScratch struct {
 	w    captureWriter
 	key  []byte
 	meta []byte
+	// For buildTXT: the question's name in lower case, the values.
+	name []byte
+	vals []byte
+	ends []int
 	// sampled counts answers, to time one in 16.
 	sampled uint32
 }
 
 func (f *FastPath) newScratch() *fastScratch {
-	sc := &fastScratch{key: make([]byte, 0, 512), meta: make([]byte, metaMax)}
+	sc := &fastScratch{key: make([]byte, 0, 512), meta: make([]byte, metaMax),
+		name: make([]byte, 0, 256), vals: make([]byte, 0, 4096), ends: make([]int, 0, 64)}
 	sc.rec.src = f.src
 	if f.src != nil {
 		sc.h = f.h.withRecorder(&sc.rec)
@@ -268,8 +279,33 @@ func (f *FastPath) answer(sc *fastScratch, p []byte, remote netip.AddrPort, tcp 
 			}
 		}
 	}
+	if qtype == dns.TypeTXT {
+		if n, ok := f.buildTXT(sc, p, tcp, now, h, out); ok {
+			return n, qtype, dns.RcodeSuccess, filled
+		}
+	}
 	n, rcode, o = f.fill(sc, p, remote, tcp, now, h, out)
 	return n, qtype, rcode, o
+}
+
+// plainWire is the wire form of name, a lower-case FQDN, when every label
+// is made of letters, digits, '-' and '_' (no byte its text form would
+// escape); else nil.
+func plainWire(name string) []byte {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	buf = buf[:n]
+	for i := 0; i < len(buf) && buf[i] != 0; i += 1 + int(buf[i]) {
+		for _, c := range buf[i+1 : i+1+int(buf[i])] {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return nil
+			}
+		}
+	}
+	return buf
 }
 
 func transportByte(tcp bool) byte {

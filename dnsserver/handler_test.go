@@ -94,6 +94,8 @@ func testSource() *fakeSource {
 		"web":    {val1}, // registered and static: TXT from the source, A from static
 		"single": {val1},
 		"long":   {strings.Repeat("x", 255) + strings.Repeat("y", 45)},
+		"slash":  {`a\\b`, val1}, // miekg/dns reads escapes in TXT strings
+		"blank":  {""},
 		// The broker's own challenges (own names): at the apex and below.
 		"_acme-challenge":     {val1, val2},
 		"_acme-challenge.api": {val2},

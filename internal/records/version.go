@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/acmebroker/acmebroker/dnsserver"
+	"github.com/acmebroker/acmebroker/storage"
 )
 
 // What the DNS server's answer cache (dnsserver/fastpath.go) needs from the
@@ -55,33 +56,79 @@ func (x *Index) Version(ref uint32) uint32 {
 	return x.vers.ctr[ref&(1<<versionBits-1)].Load()
 }
 
+// AppendTXT implements dnsserver.ValueAppender: TXTStamped, with the
+// values copied end to end into buf and where each ends appended to ends,
+// so that the fast path builds an answer without allocating. sub is only
+// read during the call.
+func (x *Index) AppendTXT(buf []byte, ends []int, sub string) ([]byte, []int, bool, dnsserver.Stamp) {
+	e, sp, ok, st := x.read(sub, true)
+	if !ok {
+		return buf, ends, false, st
+	}
+	if e.n >= 0 {
+		for j := range e.n {
+			v := &e.vals[j]
+			buf = append(buf, v.val[:v.n]...)
+			ends = append(ends, len(buf))
+		}
+		return buf, ends, true, st
+	}
+	for _, r := range x.served(sp.recs, true, &st) {
+		buf = append(buf, r.Value...)
+		ends = append(ends, len(buf))
+	}
+	for _, v := range sp.persist {
+		buf = append(buf, v...)
+		ends = append(ends, len(buf))
+	}
+	return buf, ends, true, st
+}
+
 // txt is TXT, and with stamp also the stamp of what it returns.
 func (x *Index) txt(dst []string, sub string, stamp bool) ([]string, bool, dnsserver.Stamp) {
+	e, sp, ok, st := x.read(sub, stamp)
+	if !ok {
+		return dst, false, st
+	}
+	if e.n >= 0 {
+		for j := range e.n {
+			v := &e.vals[j]
+			dst = append(dst, string(v.val[:v.n]))
+		}
+		return dst, true, st
+	}
+	for _, r := range x.served(sp.recs, stamp, &st) {
+		dst = append(dst, r.Value)
+	}
+	return append(dst, sp.persist...), true, st
+}
+
+// read returns what sub serves, read under one lock with (if stamp) the
+// version of sub: a copy of its entry when the values are held in place
+// (n >= 0), else its spilled records, which are never modified once
+// stored (every change replaces them) and so are read outside the lock.
+func (x *Index) read(sub string, stamp bool) (entry, spilled, bool, dnsserver.Stamp) {
 	var st dnsserver.Stamp
 	x.mu.RLock()
+	defer x.mu.RUnlock()
 	if stamp {
 		st.Ref = x.vers.ref(sub)
 		st.Version = x.vers.ctr[st.Ref].Load()
 	}
 	i, ok := x.find(sub)
 	if !ok {
-		x.mu.RUnlock()
-		return dst, false, st
+		return entry{}, spilled{}, false, st
 	}
-	e := x.at(i)
-	if e.n >= 0 {
-		for j := range e.n {
-			v := &e.vals[j]
-			dst = append(dst, string(v.val[:v.n]))
-		}
-		x.mu.RUnlock()
-		return dst, true, st
+	if e := x.at(i); e.n >= 0 {
+		return *e, spilled{}, true, st
 	}
-	sp := x.spill[i]
-	x.mu.RUnlock()
-	// recs and persist are never modified once stored (every change
-	// replaces them), so they can be read outside the lock.
-	recs := sp.recs
+	return entry{n: -1}, x.spill[i], true, st
+}
+
+// served is the spilled records recs that the TXT policy serves now; with
+// stamp it sets st.Until to when the oldest of them beyond the always-kept
+// ones leaves the window.
+func (x *Index) served(recs []storage.TXTRecord, stamp bool, st *dnsserver.Stamp) []storage.TXTRecord {
 	if len(recs) > x.policy.Always {
 		recs = x.policy.Keep(recs, x.now())
 		if stamp && len(recs) > x.policy.Always {
@@ -89,8 +136,5 @@ func (x *Index) txt(dst []string, sub string, stamp bool) ([]string, bool, dnsse
 			st.Until = recs[len(recs)-1].UpdatedAt.Add(x.policy.Window).UnixNano()
 		}
 	}
-	for _, r := range recs {
-		dst = append(dst, r.Value)
-	}
-	return append(dst, sp.persist...), true, st
+	return recs
 }

@@ -87,3 +87,37 @@ type snapshot struct{ serial uint32 }
 func (s snapshot) Snapshot(context.Context, func(storage.Subdomain) error) (uint32, error) {
 	return s.serial, nil
 }
+
+// TestAppendTXT: AppendTXT copies out what TXTStamped returns, with the
+// same stamp, for values held in place, spilled ones and persist records,
+// and allocates nothing doing it (the DNS fast path builds answers from it).
+func TestAppendTXT(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	x := New(storage.TXTPolicy{Always: 2, Window: 10 * time.Minute, Max: 16}, func() time.Time { return now })
+	x.Set("inline", []storage.TXTRecord{{Value: "b", UpdatedAt: now}, {Value: "a", UpdatedAt: now.Add(-time.Second)}}, 1)
+	x.Set("spilled", []storage.TXTRecord{{Value: "c", UpdatedAt: now}, {Value: "b", UpdatedAt: now.Add(-time.Minute)},
+		{Value: "a", UpdatedAt: now.Add(-2 * time.Minute)}}, 2)
+	x.Set("persist", []storage.TXTRecord{{Value: "v", UpdatedAt: now}}, 3)
+	x.SetPersist("persist", []storage.PersistRecord{{Issuer: "ca.example", AccountURI: "https://ca.example/acct/1"}}, 4)
+	x.Add("none", 5)
+	x.Set("long", []storage.TXTRecord{{Value: string(make([]byte, 300)), UpdatedAt: now}}, 6)
+	buf, ends := make([]byte, 0, 1024), make([]int, 0, 16)
+	for _, sub := range []string{"inline", "spilled", "persist", "none", "long", "unknown"} {
+		want, wantOK, wantSt := x.TXTStamped(nil, sub)
+		b, e, ok, st := x.AppendTXT(buf[:0], ends[:0], sub)
+		var got []string
+		for i, end := range e {
+			start := 0
+			if i > 0 {
+				start = e[i-1]
+			}
+			got = append(got, string(b[start:end]))
+		}
+		if ok != wantOK || st != wantSt || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: AppendTXT %q %v %+v, TXTStamped %q %v %+v", sub, got, ok, st, want, wantOK, wantSt)
+		}
+		if allocs := testing.AllocsPerRun(50, func() { x.AppendTXT(buf[:0], ends[:0], sub) }); allocs != 0 {
+			t.Errorf("%s: %v allocations", sub, allocs)
+		}
+	}
+}
