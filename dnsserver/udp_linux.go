@@ -266,6 +266,7 @@ func (l *udpLoop) batch(n int) {
 		}
 		l.queue(i, len(resp))
 	}
+	l.f.flush(&t) // counted before the answers leave: whoever got one sees it counted
 	for l.sent < l.ns {
 		if err := l.rc.Write(l.sendF); err != nil {
 			return // closed
