@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,11 +12,11 @@ import (
 	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 )
 
-// TestBuildTXTMatchesHandler: what buildTXT writes is the handler's answer
-// byte for byte, it takes the cases it is for (a test that passes because
-// the handler answered everything would prove nothing), and it leaves the
+// TestBuildMatchesHandler: what build writes is the handler's answer byte
+// for byte, it takes the cases it is for (a test that passes because the
+// handler answered everything would prove nothing), and it leaves the
 // others to the handler.
-func TestBuildTXTMatchesHandler(t *testing.T) {
+func TestBuildMatchesHandler(t *testing.T) {
 	rrs, err := ParseRecords(zone, staticLines)
 	if err != nil {
 		t.Fatal(err)
@@ -37,21 +38,28 @@ func TestBuildTXTMatchesHandler(t *testing.T) {
 		h    *Handler
 	}{{"plain", newTestHandler(t, newVersionedSource())}, {"signed", signed}, {"small", small}, {"cookies", cookies}}
 
-	// take: whether buildTXT must build the answer (plain handler).
+	// take: the qtypes build must build the answer for (plain handler).
+	txt, nx := []uint16{dns.TypeTXT}, []uint16{dns.TypeTXT, dns.TypeA, dns.TypeAAAA}
 	names := []struct {
 		label string
-		take  bool
+		take  []uint16
 	}{
-		{sub1, true}, {"single", true}, {"long", true}, {"blank", true}, {"web", true},
-		{"_acme-challenge", true},
-		{"crowd", false},               // 40 values: over 512 bytes (taken over TCP and EDNS 4096 only)
-		{"slash", false},               // a backslash in a value
-		{"empty", false},               // registered, no values: NODATA
-		{"nothere", false},             // NXDOMAIN
-		{"_acme-challenge.api", false}, // two labels
-		{"child", false},               // below a delegation
-		{"host.child", false},
+		{sub1, txt}, {"single", txt}, {"long", txt}, {"blank", txt}, {"web", txt},
+		{"_acme-challenge", txt},
+		{"nothere", nx}, {"NoThere", nx}, {"x--y_z", nx}, // NXDOMAIN
+		{"crowd", nil},               // 40 values: over 512 bytes (built over TCP and EDNS 4096 only)
+		{"slash", nil},               // a backslash in a value
+		{"empty", nil},               // registered, no values: NODATA
+		{"_acme-challenge.api", nil}, // two labels
+		{"child", nil},               // a delegation
+		{"host.child", nil},          // below it
+		{"ns1", nil},                 // static
+		{"www", nil},                 // a CNAME
+		{"b", nil},                   // an empty non-terminal (deep.a.b)
+		{"y", nil},                   // one above an own name (_acme-challenge.x.y)
+		{"a b", nil},                 // a byte the text form escapes
 	}
+	qtypes := []uint16{dns.TypeTXT, dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeANY}
 	built := 0
 	for _, hc := range handlers {
 		f, err := hc.h.NewFastPath(FastConfig{})
@@ -60,35 +68,36 @@ func TestBuildTXTMatchesHandler(t *testing.T) {
 		}
 		sc := f.newScratch()
 		for _, n := range names {
-			for _, v := range queryVariants {
-				for _, tcp := range []bool{false, true} {
-					name := n.label + "." + zone + "."
-					if v.caseMod != nil {
-						name = v.caseMod(name)
-					}
-					q := query(name, dns.TypeTXT)
-					v.mod(q)
-					p, err := q.Pack()
-					if err != nil {
-						t.Fatal(err)
-					}
-					label := fmt.Sprintf("%s / %s / %s / tcp %v", hc.name, n.label, v.name, tcp)
-					out := make([]byte, 65535)
-					k, ok := f.buildTXT(sc, p, tcp, time.Now().UnixNano(), 0, out)
-					if !ok {
-						opt := q.IsEdns0()
-						expected := hc.name == "plain" && n.take && (opt == nil || opt.Version() == 0)
-						if expected {
-							t.Errorf("%s: left to the handler", label)
+			for _, qt := range qtypes {
+				for _, v := range queryVariants {
+					for _, tcp := range []bool{false, true} {
+						name := n.label + "." + zone + "."
+						if v.caseMod != nil {
+							name = v.caseMod(name)
 						}
-						continue
-					}
-					built++
-					if want := fullAnswer(t, hc.h, p, tcp); !bytes.Equal(out[:k], want) {
-						t.Errorf("%s: built answer differs from the handler's\nbuilt: %x\nfull:  %x", label, out[:k], want)
-					}
-					if !n.take && n.label != "crowd" {
-						t.Errorf("%s: built, want it left to the handler", label)
+						q := query(name, qt)
+						v.mod(q)
+						p, err := q.Pack()
+						if err != nil {
+							t.Fatal(err)
+						}
+						label := fmt.Sprintf("%s / %s %s / %s / tcp %v", hc.name, n.label, dns.TypeToString[qt], v.name, tcp)
+						out := make([]byte, 65535)
+						k, _, ok := f.build(sc, p, qt, tcp, time.Now().UnixNano(), 0, out)
+						take := hc.name == "plain" && slices.Contains(n.take, qt)
+						if !ok {
+							if opt := q.IsEdns0(); take && (opt == nil || opt.Version() == 0) {
+								t.Errorf("%s: left to the handler", label)
+							}
+							continue
+						}
+						built++
+						if want := fullAnswer(t, hc.h, p, tcp); !bytes.Equal(out[:k], want) {
+							t.Errorf("%s: built answer differs from the handler's\nbuilt: %x\nfull:  %x", label, out[:k], want)
+						}
+						if hc.name == "plain" && !slices.Contains(n.take, qt) && n.label != "crowd" {
+							t.Errorf("%s: built, want it left to the handler", label)
+						}
 					}
 				}
 			}

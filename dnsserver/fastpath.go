@@ -107,20 +107,18 @@ type FastConfig struct {
 // answers (see the comment at the top of fastpath.go). Enable it on a
 // Server with EnableFastPath.
 type FastPath struct {
-	h   *Handler
-	src VersionedSource // nil: the handler's source cannot say when its data changes; nothing is cached
-	app ValueAppender   // the source, if it can copy values out (fastbuild.go); else nil
-	// originWire is the zone's name in wire form (lower case), for
-	// buildTXT; nil: not a name buildTXT can match.
-	originWire []byte
-	signer     GenerationSigner // the handler's signer, if it is one (signed answers are cached)
-	cache      *answerCache     // nil: no cache
-	lim        Limiter
-	obs        QueryObserver
-	now        func() time.Time
-	logger     *slog.Logger
-	sockets    int
-	scratch    sync.Pool // *fastScratch, for TCP connections
+	h       *Handler
+	src     VersionedSource  // nil: the handler's source cannot say when its data changes; nothing is cached
+	app     ValueAppender    // the source, if it can copy values out (fastbuild.go); else nil
+	wire    wireNames        // the names build writes
+	signer  GenerationSigner // the handler's signer, if it is one (signed answers are cached)
+	cache   *answerCache     // nil: no cache
+	lim     Limiter
+	obs     QueryObserver
+	now     func() time.Time
+	logger  *slog.Logger
+	sockets int
+	scratch sync.Pool // *fastScratch, for TCP connections
 	// seen holds the key hashes of NXDOMAIN answers built once: such an
 	// answer is cached the second time its question is asked, so that a
 	// flood of random names (each asked once) does not push the answers
@@ -199,7 +197,7 @@ func (h *Handler) NewFastPath(cfg FastConfig) (*FastPath, error) {
 	if vs, ok := h.src.(VersionedSource); ok {
 		f.src = vs
 		f.app, _ = vs.(ValueAppender)
-		f.originWire = plainWire(h.origin)
+		f.wire = newWireNames(h)
 		if cfg.CacheBytes > 0 {
 			f.cache = newAnswerCache(cfg.CacheBytes)
 			f.seen = make([]atomic.Uint64, 1<<16)
@@ -231,7 +229,7 @@ type fastScratch struct {
 	w    captureWriter
 	key  []byte
 	meta []byte
-	// For buildTXT: the question's name in lower case, the values.
+	// For build: the question's name in lower case, the values.
 	name []byte
 	vals []byte
 	ends []int
@@ -279,33 +277,11 @@ func (f *FastPath) answer(sc *fastScratch, p []byte, remote netip.AddrPort, tcp 
 			}
 		}
 	}
-	if qtype == dns.TypeTXT {
-		if n, ok := f.buildTXT(sc, p, tcp, now, h, out); ok {
-			return n, qtype, dns.RcodeSuccess, filled
-		}
+	if n, rcode, ok := f.build(sc, p, qtype, tcp, now, h, out); ok {
+		return n, qtype, rcode, filled
 	}
 	n, rcode, o = f.fill(sc, p, remote, tcp, now, h, out)
 	return n, qtype, rcode, o
-}
-
-// plainWire is the wire form of name, a lower-case FQDN, when every label
-// is made of letters, digits, '-' and '_' (no byte its text form would
-// escape); else nil.
-func plainWire(name string) []byte {
-	buf := make([]byte, 256)
-	n, err := dns.PackDomainName(name, buf, 0, nil, false)
-	if err != nil {
-		return nil
-	}
-	buf = buf[:n]
-	for i := 0; i < len(buf) && buf[i] != 0; i += 1 + int(buf[i]) {
-		for _, c := range buf[i+1 : i+1+int(buf[i])] {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return nil
-			}
-		}
-	}
-	return buf
 }
 
 func transportByte(tcp bool) byte {

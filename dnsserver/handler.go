@@ -523,12 +523,19 @@ func (h *Handler) soa(owner string, ttl uint32) dns.RR {
 		Ns:      h.mname,
 		Mbox:    h.rname,
 		Serial:  h.src.Serial(),
-		Refresh: 300,
-		Retry:   60,
-		Expire:  1209600,
+		Refresh: soaRefresh,
+		Retry:   soaRetry,
+		Expire:  soaExpire,
 		Minttl:  h.cfg.NegativeTTL,
 	}
 }
+
+// The SOA's timers (seconds), for secondaries (fastbuild.go writes them too).
+const (
+	soaRefresh = 300
+	soaRetry   = 60
+	soaExpire  = 1209600
+)
 
 // hinfo is the minimal answer to ANY (RFC 8482): no amplification.
 func (h *Handler) hinfo(owner string) dns.RR {
