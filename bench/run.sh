@@ -348,6 +348,7 @@ rest() {
   dnsload_run "$name-p99-$r" "$port" -d "$DIR/txt.txt" -proto udp -rate "$P99_RATE" -sockets 4
   f=$DIR/dnsload-$name-p99-$r.json
   keep "$name" P99 "$(jf "$f" .p99_ms)"; keep "$name" P99LOST "$(jf "$f" .lost)"
+  keep "$name" P99USER "$(jf "$f" '.p99_user_ms // .p99_ms')"
   dnsload_run "$name-tcp-$r" "$port" -d "$DIR/txt.txt" -proto tcp -conns "$CONNS" -inflight "$INFLIGHT"
   f=$DIR/dnsload-$name-tcp-$r.json
   keep "$name" TCP "$(jf "$f" '.qps | floor')"; keep "$name" TCPERR "$(jf "$f" .errors)"; keep "$name" TCPCPU "$CPU"
@@ -552,7 +553,7 @@ run_size() {
     echo "Medians of $ROUNDS round(s), the four servers measured in turn in each; every round in $DIR/rounds.txt."
     echo "Broker: RRL on (127.0.0.1 exempt), answer_cache_mb = $CACHE, start-up until DNS answers ${start_s} s, peak RSS $rss MiB."
     echo "UDP: dnsperf ${DNSPERF_OPTS[*]} -l $DURATION over every name (2 TXT each) or as many unregistered ones."
-    echo "p99: bench/dnsload at $P99_RATE qps (half the broker's TXT peak) for ${DURATION} s. TCP: bench/dnsload, $CONNS connections x $INFLIGHT in flight; and a new connection per query."
+    echo "p99: bench/dnsload at $P99_RATE qps (half the broker's TXT peak) for ${DURATION} s, from the write of each query to the kernel's receipt of its answer on the load generator's socket (SO_TIMESTAMPNS); the next row to the load generator's read. TCP: bench/dnsload, $CONNS connections x $INFLIGHT in flight; and a new connection per query."
     echo
     echo "| measure | broker | bare miekg/dns | Knot | NSD | broker / Knot | broker / NSD | floor (broker / Knot) | verdict |"
     echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
@@ -562,6 +563,8 @@ run_size() {
     row "NXDOMAIN, UDP, every name new ($N names once), qps" NXNEW "" "" ""
     printf '| p99 latency at %s qps, ms | %s | %s | %s | %s | | | broker < %s ms | %s |\n' "$P99_RATE" \
       "$R_broker_P99" "$R_bare_P99" "$R_knot_P99" "$R_nsd_P99" "$FLOOR_P99_MS" "$(verdict "$R_broker_P99" "$FLOOR_P99_MS" lt)"
+    printf '| p99 to the load generator'"'"'s read (its own scheduling included), ms | %s | %s | %s | %s | | | | |\n' \
+      "$R_broker_P99USER" "$R_bare_P99USER" "$R_knot_P99USER" "$R_nsd_P99USER"
     printf '| queries lost at that rate | %s | %s | %s | %s | | | | |\n' "$R_broker_P99LOST" "$R_bare_P99LOST" "$R_knot_P99LOST" "$R_nsd_P99LOST"
     row "TXT over TCP, qps ($CONNS conns x $INFLIGHT in flight)" TCP ">= $FLOOR_TCP" "$FLOOR_TCP" ge
     row "TXT over TCP, a connection per query, qps" TCP1 "" "" ""

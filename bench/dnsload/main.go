@@ -8,7 +8,12 @@
 //
 // UDP: -rate queries per second spread over -sockets sockets, each with
 // its own sender and reader; an answer is matched to its query by ID, and
-// a query unanswered after -timeout is lost.
+// a query unanswered after -timeout is lost. A latency runs from just
+// before the query is written to the time the kernel received the answer
+// on this host (SO_TIMESTAMPNS, Linux; "clock":"kernel"), so that the time
+// this process took to get the CPU and read it (it shares one core among
+// its senders and readers) is not counted as the server's; p99_user_ms is
+// p99 to the moment this process read the answer, as before.
 //
 // TCP: -conns connections, each keeping -inflight queries outstanding
 // (pipelined, RFC 7766) and sending the next as each answer arrives; with
@@ -47,6 +52,8 @@ type result struct {
 	P99      float64        `json:"p99_ms"`
 	P999     float64        `json:"p999_ms"`
 	Max      float64        `json:"max_ms"`
+	Clock    string         `json:"clock,omitempty"`       // udp: "kernel" (receive timestamps) or "user"
+	P99User  float64        `json:"p99_user_ms,omitempty"` // udp, kernel clock: p99 to the read`
 	Rcodes   map[string]int `json:"rcodes"`
 	Errors   int64          `json:"errors"`
 }
@@ -157,15 +164,17 @@ func load(path string, edns bool) (*queryList, error) {
 type stats struct {
 	mu       sync.Mutex
 	lat      []time.Duration
+	user     []time.Duration // udp with kernel timestamps: the latencies to the read
 	rcodes   map[int]int
 	sent     atomic.Int64
 	answered atomic.Int64
 	errors   atomic.Int64
 }
 
-func (s *stats) add(lat []time.Duration, rcodes map[int]int) {
+func (s *stats) add(lat, user []time.Duration, rcodes map[int]int) {
 	s.mu.Lock()
 	s.lat = append(s.lat, lat...)
+	s.user = append(s.user, user...)
 	if s.rcodes == nil {
 		s.rcodes = map[int]int{}
 	}
@@ -177,17 +186,22 @@ func (s *stats) add(lat []time.Duration, rcodes map[int]int) {
 
 func (s *stats) result(proto string, elapsed time.Duration) result {
 	slices.Sort(s.lat)
-	pct := func(p float64) float64 {
-		if len(s.lat) == 0 {
+	slices.Sort(s.user)
+	at := func(l []time.Duration, p float64) float64 {
+		if len(l) == 0 {
 			return 0
 		}
-		i := min(len(s.lat)-1, int(p*float64(len(s.lat))))
-		return float64(s.lat[i].Microseconds()) / 1000
+		i := min(len(l)-1, int(p*float64(len(l))))
+		return float64(l[i].Microseconds()) / 1000
 	}
+	pct := func(p float64) float64 { return at(s.lat, p) }
 	r := result{Proto: proto, Sent: s.sent.Load(), Answered: s.answered.Load(), Errors: s.errors.Load(),
 		QPS: float64(s.answered.Load()) / elapsed.Seconds(),
 		P50: pct(0.5), P99: pct(0.99), P999: pct(0.999), Max: pct(1), Rcodes: map[string]int{}}
 	r.Lost = r.Sent - r.Answered
+	if len(s.user) > 0 {
+		r.P99User = at(s.user, 0.99)
+	}
 	for k, v := range s.rcodes {
 		r.Rcodes[dns.RcodeToString[k]] = v
 	}
@@ -205,6 +219,7 @@ func runUDP(server string, queries *queryList, rate, sockets int, duration, time
 		ser = newSeries(start, duration+timeout)
 	}
 	errc := make(chan error, sockets)
+	clock := "user"
 	for s := range sockets {
 		conn, err := net.Dial("udp", server)
 		if err != nil {
@@ -212,23 +227,33 @@ func runUDP(server string, queries *queryList, rate, sockets int, duration, time
 		}
 		// Room for the answers of a burst while this process waits for
 		// the CPU (capped by net.core.rmem_max).
-		_ = conn.(*net.UDPConn).SetReadBuffer(4 << 20)
+		uc := conn.(*net.UDPConn)
+		_ = uc.SetReadBuffer(4 << 20)
+		kernel := rxClock(uc)
+		if kernel {
+			clock = "kernel"
+		}
 		var sentAt [65536]atomic.Int64 // ns since start; 0: not outstanding
 		wg.Go(func() {                 // reader
 			buf := make([]byte, 65535)
+			oob := make([]byte, 128)
 			lat := make([]time.Duration, 0, expect)
+			var user []time.Duration
+			if kernel {
+				user = make([]time.Duration, 0, expect)
+			}
 			var sentNs []int64
 			if ser != nil {
 				sentNs = make([]int64, 0, expect)
 			}
 			rcodes := map[int]int{}
 			defer func() {
-				st.add(lat, rcodes)
+				st.add(lat, user, rcodes)
 				ser.add(sentNs, lat)
 			}()
 			for {
 				_ = conn.SetReadDeadline(start.Add(duration + timeout))
-				n, err := conn.Read(buf)
+				n, oobn, _, _, err := uc.ReadMsgUDPAddrPort(buf, oob)
 				if err != nil {
 					if !errors.Is(err, os.ErrDeadlineExceeded) {
 						errc <- err
@@ -246,6 +271,12 @@ func runUDP(server string, queries *queryList, rate, sockets int, duration, time
 				d := time.Since(start) - time.Duration(t)
 				if d > timeout {
 					continue
+				}
+				if kernel {
+					user = append(user, d)
+					if rx := rxTime(oob[:oobn]); !rx.IsZero() {
+						d = min(d, max(0, rx.Sub(start)-time.Duration(t)))
+					}
 				}
 				lat = append(lat, d)
 				if ser != nil {
@@ -294,7 +325,9 @@ func runUDP(server string, queries *queryList, rate, sockets int, duration, time
 			return result{}, err
 		}
 	}
-	return st.result("udp", duration), nil
+	r := st.result("udp", duration)
+	r.Clock = clock
+	return r, nil
 }
 
 // series gathers latencies by when their queries were sent, in 10 ms
@@ -364,7 +397,7 @@ func runTCP(server string, queries *queryList, conns, inflight, perConn int, cou
 		wg.Go(func() {
 			var lat []time.Duration
 			rcodes := map[int]int{}
-			defer func() { st.add(lat, rcodes) }()
+			defer func() { st.add(lat, nil, rcodes) }()
 			for time.Now().Before(end) {
 				n := perConn
 				if n == 0 {
