@@ -57,7 +57,7 @@ func TestUDPAndTCPAnswersIdentical(t *testing.T) {
 	}
 }
 
-func cookieHandler(t testing.TB, now func() time.Time) *Handler {
+func cookieHandler(t testing.TB, now func() time.Time, src RecordSource) *Handler {
 	t.Helper()
 	rrs, err := ParseRecords(zone, staticLines)
 	if err != nil {
@@ -68,7 +68,7 @@ func cookieHandler(t testing.TB, now func() time.Time) *Handler {
 		Zone: zone, NSName: "ns1." + zone, NSAdmin: "hostmaster.example.test",
 		Records: rrs, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
 		Cookies: cookie.NewJar(sec, nil, now), CookielessUDPSize: 512,
-	}, testSource(), nil)
+	}, src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func answerCookie(m *dns.Msg) string {
 
 func TestCookies(t *testing.T) {
 	clk := newFakeClock()
-	h := cookieHandler(t, clk.Now)
+	h := cookieHandler(t, clk.Now, testSource())
 	const client = "2464c4abcf10c957"
 	crowd := "crowd." + zone + "."
 
@@ -171,7 +171,7 @@ func TestCookies(t *testing.T) {
 //	go test -run '^$' -bench BenchmarkCookieAnswer -count 5 ./dnsserver/
 func BenchmarkCookieAnswer(b *testing.B) {
 	clk := newFakeClock()
-	plain, jar := newTestHandler(b, testSource()), cookieHandler(b, clk.Now)
+	plain, jar := newTestHandler(b, testSource()), cookieHandler(b, clk.Now, testSource())
 	first := udpRecorder()
 	jar.ServeDNS(first, withCookie(query(sub1+"."+zone+".", dns.TypeTXT), 1232, "0102030405060708"))
 	var m dns.Msg

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/acmebroker/acmebroker/dnsserver/cookie"
 )
 
 // TestBuildMatchesHandler: what build writes is the handler's answer byte
@@ -17,22 +15,10 @@ import (
 // handler answered everything would prove nothing), and it leaves the
 // others to the handler.
 func TestBuildMatchesHandler(t *testing.T) {
-	rrs, err := ParseRecords(zone, staticLines)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, _ := cookie.ParseSecret("e5e973e5a6b2a43f48e7dc849e37bfcf")
 	signed, _, _ := newSignedHandler(t, newVersionedSource(), false)
 	small := newTestHandler(t, newVersionedSource())
 	small.cfg.MaxUDPSize, small.cfg.TXTTTL = 600, 3600
-	cookies, err := NewHandler(Config{
-		Zone: zone, NSName: "ns1." + zone, NSAdmin: "hostmaster.example.test",
-		Records: rrs, TXTTTL: 1, NegativeTTL: 5, MaxUDPSize: 1232,
-		Cookies: cookie.NewJar(sec, nil, time.Now), CookielessUDPSize: 512,
-	}, newVersionedSource(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cookies := cookieHandler(t, time.Now, newVersionedSource())
 	handlers := []struct {
 		name string
 		h    *Handler

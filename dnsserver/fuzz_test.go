@@ -69,7 +69,7 @@ func FuzzServeDNS(f *testing.F) {
 	seed(query(zone+".", dns.TypeDNSKEY))
 	seed(query("child."+zone+".", dns.TypeDS))
 
-	plain, cookies := newTestHandler(f, testSource()), cookieHandler(f, newFakeClock().Now)
+	plain, cookies := newTestHandler(f, testSource()), cookieHandler(f, newFakeClock().Now, testSource())
 	signed, _, _ := newSignedHandler(f, testSource(), false)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		if len(pkt) < 12 {

@@ -105,7 +105,7 @@ func BenchmarkRRLParallel(b *testing.B) {
 func TestAmplification(t *testing.T) {
 	const qps, seconds, sampled = 1000, 3, 20
 	src := testSource()
-	plain, cookies := newTestHandler(t, src), cookieHandler(t, time.Now) // cookieless UDP: 512 bytes
+	plain, cookies := newTestHandler(t, src), cookieHandler(t, time.Now, testSource()) // cookieless UDP: 512 bytes
 	cfg := testRRLConfig()
 	cfg.ResponsesPerSecond, cfg.NXDomainPerSecond, cfg.ErrorsPerSecond = 100, 10, 10
 	cfg.LargeSize, cfg.LargePerSecond, cfg.Window = 512, 20, 5*time.Second

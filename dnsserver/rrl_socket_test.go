@@ -194,7 +194,7 @@ func TestRRLOverSockets(t *testing.T) {
 // it asks, while cookieless queries from its /24 are limited (issue 12).
 func TestCookieResolverNotRateLimited(t *testing.T) {
 	clk := newFakeClock()
-	h := cookieHandler(t, clk.Now)
+	h := cookieHandler(t, clk.Now, testSource())
 	cfg := testRRLConfig()
 	cfg.Verified = h.cfg.Cookies.Verified
 	srv := startServer(t, newTestRRL(t, cfg, clk).Wrap(h), "127.0.0.1:0")
