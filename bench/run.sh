@@ -345,7 +345,8 @@ peaks() {
 # same rate for every server) and TCP.
 rest() {
   local name=$1 port=${PORT[$1]} r=$2 f
-  dnsload_run "$name-p99-$r" "$port" -d "$DIR/txt.txt" -proto udp -rate "$P99_RATE" -sockets 4
+  dnsload_run "$name-p99-$r" "$port" -d "$DIR/txt.txt" -proto udp -rate "$P99_RATE" -sockets 4 \
+    -series "$DIR/series-$name-p99-$r.tsv" # when the slow answers came (bench/README.md)
   f=$DIR/dnsload-$name-p99-$r.json
   keep "$name" P99 "$(jf "$f" .p99_ms)"; keep "$name" P99LOST "$(jf "$f" .lost)"
   keep "$name" P99USER "$(jf "$f" '.p99_user_ms // .p99_ms')"
